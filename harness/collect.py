@@ -1,0 +1,247 @@
+"""pytest collection: a suite file becomes one item per case × variant (× model)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator
+
+import pytest
+
+from harness.engine import ImageKey, Request, case_uid
+from harness.errors import HarnessError, ModelError, SpecError
+from harness.evaluate import Evaluation, ItemContext, base_row, evaluate
+from harness.explain import canonical_name
+from harness.spec import CaseSpec, SuiteSpec, VariantSpec, load_suite
+from harness.verdicts import Judgement
+
+if TYPE_CHECKING:
+    from harness.plugin import XaiState
+
+
+class CaseError(Exception):
+    """The case (or this variant of it) cannot be run; carries every problem found."""
+
+    def __init__(self, errors: list[BaseException]) -> None:
+        self.errors = errors
+        super().__init__("\n".join(_error_text(e) for e in errors))
+
+
+class VerdictFailure(Exception):
+    """The oracle failed the item."""
+
+    def __init__(self, judgement: Judgement) -> None:
+        self.judgement = judgement
+        super().__init__(judgement.message)
+
+
+def _error_text(error: BaseException) -> str:
+    return error.format() if isinstance(error, SpecError) else str(error)
+
+
+def _state(config: pytest.Config) -> "XaiState":
+    from harness.plugin import STATE_KEY
+
+    return config.stash[STATE_KEY]
+
+
+class SuiteFile(pytest.File):
+    """A ``*.xai.yaml`` file."""
+
+    def collect(self) -> Iterator[pytest.Item]:
+        state = _state(self.config)
+        suite = load_suite(self.path)
+        rel = state.relative(self.path)
+        if suite.error is not None:
+            yield SuiteErrorItem.from_parent(self, name=self.path.name, error=_relocated(suite.error, rel))
+            return
+        models = state.model_override or suite.models
+        if not models:
+            yield SuiteErrorItem.from_parent(self, name=self.path.name, error=SpecError(
+                rel, 1, "model", "no model under test: give 'model' in the suite or --xai-model NAME"))
+            return
+        try:
+            explainer = canonical_name(state.explainer_override or suite.explainer)
+        except HarnessError as exc:
+            yield SuiteErrorItem.from_parent(self, name=self.path.name, error=SpecError(rel, 1, "explainer", str(exc)))
+            return
+        classes: dict[str, list[str] | None] = {}
+        registry_error: ModelError | None = None
+        try:
+            registry = state.registry()
+            for model in models:
+                classes[model] = registry.get(model).classes
+        except ModelError as exc:
+            registry_error = exc
+        for case in suite.cases:
+            for variant in case.variants:
+                for model in models:
+                    name = f"{case.case_id}[{variant.name}]" if len(models) == 1 else \
+                        f"{case.case_id}[{variant.name}-{model}]"
+                    item = XaiItem.from_parent(self, name=name, suite=suite, case=case, variant=variant,
+                                               model=model, explainer=explainer, suite_rel=rel,
+                                               classes=classes.get(model), registry_error=registry_error)
+                    if case.skip:
+                        item.add_marker(pytest.mark.skip(reason=case.skip if isinstance(case.skip, str) else "skip: true in the suite"))
+                    if case.xfail:
+                        item.add_marker(pytest.mark.xfail(reason=case.xfail if isinstance(case.xfail, str) else "xfail: true in the suite", strict=False))
+                    for tag in case.tags:
+                        item.add_marker(getattr(pytest.mark, tag))
+                    yield item
+
+
+def _relocated(error: SpecError, rel: str) -> SpecError:
+    return SpecError(rel, error.line, error.field, error.message)
+
+
+class SuiteErrorItem(pytest.Item):
+    """Stands in for a suite that could not be split into cases (syntax or header error),
+    so the problem is reported without stopping the other suites."""
+
+    def __init__(self, *, error: SpecError, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.error = error
+
+    def setup(self) -> None:
+        pytest.fail(f"invalid suite: {self.error.format()}", pytrace=False)
+
+    def runtest(self) -> None:  # pragma: no cover - setup always raises
+        raise CaseError([self.error])
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
+        if isinstance(excinfo.value, CaseError):
+            return f"invalid suite: {excinfo.value}"
+        return str(super().repr_failure(excinfo))
+
+    def reportinfo(self) -> tuple[Path, int | None, str]:
+        return self.path, (self.error.line or 1) - 1, self.name
+
+
+class XaiItem(pytest.Item):
+    """One case × variant: setup computes (batched, cached), call judges."""
+
+    def __init__(self, *, suite: SuiteSpec, case: CaseSpec, variant: VariantSpec, model: str, explainer: str,
+                 suite_rel: str, classes: list[str] | None, registry_error: ModelError | None,
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.suite = suite
+        self.case = case
+        self.variant = variant
+        self.model = model
+        self.explainer = explainer
+        self.suite_rel = suite_rel
+        self.evaluation: Evaluation | None = None
+        self.problems: list[BaseException] = [_relocated(e, suite_rel) for e in case.errors + variant.errors]
+        if registry_error is not None:
+            self.problems.append(registry_error)
+        elif classes is not None and case.label is not None and case.label not in classes:
+            self.problems.append(SpecError(suite_rel, case.line, f"cases[{case.index}].label",
+                                           f"unknown class {case.label!r} for model {model!r}; allowed values: "
+                                           f"{', '.join(classes)}"))
+        self.key = ImageKey(model, explainer, case_uid(case), variant.name)
+        self.original_key = ImageKey(model, explainer, case_uid(case), "original") \
+            if variant.name == "sticker_added" else None
+        self.context = ItemContext(
+            suite=suite_rel, line=variant.line or case.line, case_id=case.case_id, description=case.description,
+            variant=variant.name, model=model, explainer=explainer, label=case.label or "",
+            thresholds=variant.thresholds, key=self.key, original_key=self.original_key, nodeid=self.nodeid)
+        row = base_row(self.context, "")
+        row["verdict"] = "not run"
+        self.user_properties.append(("xai", row))
+
+    # ---------------------------------------------------------------- planning
+
+    def requests(self) -> list[Request]:
+        """Images this item reads (none when the case is already known to be broken)."""
+        if self.problems:
+            return []
+        out = []
+        if self.original_key is not None:
+            original = VariantSpec(name="original", line=self.case.line, settings=_original_settings())
+            out.append(Request(self.original_key, self.case, original, self.case.label or ""))
+        out.append(Request(self.key, self.case, self.variant, self.case.label or ""))
+        return out
+
+    # ---------------------------------------------------------------- running
+
+    def _set_row(self, row: dict[str, Any]) -> None:
+        self.user_properties[:] = [(k, v) for k, v in self.user_properties if k != "xai"]
+        self.user_properties.append(("xai", row))
+
+    def setup(self) -> None:
+        state = _state(self.config)
+        if self.problems:
+            self._error_row(self.problems)
+            # pytest.fail with pytrace=False: the user sees the located message, not our stack.
+            pytest.fail(self._problem_text(self.problems), pytrace=False)
+        try:
+            self.evaluation = evaluate(self.context, state.engine, state.assets_dir)
+        except HarnessError as exc:
+            self._error_row([exc])
+            pytest.fail(self._problem_text([exc]), pytrace=False)
+        finally:
+            state.engine.release(self.key)
+            if self.original_key is not None:
+                state.engine.release(self.original_key)
+        self._set_row(self.evaluation.row)
+
+    def _problem_text(self, problems: list[BaseException]) -> str:
+        return "\n".join([f"cannot run {self.name}:", *(f"  {_error_text(e)}" for e in problems), "",
+                          self._excerpt()])
+
+    def _error_row(self, problems: list[BaseException]) -> None:
+        row = base_row(self.context, str(_state(self.config).device))
+        row.update(verdict="error", passed=False, message=f"error: {'; '.join(_error_text(p) for p in problems)}")
+        self._set_row(row)
+
+    def runtest(self) -> None:
+        assert self.evaluation is not None
+        if not self.evaluation.judgement.passed:
+            raise VerdictFailure(self.evaluation.judgement)
+
+    # ---------------------------------------------------------------- reporting
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
+        error = excinfo.value
+        if isinstance(error, VerdictFailure):
+            lines = [error.judgement.message, ""]
+            for check in error.judgement.checks:
+                mark = "ok  " if check.passed else "FAIL"
+                lines.append(f"  {mark} {check.name}: {check.metric} = {_fmt(check.value)} "
+                             f"(required {check.op} {_fmt(check.threshold)})")
+            return "\n".join(lines + ["", self._excerpt()])
+        if isinstance(error, CaseError):
+            return self._problem_text(error.errors)
+        return str(super().repr_failure(excinfo, style=style))
+
+    def _excerpt(self) -> str:
+        """The case's YAML lines, with the line this item comes from marked."""
+        try:
+            lines = self.path.read_text(encoding="utf-8").splitlines()
+        except OSError:
+            return ""
+        start = max(self.case.line - 1, 0)
+        end = start + 1
+        indent = len(lines[start]) - len(lines[start].lstrip(" -")) if start < len(lines) else 0
+        while end < len(lines) and end - start < 14:
+            text = lines[end]
+            stripped = text.lstrip(" ")
+            if stripped and (len(text) - len(stripped) < indent or (stripped.startswith("- ") and len(text) - len(stripped) <= indent - 2)):
+                break
+            end += 1
+        marked = self.context.line
+        return "\n".join(f"{'>' if n + 1 == marked else ' '} {n + 1:4d} | {lines[n]}" for n in range(start, end))
+
+    def reportinfo(self) -> tuple[Path, int | None, str]:
+        return self.path, self.context.line - 1, f"{self.suite_rel}::{self.name}"
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return str(value)
+
+
+def _original_settings() -> Any:
+    from harness.perturb import OriginalSettings
+
+    return OriginalSettings()

@@ -1,0 +1,151 @@
+"""Judge one item from the engine's results: metrics, verdict, result row, pictures."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harness import render
+from harness.engine import Engine, ImageKey
+from harness.errors import HarnessError
+from harness.imageio import write_rgb
+from harness.metrics import RegionMetrics, region_metrics
+from harness.render import heatmap_scale
+from harness.verdicts import Judgement, Observation, judge
+
+
+@dataclass
+class ItemContext:
+    """Everything about an item that does not come from the model."""
+
+    suite: str                 # path relative to rootdir
+    line: int
+    case_id: str
+    description: str
+    variant: str
+    model: str
+    explainer: str
+    label: str
+    thresholds: dict[str, Any]
+    key: ImageKey
+    original_key: ImageKey | None = None
+    nodeid: str = ""
+
+    @property
+    def location(self) -> str:
+        return f"{self.suite}:{self.line}"
+
+
+@dataclass
+class Evaluation:
+    """Observation and judgement of one item, plus the row for tables and the report."""
+
+    observation: Observation
+    judgement: Judgement
+    row: dict[str, Any] = field(default_factory=dict)
+
+
+RESULT_COLUMNS = [
+    "suite", "line", "case_id", "variant", "model", "explainer", "label", "predicted", "p_predicted", "p_label",
+    "mass_object", "mass_removed", "mass_sticker", "verdict", "passed", "original_predicted", "signed_object",
+    "negative_object", "rank_accuracy", "pointing_game", "device", "description", "message", "nodeid",
+]
+
+
+def base_row(ctx: ItemContext, device: str) -> dict[str, Any]:
+    """A row with the item's identity and empty measurements (used for errors too)."""
+    row: dict[str, Any] = {column: None for column in RESULT_COLUMNS}
+    row.update(suite=ctx.suite, line=ctx.line, case_id=ctx.case_id, description=ctx.description,
+               variant=ctx.variant, model=ctx.model, explainer=ctx.explainer, label=ctx.label, device=device,
+               nodeid=ctx.nodeid, checks=[], images={}, heatmap_scale=None, thresholds=dict(ctx.thresholds))
+    return row
+
+
+def _safe(text: str) -> str:
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._")[:60] or "x"
+    digest = hashlib.sha1(text.encode("utf-8")).hexdigest()[:8]
+    return f"{cleaned}-{digest}"
+
+
+def evaluate(ctx: ItemContext, engine: Engine, assets_dir: Path | None) -> Evaluation:
+    """Compute metrics and the verdict of one item; write its pictures under ``assets_dir``.
+
+    Raises
+    ------
+    HarnessError
+        If the image could not be produced or a metric is undefined (an error of the
+        case, never a silent pass).
+    """
+    result = engine.result(ctx.key)
+    if result.error is not None:
+        raise result.error
+    assert result.variant is not None and result.probs is not None and result.predicted is not None
+    model = engine.model(ctx.model)
+    classes = model.classes
+    label_index = classes.index(ctx.label)
+    variant = result.variant
+    tolerance = int(ctx.thresholds.get("pointing_tolerance") or 0)
+    obs = Observation(
+        variant=ctx.variant, label=ctx.label, predicted=classes[result.predicted],
+        p_predicted=float(result.probs[result.predicted]), p_label=float(result.probs[label_index]),
+        explainer=ctx.explainer, location=ctx.location)
+    assert result.relevance_label is not None and result.relevance_predicted is not None
+    obs.object = region_metrics(result.relevance_label, variant.object_mask, tolerance)
+    if ctx.variant == "instance_removed" and variant.removed_mask is not None:
+        obs.removed = region_metrics(result.relevance_label, variant.removed_mask, tolerance)
+    if ctx.variant == "sticker_added" and variant.sticker_mask is not None:
+        obs.sticker = region_metrics(result.relevance_predicted, variant.sticker_mask, tolerance)
+        assert ctx.original_key is not None
+        original = engine.result(ctx.original_key)
+        if original.error is not None:
+            raise HarnessError(f"the original image, needed to compare the prediction, failed: {original.error}")
+        predicted, probs = engine.prediction(ctx.original_key)
+        assert predicted is not None and probs is not None
+        obs.original_predicted = classes[predicted]
+        obs.p_original = float(probs[predicted])
+    judgement = judge(obs, ctx.thresholds)
+
+    row = base_row(ctx, str(model.device))
+    row.update(
+        predicted=obs.predicted, p_predicted=obs.p_predicted, p_label=obs.p_label,
+        mass_object=_m(obs.object, "mass"), mass_removed=_m(obs.removed, "mass"),
+        mass_sticker=_m(obs.sticker, "mass"), signed_object=_m(obs.object, "signed"),
+        negative_object=_m(obs.object, "negative"), rank_accuracy=_m(obs.object, "rank_accuracy"),
+        pointing_game=_m(obs.object, "pointing_game"), original_predicted=obs.original_predicted,
+        verdict=judgement.verdict, passed=judgement.passed, message=judgement.message,
+        checks=judgement.checks_as_dicts())
+    # The heatmap shows the relevance the verdict is about: the predicted class for
+    # stickers (what drew the flip), the label otherwise.
+    shown = result.relevance_predicted if ctx.variant == "sticker_added" else result.relevance_label
+    row["heatmap_scale"] = heatmap_scale(shown)
+    row["heatmap_class"] = obs.predicted if ctx.variant == "sticker_added" else ctx.label
+    if assets_dir is not None:
+        row["images"] = write_pictures(assets_dir, ctx, variant, shown)
+    return Evaluation(obs, judgement, row)
+
+
+def _m(metrics: RegionMetrics | None, name: str) -> Any:
+    return None if metrics is None else getattr(metrics, name)
+
+
+def write_pictures(assets_dir: Path, ctx: ItemContext, variant: Any, relevance: np.ndarray) -> dict[str, str]:
+    """Write input, annotated input, heatmap and overlay PNGs; return their absolute paths."""
+    folder = assets_dir / _safe(ctx.model) / _safe(Path(ctx.suite).name)
+    stem = f"{_safe(ctx.case_id)}__{ctx.variant}"
+    pictures = {
+        "input": render._upscale(variant.image, render.display_scale(variant.image.shape)),
+        "annotated": render.annotate(variant.image, variant.object_mask, variant.removed_mask, variant.sticker_mask),
+        "heatmap": render.heatmap_image(relevance, variant.object_mask, variant.sticker_mask),
+        "overlay": render.overlay(variant.image, relevance),
+    }
+    paths: dict[str, str] = {}
+    for kind, image in pictures.items():
+        path = folder / f"{stem}_{kind}.png"
+        write_rgb(path, image)
+        paths[kind] = str(path.resolve())
+    return paths

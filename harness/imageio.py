@@ -1,0 +1,71 @@
+"""Reading images and masks with errors that name the file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from harness.errors import HarnessError
+
+
+def read_rgb(path: str | Path) -> np.ndarray:
+    """Read an image file as uint8 RGB (H, W, 3); grey and RGBA inputs are converted.
+
+    Raises
+    ------
+    HarnessError
+        If the file is missing or cannot be decoded.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise HarnessError(f"image file not found: {path}")
+    data = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if data is None:
+        raise HarnessError(f"cannot decode image: {path} (expected PNG/JPEG/BMP/TIFF)")
+    if data.dtype == np.uint16:
+        data = (data // 257).astype(np.uint8)
+    if data.ndim == 2:
+        return cv2.cvtColor(data, cv2.COLOR_GRAY2RGB)
+    if data.shape[2] == 4:
+        return cv2.cvtColor(data, cv2.COLOR_BGRA2RGB)
+    return cv2.cvtColor(data, cv2.COLOR_BGR2RGB)
+
+
+def read_rgba(path: str | Path) -> np.ndarray:
+    """Read an image as uint8 RGBA (H, W, 4); images without alpha get an opaque one."""
+    path = Path(path)
+    if not path.is_file():
+        raise HarnessError(f"image file not found: {path}")
+    data = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if data is None:
+        raise HarnessError(f"cannot decode image: {path}")
+    if data.ndim == 2:
+        return cv2.cvtColor(data, cv2.COLOR_GRAY2RGBA)
+    if data.shape[2] == 3:
+        return cv2.cvtColor(data, cv2.COLOR_BGR2RGBA)
+    return cv2.cvtColor(data, cv2.COLOR_BGRA2RGBA)
+
+
+def read_label_image(path: str | Path) -> np.ndarray:
+    """Read a mask/label PNG as a 2-D integer array (colour masks: max over channels)."""
+    path = Path(path)
+    if not path.is_file():
+        raise HarnessError(f"mask file not found: {path}")
+    data = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if data is None:
+        raise HarnessError(f"cannot decode mask: {path} (expected a PNG)")
+    if data.ndim == 3:
+        # Colour masks: any non-black colour is foreground; alpha is ignored.
+        data = data[..., :3].max(axis=2)
+    return data
+
+
+def write_rgb(path: str | Path, image: np.ndarray) -> None:
+    """Write a uint8 RGB (or grey) array as PNG, creating parent folders."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    out = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    if not cv2.imwrite(str(path), out):
+        raise HarnessError(f"cannot write image: {path}")

@@ -1,0 +1,104 @@
+"""Relevance metrics: small pure functions over a relevance map R (H, W) and a mask M.
+
+Sign convention: relevance mass uses positive relevance only, R⁺ = max(R, 0); the
+share of mass inside M is ``sum(R⁺[M]) / sum(R⁺)``. Negative relevance (evidence
+against the class, drawn blue) is reported separately. Undefined values raise
+:class:`~harness.errors.MetricError` instead of returning NaN, so an oracle can never
+pass on a value it could not compute.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from harness.errors import MetricError
+
+
+def _check(relevance: np.ndarray, mask: np.ndarray) -> None:
+    if relevance.ndim != 2:
+        raise MetricError(f"relevance must be 2-D (H, W), got shape {relevance.shape}")
+    if mask.shape != relevance.shape:
+        raise MetricError(f"mask shape {mask.shape} differs from relevance shape {relevance.shape}")
+    if not mask.any():
+        raise MetricError("the region is empty: relevance inside vs outside is undefined")
+    if mask.all():
+        raise MetricError("the region covers the whole image: relevance inside vs outside is undefined")
+
+
+def channel_sum(relevance: np.ndarray) -> np.ndarray:
+    """Collapse a (C, H, W) relevance tensor to (H, W) by summing colour channels."""
+    return relevance.sum(axis=0) if relevance.ndim == 3 else relevance
+
+
+def positive_mass(relevance: np.ndarray, mask: np.ndarray) -> float:
+    """Share of positive relevance inside ``mask``: ``sum(R⁺[M]) / sum(R⁺)`` in [0, 1].
+
+    Raises
+    ------
+    MetricError
+        If the mask is empty or full, or there is no positive relevance at all.
+    """
+    _check(relevance, mask)
+    positive = np.maximum(relevance, 0.0).astype(np.float64)
+    total = positive.sum()
+    if total <= 0.0:
+        raise MetricError("the relevance map has no positive relevance: the mass share is undefined")
+    return float(positive[mask].sum() / total)
+
+
+def negative_mass(relevance: np.ndarray, mask: np.ndarray) -> float | None:
+    """Share of negative relevance inside ``mask`` (``None`` when there is none at all)."""
+    _check(relevance, mask)
+    negative = np.maximum(-relevance, 0.0).astype(np.float64)
+    total = negative.sum()
+    return None if total <= 0.0 else float(negative[mask].sum() / total)
+
+
+def signed_share(relevance: np.ndarray, mask: np.ndarray) -> float | None:
+    """``sum(R[M]) / sum(|R|)`` in [-1, 1]: net evidence inside M relative to all evidence."""
+    _check(relevance, mask)
+    total = np.abs(relevance).astype(np.float64).sum()
+    return None if total <= 0.0 else float(relevance[mask].astype(np.float64).sum() / total)
+
+
+def rank_accuracy(relevance: np.ndarray, mask: np.ndarray) -> float:
+    """Share of the |M| most relevant pixels that lie inside M (ties: lower index first)."""
+    _check(relevance, mask)
+    k = int(mask.sum())
+    order = np.argsort(-relevance.ravel(), kind="stable")[:k]
+    return float(mask.ravel()[order].sum() / k)
+
+
+def pointing_game(relevance: np.ndarray, mask: np.ndarray, tolerance: int = 0) -> bool:
+    """Whether the most relevant pixel lies in M grown by ``tolerance`` pixels."""
+    _check(relevance, mask)
+    if tolerance > 0:
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * tolerance + 1, 2 * tolerance + 1))
+        mask = cv2.dilate(mask.astype(np.uint8), kernel) > 0
+    index = int(np.argmax(relevance))
+    return bool(mask.ravel()[index])
+
+
+@dataclass(frozen=True)
+class RegionMetrics:
+    """All metrics of one relevance map against one region."""
+
+    mass: float
+    signed: float | None
+    negative: float | None
+    rank_accuracy: float
+    pointing_game: bool
+
+
+def region_metrics(relevance: np.ndarray, mask: np.ndarray, tolerance: int = 0) -> RegionMetrics:
+    """Compute every metric of ``relevance`` against ``mask`` at once."""
+    return RegionMetrics(
+        mass=positive_mass(relevance, mask),
+        signed=signed_share(relevance, mask),
+        negative=negative_mass(relevance, mask),
+        rank_accuracy=rank_accuracy(relevance, mask),
+        pointing_game=pointing_game(relevance, mask, tolerance),
+    )

@@ -1,0 +1,320 @@
+"""Test variants: pure, deterministic OpenCV/numpy functions plus their settings.
+
+Every variant returns the modified image and the regions the metrics need. The
+functions never touch files or global random state: randomness comes from a
+``numpy.random.Generator`` seeded from the case's settings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Literal, Union
+
+import cv2
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from harness.errors import HarnessError
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True)
+class VariantImage:
+    """A generated variant and the regions used for its metrics (all at one resolution)."""
+
+    image: np.ndarray                    # uint8 (H, W, 3) RGB
+    object_mask: np.ndarray              # bool (H, W): the annotated object
+    removed_mask: np.ndarray | None = None   # bool: pixels that were filled (instance_removed)
+    sticker_mask: np.ndarray | None = None   # bool: pixels covered by the sticker
+
+
+# --------------------------------------------------------------------------- settings
+
+
+class VariantSettings(BaseModel):
+    """Base of the per-variant settings accepted in YAML (unknown keys are errors)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class OriginalSettings(VariantSettings):
+    """The unchanged image; no settings."""
+
+
+InstanceFill = Literal["inpaint_telea", "inpaint_ns", "blur", "mean", "grey", "noise"]
+BackgroundFill = Literal["grey", "black", "mean", "blur", "noise", "image"]
+Corner = Literal["top_left", "top_right", "bottom_left", "bottom_right"]
+StickerPosition = Union[Literal["on_object", "object_center", "off_object", "top_left", "top_right",
+                                "bottom_left", "bottom_right"], tuple[int, int]]
+
+
+class InstanceRemovedSettings(VariantSettings):
+    """Paint the object out."""
+
+    fill: InstanceFill = Field("inpaint_telea", description="how the object pixels are filled")
+    dilate: int = Field(2, ge=0, le=64, description="grow the mask by this many pixels first, so no object edge survives")
+    inpaint_radius: int = Field(3, ge=1, le=32, description="neighbourhood radius for the inpaint fills")
+    grey_value: int = Field(128, ge=0, le=255)
+    seed: int = Field(0, description="seed of the noise fill")
+
+
+class BackgroundRemovedSettings(VariantSettings):
+    """Keep only the object."""
+
+    fill: BackgroundFill = Field("grey", description="what replaces everything outside the object")
+    image: str | None = Field(None, description="with fill: image, the replacement background (path relative to the YAML file)")
+    grey_value: int = Field(128, ge=0, le=255)
+    blur_sigma: float = Field(8.0, gt=0, le=100, description="with fill: blur, Gaussian sigma in pixels")
+    seed: int = Field(0, description="seed of the noise fill")
+
+    @model_validator(mode="after")
+    def _image_given(self) -> "BackgroundRemovedSettings":
+        if self.fill == "image" and not self.image:
+            raise ValueError("fill 'image' needs 'image': the path of the replacement background")
+        return self
+
+
+class StickerAddedSettings(VariantSettings):
+    """Paste a patch (the seed experiment's black sticker)."""
+
+    shape: Literal["square", "circle"] = "square"
+    color: tuple[int, int, int] = Field((0, 0, 0), description="RGB, 0..255")
+    image: str | None = Field(None, description="a PNG (alpha respected) pasted instead of a plain shape")
+    size: float = Field(0.25, gt=0, le=1, description="side length as a fraction of the object's (or image's) larger side")
+    relative_to: Literal["object", "image"] = "object"
+    position: StickerPosition = Field(
+        "on_object", description="on_object (seeded spot inside the object), object_center, off_object, a corner, or [x, y] of the sticker's centre")
+    seed: int = Field(0, description="seed of the on_object / off_object placement")
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _as_uint8_mask(mask: np.ndarray) -> np.ndarray:
+    return mask.astype(np.uint8) * 255
+
+
+def dilate_mask(mask: np.ndarray, pixels: int) -> np.ndarray:
+    """Grow a boolean mask by ``pixels`` with an elliptical structuring element."""
+    if pixels <= 0:
+        return mask.copy()
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * pixels + 1, 2 * pixels + 1))
+    return cv2.dilate(_as_uint8_mask(mask), kernel) > 0
+
+
+def _mean_colour(image: np.ndarray, where: np.ndarray) -> np.ndarray:
+    if not where.any():
+        return image.reshape(-1, 3).mean(axis=0)
+    return image[where].mean(axis=0)
+
+
+def _masked_blur(image: np.ndarray, keep: np.ndarray, sigma: float) -> np.ndarray:
+    """Blur that only averages ``keep`` pixels (normalised convolution), so a hole is
+    filled with its surroundings instead of a smear of what was in it."""
+    weights = keep.astype(np.float32)
+    num = cv2.GaussianBlur(image.astype(np.float32) * weights[..., None], (0, 0), sigma)
+    den = cv2.GaussianBlur(weights, (0, 0), sigma)[..., None]
+    fallback = _mean_colour(image, keep).astype(np.float32)
+    out = np.where(den > 1e-6, num / np.maximum(den, 1e-6), fallback)
+    return np.clip(np.round(out), 0, 255).astype(np.uint8)
+
+
+def _noise(shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+    return rng.integers(0, 256, size=shape, dtype=np.uint8)
+
+
+# --------------------------------------------------------------------------- variants
+
+
+def original(image: np.ndarray, object_mask: np.ndarray) -> VariantImage:
+    """The unchanged image."""
+    return VariantImage(image=image.copy(), object_mask=object_mask.copy())
+
+
+def remove_instance(image: np.ndarray, object_mask: np.ndarray, *, fill: InstanceFill = "inpaint_telea",
+                    dilate: int = 2, inpaint_radius: int = 3, grey_value: int = 128,
+                    seed: int = 0) -> VariantImage:
+    """Fill the (dilated) object so that the class evidence on the object is gone.
+
+    Returns the image with ``removed_mask`` = the filled pixels.
+    """
+    removed = dilate_mask(object_mask, dilate)
+    if removed.all():
+        raise HarnessError("the dilated object covers the whole image: nothing left to fill it from")
+    out = image.copy()
+    if fill in ("inpaint_telea", "inpaint_ns"):
+        flag = cv2.INPAINT_TELEA if fill == "inpaint_telea" else cv2.INPAINT_NS
+        out = cv2.inpaint(image, _as_uint8_mask(removed), inpaint_radius, flag)
+    elif fill == "blur":
+        sigma = max(2.0, 0.5 * float(np.sqrt(removed.sum())))
+        out[removed] = _masked_blur(image, ~removed, sigma)[removed]
+    elif fill == "mean":
+        out[removed] = np.round(_mean_colour(image, ~removed)).astype(np.uint8)
+    elif fill == "grey":
+        out[removed] = grey_value
+    elif fill == "noise":
+        out[removed] = _noise(image.shape, np.random.default_rng(seed))[removed]
+    else:  # pragma: no cover - the settings model restricts fill
+        raise HarnessError(f"unknown fill {fill!r}")
+    return VariantImage(image=out, object_mask=object_mask.copy(), removed_mask=removed)
+
+
+def remove_background(image: np.ndarray, object_mask: np.ndarray, *, fill: BackgroundFill = "grey",
+                      background: np.ndarray | None = None, grey_value: int = 128,
+                      blur_sigma: float = 8.0, seed: int = 0) -> VariantImage:
+    """Replace everything outside the object; the object pixels stay identical."""
+    outside = ~object_mask
+    if fill == "grey":
+        filler = np.full_like(image, grey_value)
+    elif fill == "black":
+        filler = np.zeros_like(image)
+    elif fill == "mean":
+        filler = np.empty_like(image)
+        filler[:] = np.round(_mean_colour(image, outside)).astype(np.uint8)
+    elif fill == "blur":
+        filler = cv2.GaussianBlur(image, (0, 0), blur_sigma)
+    elif fill == "noise":
+        filler = _noise(image.shape, np.random.default_rng(seed))
+    elif fill == "image":
+        if background is None:
+            raise HarnessError("fill 'image' needs a background image ('image' setting)")
+        filler = cv2.resize(background, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_AREA)
+    else:  # pragma: no cover
+        raise HarnessError(f"unknown fill {fill!r}")
+    out = np.where(outside[..., None], filler, image).astype(np.uint8)
+    return VariantImage(image=out, object_mask=object_mask.copy())
+
+
+def _sticker_side(object_mask: np.ndarray, size: float, relative_to: str) -> int:
+    if relative_to == "object":
+        rows, cols = np.nonzero(object_mask)
+        extent = max(rows.max() - rows.min() + 1, cols.max() - cols.min() + 1)
+    else:
+        extent = min(object_mask.shape)
+    return max(1, int(round(size * extent)))
+
+
+def _sticker_centre(object_mask: np.ndarray, side: int, position: StickerPosition,
+                    rng: np.random.Generator) -> tuple[int, int]:
+    """Centre (x, y) of a side×side sticker, chosen as the position setting asks."""
+    height, width = object_mask.shape
+    half = side // 2
+    lo, hi_x, hi_y = half, width - (side - half), height - (side - half)
+    if isinstance(position, tuple):
+        return int(position[0]), int(position[1])
+    corners = {"top_left": (lo, lo), "top_right": (hi_x, lo), "bottom_left": (lo, hi_y), "bottom_right": (hi_x, hi_y)}
+    if position in corners:
+        return corners[position]
+    square = cv2.getStructuringElement(cv2.MORPH_RECT, (side, side))
+    inside_image = np.zeros_like(object_mask)
+    inside_image[lo:hi_y + 1, lo:hi_x + 1] = True
+    if position in ("on_object", "object_center"):
+        # Distance to the object's border: the sticker should sit on the object, not its edge.
+        dist = cv2.distanceTransform(_as_uint8_mask(object_mask), cv2.DIST_L2, 5)
+        if position == "on_object":
+            fits = (cv2.erode(_as_uint8_mask(object_mask), square) > 0) & inside_image
+            if fits.any():
+                ys, xs = np.nonzero(fits)
+                pick = int(rng.integers(len(ys)))
+                return int(xs[pick]), int(ys[pick])
+        y, x = np.unravel_index(int(np.argmax(dist)), dist.shape)
+        return int(x), int(y)
+    # off_object: the whole sticker must miss the object (touching is allowed).
+    free = (cv2.dilate(_as_uint8_mask(object_mask), square) == 0) & inside_image
+    if not free.any():
+        raise HarnessError(f"no room for a {side}px sticker off the object; use a smaller size or a corner")
+    ys, xs = np.nonzero(free)
+    pick = int(rng.integers(len(ys)))
+    return int(xs[pick]), int(ys[pick])
+
+
+def add_sticker(image: np.ndarray, object_mask: np.ndarray, *, shape: str = "square",
+                color: tuple[int, int, int] = (0, 0, 0), sticker: np.ndarray | None = None,
+                size: float = 0.25, relative_to: str = "object", position: StickerPosition = "on_object",
+                seed: int = 0) -> VariantImage:
+    """Paste a square/circle of one colour, or an RGBA image, and report where it is.
+
+    ``sticker_mask`` holds the pixels the sticker actually covers (alpha > 0 for images).
+    """
+    height, width = object_mask.shape
+    side = _sticker_side(object_mask, size, relative_to)
+    cx, cy = _sticker_centre(object_mask, side, position, np.random.default_rng(seed))
+    x0, y0 = cx - side // 2, cy - side // 2
+    # Clip the sticker to the image; a user-given [x, y] near the edge is allowed.
+    ix0, iy0, ix1, iy1 = max(x0, 0), max(y0, 0), min(x0 + side, width), min(y0 + side, height)
+    if ix1 <= ix0 or iy1 <= iy0:
+        raise HarnessError(f"sticker centred at ({cx}, {cy}) lies outside the {width}x{height} image")
+    if sticker is not None:
+        patch = cv2.resize(sticker, (side, side), interpolation=cv2.INTER_AREA)
+        alpha = patch[..., 3:4].astype(np.float32) / 255.0
+        colour = patch[..., :3].astype(np.float32)
+    else:
+        alpha_u8 = np.zeros((side, side), dtype=np.uint8)
+        if shape == "circle":
+            cv2.circle(alpha_u8, (side // 2, side // 2), max(side // 2, 1), 255, thickness=-1)
+            if side <= 2:
+                alpha_u8[:] = 255
+        else:
+            alpha_u8[:] = 255
+        alpha = alpha_u8[..., None].astype(np.float32) / 255.0
+        colour = np.empty((side, side, 3), dtype=np.float32)
+        colour[:] = np.asarray(color, dtype=np.float32)
+    sub = (slice(iy0 - y0, iy1 - y0), slice(ix0 - x0, ix1 - x0))
+    region = image[iy0:iy1, ix0:ix1].astype(np.float32)
+    blended = alpha[sub] * colour[sub] + (1.0 - alpha[sub]) * region
+    out = image.copy()
+    out[iy0:iy1, ix0:ix1] = np.clip(np.round(blended), 0, 255).astype(np.uint8)
+    sticker_mask = np.zeros((height, width), dtype=bool)
+    sticker_mask[iy0:iy1, ix0:ix1] = alpha[sub][..., 0] > 0
+    return VariantImage(image=out, object_mask=object_mask.copy(), sticker_mask=sticker_mask)
+
+
+# --------------------------------------------------------------------------- registry
+
+
+@dataclass(frozen=True)
+class VariantKind:
+    """A registered variant: its YAML name, settings model and description."""
+
+    name: str
+    settings: type[VariantSettings]
+    description: str
+
+
+VARIANTS: dict[str, VariantKind] = {
+    kind.name: kind for kind in (
+        VariantKind("original", OriginalSettings, "the unchanged image"),
+        VariantKind("instance_removed", InstanceRemovedSettings, "the object painted out"),
+        VariantKind("background_removed", BackgroundRemovedSettings, "everything but the object replaced"),
+        VariantKind("sticker_added", StickerAddedSettings, "a patch pasted on (or off) the object"),
+    )
+}
+
+DEFAULT_VARIANTS: tuple[str, ...] = tuple(VARIANTS)
+
+
+def apply_variant(name: str, settings: VariantSettings, image: np.ndarray, object_mask: np.ndarray,
+                  load_rgb: Callable[[str], np.ndarray], load_rgba: Callable[[str], np.ndarray]) -> VariantImage:
+    """Generate variant ``name`` with its validated settings.
+
+    ``load_rgb`` / ``load_rgba`` resolve the file names a setting may hold (background
+    or sticker image), so this module stays free of path handling.
+    """
+    if name == "original":
+        return original(image, object_mask)
+    if name == "instance_removed":
+        s = settings  # type: InstanceRemovedSettings
+        return remove_instance(image, object_mask, fill=s.fill, dilate=s.dilate,
+                               inpaint_radius=s.inpaint_radius, grey_value=s.grey_value, seed=s.seed)
+    if name == "background_removed":
+        s2 = settings  # type: BackgroundRemovedSettings
+        background = load_rgb(s2.image) if s2.fill == "image" and s2.image else None
+        return remove_background(image, object_mask, fill=s2.fill, background=background,
+                                 grey_value=s2.grey_value, blur_sigma=s2.blur_sigma, seed=s2.seed)
+    if name == "sticker_added":
+        s3 = settings  # type: StickerAddedSettings
+        patch = load_rgba(s3.image) if s3.image else None
+        return add_sticker(image, object_mask, shape=s3.shape, color=s3.color, sticker=patch,
+                           size=s3.size, relative_to=s3.relative_to, position=s3.position, seed=s3.seed)
+    raise HarnessError(f"unknown variant {name!r}; known: {', '.join(VARIANTS)}")

@@ -1,0 +1,227 @@
+"""pytest plugin entry point (``pytest11``): options, collection hook, planning, results.
+
+The hooks only wire things together; the work lives in the modules they call.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.engine import Engine, ImageKey
+from harness.errors import ModelError
+from harness.models import Registry, load_registry, resolve_device
+from harness.spec import SUITE_SUFFIX
+
+# name: (help, default); every option has an ini twin without the leading dashes.
+OPTIONS: dict[str, tuple[str, str | None]] = {
+    "xai_model": ("model(s) under test, overriding the suites' 'model' (comma-separated or repeated)", None),
+    "xai_models": ("model registry YAML", "fixtures/models.yaml"),
+    "xai_explainer": ("explainer for every suite, e.g. lrp/epsilon_gamma_box", None),
+    "xai_device": ("torch device: auto (CUDA when present), cpu, cuda, cuda:1", "auto"),
+    "xai_batch_size": ("images per model/LRP batch", "32"),
+    "xai_lrp_backend": ("LRP implementation: auto (fast engine, zennit fallback), fast, zennit", "auto"),
+    "xai_results": ("results table (CSV; a .parquet twin is written when pyarrow is installed)", "reports/results.csv"),
+    "xai_assets": ("folder for each item's variant image and heatmap PNGs ('' to skip)", "reports/assets"),
+    "xai_report": ("write the HTML report to this path", None),
+}
+
+STATE_KEY = pytest.StashKey["XaiState"]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("xai", "explanation-based classifier tests (xai-harness)")
+    for name, (help_text, default) in OPTIONS.items():
+        flag = "--" + name.replace("_", "-")
+        kwargs: dict[str, Any] = {"dest": name, "default": None, "help": f"{help_text} [ini: {name}]"}
+        if name == "xai_model":
+            kwargs["action"] = "append"
+        group.addoption(flag, **kwargs)
+        parser.addini(name, help_text, default=default)
+    group.addoption("--xai-report-self-contained", dest="xai_report_self_contained", action="store_true",
+                    default=None, help="inline the report's images instead of an assets folder [ini: xai_report_self_contained]")
+    parser.addini("xai_report_self_contained", "inline the report's images", type="bool", default=False)
+
+
+def option(config: pytest.Config, name: str) -> tuple[Any, Path]:
+    """Value of an option (command line over ini) and the folder relative paths start from."""
+    value = config.getoption(name, None)
+    if value is not None:
+        return value, Path(config.invocation_params.dir)
+    return config.getini(name), Path(config.rootpath)
+
+
+@dataclass
+class XaiState:
+    """Session state kept on ``config.stash``."""
+
+    config: pytest.Config
+    registry_path: Path
+    model_override: list[str]
+    explainer_override: str | None
+    device: Any
+    engine: Engine
+    results_path: Path | None
+    assets_dir: Path | None
+    is_worker: bool
+    rows: dict[str, dict[str, Any]] = field(default_factory=dict)
+    started: float = field(default_factory=time.time)
+    _registry: Registry | ModelError | None = None
+
+    def registry(self) -> Registry:
+        if self._registry is None:
+            try:
+                self._registry = load_registry(self.registry_path)
+            except ModelError as exc:
+                self._registry = exc
+        if isinstance(self._registry, ModelError):
+            raise self._registry
+        return self._registry
+
+    def relative(self, path: Path) -> str:
+        try:
+            return Path(path).resolve().relative_to(Path(self.config.rootpath).resolve()).as_posix()
+        except ValueError:
+            return str(path)
+
+
+def _path(config: pytest.Config, name: str) -> Path | None:
+    value, base = option(config, name)
+    if value in (None, ""):
+        return None
+    return (base / str(value)).resolve()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    is_worker = hasattr(config, "workerinput")
+    models_opt = config.getoption("xai_model", None)
+    if models_opt:
+        overrides = [m.strip() for value in models_opt for m in value.split(",") if m.strip()]
+    else:
+        ini = config.getini("xai_model")
+        overrides = [m.strip() for m in str(ini or "").split(",") if m.strip()]
+    device_name, _ = option(config, "xai_device")
+    try:
+        device = resolve_device(device_name)
+    except ModelError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    batch_value, _ = option(config, "xai_batch_size")
+    try:
+        batch_size = int(batch_value)
+        assert batch_size >= 1
+    except (TypeError, ValueError, AssertionError):
+        raise pytest.UsageError(f"--xai-batch-size must be a positive integer, got {batch_value!r}") from None
+    backend, _ = option(config, "xai_lrp_backend")
+    if backend not in ("auto", "fast", "zennit"):
+        raise pytest.UsageError(f"--xai-lrp-backend must be auto, fast or zennit, got {backend!r}")
+    if is_worker:
+        # Workers share the cores: without this each one would start a full set of threads.
+        import torch
+
+        workers = int(config.workerinput.get("workercount", 1))  # type: ignore[attr-defined]
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, workers)))
+    registry_path = _path(config, "xai_models")
+    assert registry_path is not None
+    state = XaiState(config=config, registry_path=registry_path, model_override=overrides,
+                     explainer_override=option(config, "xai_explainer")[0] or None, device=device,
+                     engine=None, results_path=_path(config, "xai_results"),  # type: ignore[arg-type]
+                     assets_dir=_path(config, "xai_assets"), is_worker=is_worker)
+    state.engine = Engine(state.registry, device, batch_size, backend)
+    config.stash[STATE_KEY] = state
+    if not is_worker:
+        config.pluginmanager.register(ResultsRecorder(state), "xai-results")
+    report_path = _path(config, "xai_report")
+    if report_path is not None and not is_worker:
+        from harness.report.plugin import ReportPlugin
+
+        self_contained = config.getoption("xai_report_self_contained", None)
+        if self_contained is None:
+            self_contained = bool(config.getini("xai_report_self_contained"))
+        config.pluginmanager.register(ReportPlugin(config, report_path, self_contained=self_contained),
+                                      "xai-report")
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    if file_path.name.endswith(SUITE_SUFFIX):
+        from harness.collect import SuiteFile
+
+        return SuiteFile.from_parent(parent, path=file_path)
+    return None
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Plan every image the selected items need, in the order they will run."""
+    from harness.collect import XaiItem
+
+    state = session.config.stash.get(STATE_KEY, None)
+    if state is None:
+        return
+    requests = []
+    consumers: Counter[ImageKey] = Counter()
+    for item in session.items:
+        if isinstance(item, XaiItem):
+            for request in item.requests():
+                requests.append(request)
+                consumers[request.key] += 1
+    state.engine.plan(requests, dict(consumers))
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    state = config.stash.get(STATE_KEY, None)
+    if state is None:
+        return []
+    return [f"xai: models from {state.registry_path}, device {state.device}, batch size {state.engine.batch_size}, "
+            f"LRP backend {state.engine.backend}"]
+
+
+class ResultsRecorder:
+    """Keeps one results row per item and writes the table at the end of the session.
+
+    Registered only outside xdist workers: the controller receives every worker's
+    reports, each carrying its row in ``user_properties``.
+    """
+
+    def __init__(self, state: XaiState) -> None:
+        self.state = state
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        row = next((value for key, value in report.user_properties if key == "xai"), None)
+        if row is None:
+            return
+        if report.when == "teardown" and report.nodeid in self.state.rows:
+            return
+        row = dict(row)
+        if report.skipped and row.get("verdict") == "not run":
+            reason = report.longrepr[-1] if isinstance(report.longrepr, tuple) else "skipped"
+            row.update(verdict="skipped", passed=None, message=str(reason))
+        self.state.rows[report.nodeid] = row
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if self.state.rows and self.state.results_path is not None:
+            from harness.results import write_results
+
+            write_results(list(self.state.rows.values()), self.state.results_path)
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    state = config.stash.get(STATE_KEY, None)
+    if state is None or not state.rows:
+        return
+    counts = Counter(str(row.get("verdict")) for row in state.rows.values())
+    tr = terminalreporter
+    tr.section("xai verdicts")
+    tr.write_line(", ".join(f"{verdict}: {n}" for verdict, n in sorted(counts.items())))
+    for note in state.engine.notes:
+        tr.write_line(f"note: {note}")
+    stats = state.engine.stats
+    if stats.images:
+        tr.write_line(f"{stats.images} images in {stats.batches} batches ({stats.lrp_rows} LRP rows): "
+                      f"variants {stats.seconds_variants:.1f}s, model+LRP {stats.seconds_model:.1f}s")
+    if state.results_path is not None:
+        tr.write_line(f"results: {state.results_path}")

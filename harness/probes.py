@@ -1,0 +1,45 @@
+"""Probe models whose behaviour is known by construction, for testing the harness itself
+(and for a user's sanity check of a new set-up): a "classifier" that looks only at one
+rectangle of the image."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+
+def region_probe(size: Sequence[int] = (32, 32), region: Sequence[int] = (8, 8, 24, 24),
+                 threshold: float = 0.5, gain: float = 10.0) -> nn.Sequential:
+    """Two-class network: class 0 wins when the mean brightness inside ``region`` exceeds
+    ``threshold``; class 1 ("other") has a constant logit of zero.
+
+    Built from layers LRP understands (1×1 conv → ReLU → Flatten → Linear) so that all
+    positive relevance of class 0 lands inside ``region`` and nowhere else.
+
+    Parameters
+    ----------
+    size
+        Input (height, width); inputs are expected in [0, 1] (mean 0, std 1).
+    region
+        ``[x0, y0, x1, y1]`` in input pixels (x1, y1 exclusive).
+    threshold
+        Mean brightness (0..1) at which the two logits tie.
+    gain
+        Slope of the class-0 logit; larger makes the probabilities more decisive.
+    """
+    height, width = int(size[0]), int(size[1])
+    x0, y0, x1, y1 = (int(v) for v in region)
+    if not (0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height):
+        raise ValueError(f"region {list(region)} does not fit a {width}x{height} input")
+    grey = nn.Conv2d(3, 1, kernel_size=1, bias=False)
+    head = nn.Linear(height * width, 2)
+    with torch.no_grad():
+        grey.weight.fill_(1.0 / 3.0)
+        weights = torch.zeros(height, width)
+        weights[y0:y1, x0:x1] = gain / float((y1 - y0) * (x1 - x0))
+        head.weight.zero_()
+        head.weight[0] = weights.flatten()
+        head.bias.copy_(torch.tensor([-gain * threshold, 0.0]))
+    return nn.Sequential(grey, nn.ReLU(), nn.Flatten(), head)

@@ -1,0 +1,83 @@
+"""Pictures for humans: annotated inputs, signed heatmaps and overlays (uint8 RGB)."""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+
+OBJECT_COLOUR = (0, 200, 0)
+REMOVED_COLOUR = (255, 190, 0)
+STICKER_COLOUR = (230, 0, 230)
+DISPLAY_MIN_SIDE = 192
+
+
+def display_scale(shape: tuple[int, ...]) -> int:
+    """Integer upscale so small model inputs (e.g. 64×64) stay readable in a report."""
+    return max(1, math.ceil(DISPLAY_MIN_SIDE / max(1, min(shape[:2]))))
+
+
+def _upscale(image: np.ndarray, scale: int) -> np.ndarray:
+    if scale == 1:
+        return image
+    return cv2.resize(image, (image.shape[1] * scale, image.shape[0] * scale), interpolation=cv2.INTER_NEAREST)
+
+
+def heatmap_scale(relevance: np.ndarray) -> float:
+    """Symmetric colour scale: max |R| maps to full red / full blue."""
+    return float(np.abs(relevance).max())
+
+
+def signed_heatmap(relevance: np.ndarray, scale: float | None = None) -> np.ndarray:
+    """Blue (negative) – white (zero) – red (positive) image of a 2-D relevance map."""
+    scale = heatmap_scale(relevance) if scale is None else scale
+    t = np.clip(relevance / scale, -1.0, 1.0) if scale > 0 else np.zeros_like(relevance)
+    t = t.astype(np.float32)
+    out = np.empty(t.shape + (3,), dtype=np.float32)
+    pos, neg = np.maximum(t, 0), np.maximum(-t, 0)
+    out[..., 0] = 1.0 - neg
+    out[..., 1] = 1.0 - pos - neg
+    out[..., 2] = 1.0 - pos
+    return np.round(out * 255).astype(np.uint8)
+
+
+def _outline(canvas: np.ndarray, mask: np.ndarray | None, colour: tuple[int, int, int], scale: int) -> None:
+    if mask is None or not mask.any():
+        return
+    big = _upscale(mask.astype(np.uint8) * 255, scale)
+    contours, _ = cv2.findContours(big, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    cv2.drawContours(canvas, contours, -1, colour, thickness=max(1, scale // 2))
+
+
+def annotate(image: np.ndarray, object_mask: np.ndarray, removed_mask: np.ndarray | None = None,
+             sticker_mask: np.ndarray | None = None) -> np.ndarray:
+    """Upscaled input with the object (green), removed region (amber) and sticker (magenta) outlined."""
+    scale = display_scale(image.shape)
+    canvas = _upscale(image, scale).copy()
+    _outline(canvas, object_mask, OBJECT_COLOUR, scale)
+    _outline(canvas, removed_mask, REMOVED_COLOUR, scale)
+    _outline(canvas, sticker_mask, STICKER_COLOUR, scale)
+    return canvas
+
+
+def heatmap_image(relevance: np.ndarray, object_mask: np.ndarray | None = None,
+                  sticker_mask: np.ndarray | None = None) -> np.ndarray:
+    """Upscaled signed heatmap with thin region outlines for orientation."""
+    scale = display_scale(relevance.shape)
+    canvas = _upscale(signed_heatmap(relevance), scale).copy()
+    _outline(canvas, object_mask, OBJECT_COLOUR, scale)
+    _outline(canvas, sticker_mask, STICKER_COLOUR, scale)
+    return canvas
+
+
+def overlay(image: np.ndarray, relevance: np.ndarray) -> np.ndarray:
+    """Heatmap blended over a dimmed grey copy of the input; strong relevance is opaque."""
+    scale_px = display_scale(image.shape)
+    scale = heatmap_scale(relevance)
+    strength = np.clip(np.abs(relevance) / scale, 0, 1) if scale > 0 else np.zeros_like(relevance)
+    alpha = np.sqrt(strength)[..., None].astype(np.float32)  # sqrt: faint relevance stays visible
+    grey = cv2.cvtColor(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB).astype(np.float32)
+    base = 0.35 * grey + 0.65 * 255.0 * 0.5
+    mixed = alpha * signed_heatmap(relevance, scale).astype(np.float32) + (1 - alpha) * base
+    return _upscale(np.round(mixed).astype(np.uint8), scale_px)

@@ -1,0 +1,657 @@
+"""Data model of the HTML report: items, cases, summary counts and run metadata.
+
+The core harness hands over one JSON-serialisable *row* per test item (the ``("xai",
+row)`` user property, see :mod:`harness.report.plugin`). This module turns those rows
+into typed dataclasses, groups the variants of one case together and counts verdicts.
+It knows nothing about HTML; :mod:`harness.report.render` feeds the result to the
+template.
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+import re
+import sys
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from importlib import metadata
+from typing import Any
+
+__all__ = [
+    "IMAGE_KINDS",
+    "METRICS",
+    "VARIANTS",
+    "VERDICTS",
+    "Case",
+    "Check",
+    "CountTable",
+    "Item",
+    "Report",
+    "RunMeta",
+    "Summary",
+    "build_report",
+    "environment_versions",
+    "error_item",
+    "item_from_row",
+    "verdict_label",
+]
+
+#: Verdicts in the order the summary shows them; ``passed`` first, ``error`` last.
+VERDICTS: tuple[str, ...] = (
+    "passed",
+    "false_positive",
+    "false_negative",
+    "artifact_reliance",
+    "wrong_reasons",
+    "error",
+)
+
+#: One sentence per verdict for the legend; written for domain experts.
+VERDICT_HELP: dict[str, str] = {
+    "passed": "The model behaved as the case expects.",
+    "false_positive": (
+        "The object was removed, yet the model still predicts the class "
+        "(it decides from something else: a 'Clever Hans' shortcut)."
+    ),
+    "false_negative": (
+        "The class is not predicted: on the unmodified image, or once the background "
+        "is removed (the model needs the context)."
+    ),
+    "artifact_reliance": (
+        "A sticker changed the prediction or drew much of the relevance."
+    ),
+    "wrong_reasons": (
+        "The prediction is right, but too little relevance lies on the object."
+    ),
+    "error": "The case could not be evaluated; the error text says why.",
+}
+
+#: Canonical order of the variants inside a case.
+VARIANTS: tuple[str, ...] = (
+    "original",
+    "instance_removed",
+    "background_removed",
+    "sticker_added",
+)
+
+#: Image kinds the core writes for an item.
+IMAGE_KINDS: tuple[str, ...] = ("input", "annotated", "heatmap", "overlay")
+
+#: Numeric row fields the page can sort by, with their display names.
+METRICS: dict[str, str] = {
+    "mass_object": "relevance on object",
+    "mass_removed": "relevance on removed region",
+    "mass_sticker": "relevance on sticker",
+    "rank_accuracy": "rank accuracy",
+    "signed_object": "signed relevance on object",
+    "negative_object": "negative relevance on object",
+    "p_predicted": "probability of prediction",
+    "p_label": "probability of expected class",
+}
+
+_FLOAT_FIELDS = (
+    "p_predicted",
+    "p_label",
+    "mass_object",
+    "mass_removed",
+    "mass_sticker",
+    "rank_accuracy",
+    "signed_object",
+    "negative_object",
+    "heatmap_scale",
+)
+
+# Failures an expert judges come first, then errors (the engineer's business), then
+# everything that passed.
+_RANK_FAILED, _RANK_ERROR, _RANK_PASSED = 0, 1, 2
+
+_UNKNOWN = "(unknown)"
+
+
+def verdict_label(verdict: str) -> str:
+    """Return the human label of a verdict, e.g. ``"false positive"``.
+
+    Parameters
+    ----------
+    verdict
+        Verdict name as used in rows (``"false_positive"``).
+
+    Returns
+    -------
+    str
+        The name with underscores replaced by spaces.
+    """
+    return verdict.replace("_", " ")
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else str(value)
+
+
+def _opt_text(value: Any) -> str | None:
+    return None if value is None else _text(value)
+
+
+def _float(value: Any) -> float | None:
+    # NaN and infinities would make the JSON island unparsable (and a NaN must never
+    # read as a harmless number), so they become "no value".
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _int(value: Any) -> int | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _bool(value: Any) -> bool | None:
+    return None if value is None else bool(value)
+
+
+@dataclass(frozen=True)
+class Check:
+    """One metric compared with its threshold.
+
+    Attributes
+    ----------
+    name
+        Name of the check, e.g. ``"relevance on object"``.
+    metric
+        Row field or metric key the check reads.
+    value, threshold
+        Measured value and the limit; ``None`` when undefined.
+    op
+        Comparison that must hold: ``"<="``, ``">="`` or ``"=="``.
+    passed
+        Whether the check held; ``None`` when unknown.
+    """
+
+    name: str
+    metric: str
+    value: float | None
+    threshold: float | None
+    op: str
+    passed: bool | None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Check:
+        """Build a check from its row dictionary, tolerating missing keys."""
+        return cls(
+            name=_text(data.get("name")),
+            metric=_text(data.get("metric")),
+            value=_float(data.get("value")),
+            threshold=_float(data.get("threshold")),
+            op=_text(data.get("op")),
+            passed=_bool(data.get("passed")),
+        )
+
+
+@dataclass
+class Item:
+    """One test item: a case in one variant, with its verdict and images.
+
+    ``images`` maps an image kind to a file path when built from a row; the renderer
+    replaces the paths with URLs.
+    """
+
+    key: str
+    nodeid: str
+    suite: str
+    line: int | None
+    case_id: str
+    description: str
+    variant: str
+    model: str
+    explainer: str
+    device: str
+    label: str
+    predicted: str | None
+    p_predicted: float | None
+    p_label: float | None
+    original_predicted: str | None
+    mass_object: float | None
+    mass_removed: float | None
+    mass_sticker: float | None
+    rank_accuracy: float | None
+    pointing_game: bool | None
+    signed_object: float | None
+    negative_object: float | None
+    verdict: str
+    passed: bool
+    message: str
+    checks: list[Check] = field(default_factory=list)
+    images: dict[str, str] = field(default_factory=dict)
+    heatmap_scale: float | None = None
+    longrepr: str = ""
+
+    @property
+    def rank(self) -> int:
+        """Sort rank: failures 0, errors 1, passed 2."""
+        if self.verdict == "passed":
+            return _RANK_PASSED
+        if self.verdict == "error":
+            return _RANK_ERROR
+        return _RANK_FAILED
+
+
+_NODEID = re.compile(r"^(?P<path>[^:]*)(?:::(?P<name>.*?))?(?:\[(?P<param>.*)\])?$")
+
+
+def _split_nodeid(nodeid: str) -> tuple[str, str, str]:
+    """Split ``"suite.yaml::case[variant]"`` into suite, case id and variant."""
+    match = _NODEID.match(nodeid)
+    if match is None:  # pragma: no cover - the pattern matches every string
+        return nodeid, "", ""
+    name = match.group("name") or ""
+    # Nested test classes give "A::B::case"; the case is the last part.
+    name = name.rsplit("::", 1)[-1]
+    return match.group("path") or "", name, match.group("param") or ""
+
+
+def item_from_row(row: Mapping[str, Any], nodeid: str = "", longrepr: str = "") -> Item:
+    """Build an :class:`Item` from a core row, tolerating missing or odd values.
+
+    Parameters
+    ----------
+    row
+        The ``xai`` row of the data contract.
+    nodeid
+        pytest node id of the item, when known.
+    longrepr
+        Failure text of the item; kept for errors only, where the verdict sentence
+        alone does not explain what went wrong.
+
+    Returns
+    -------
+    Item
+        The item; its ``key`` is the node id, or ``suite::case_id[variant]``.
+    """
+    floats = {name: _float(row.get(name)) for name in _FLOAT_FIELDS}
+    suite = _text(row.get("suite"))
+    case_id = _text(row.get("case_id"))
+    variant = _text(row.get("variant"))
+    nodeid = _text(nodeid or row.get("nodeid"))
+    if not (suite or case_id):
+        suite, case_id, variant = _split_nodeid(nodeid)
+    verdict = _text(row.get("verdict")) or "error"
+    raw_images = row.get("images")
+    images = {
+        _text(kind): _text(path)
+        for kind, path in (raw_images.items() if isinstance(raw_images, Mapping) else ())
+        if path
+    }
+    raw_checks = row.get("checks")
+    checks = [
+        Check.from_dict(check)
+        for check in (raw_checks if isinstance(raw_checks, Sequence) else ())
+        if isinstance(check, Mapping)
+    ]
+    passed = row.get("passed")
+    return Item(
+        key=nodeid or f"{suite}::{case_id}[{variant}]",
+        nodeid=nodeid,
+        suite=suite,
+        line=_int(row.get("line")),
+        case_id=case_id,
+        description=_text(row.get("description")),
+        variant=variant,
+        model=_text(row.get("model")),
+        explainer=_text(row.get("explainer")),
+        device=_text(row.get("device")),
+        label=_text(row.get("label")),
+        predicted=_opt_text(row.get("predicted")),
+        p_predicted=floats["p_predicted"],
+        p_label=floats["p_label"],
+        original_predicted=_opt_text(row.get("original_predicted")),
+        mass_object=floats["mass_object"],
+        mass_removed=floats["mass_removed"],
+        mass_sticker=floats["mass_sticker"],
+        rank_accuracy=floats["rank_accuracy"],
+        pointing_game=_bool(row.get("pointing_game")),
+        signed_object=floats["signed_object"],
+        negative_object=floats["negative_object"],
+        verdict=verdict,
+        passed=bool(passed) if passed is not None else verdict == "passed",
+        message=_text(row.get("message")),
+        checks=checks,
+        images=images,
+        heatmap_scale=floats["heatmap_scale"],
+        longrepr=_text(longrepr or row.get("longrepr")) if verdict == "error" else "",
+    )
+
+
+def error_item(nodeid: str, longrepr: str, message: str = "") -> Item:
+    """Build an ``error`` item for a node that has no ``xai`` row.
+
+    Parameters
+    ----------
+    nodeid
+        pytest node id (a file for collection errors).
+    longrepr
+        pytest's failure text.
+    message
+        Verdict sentence; defaults to the last non-empty line of ``longrepr``, which
+        is where pytest puts the exception.
+
+    Returns
+    -------
+    Item
+        An item with verdict ``"error"``; suite, case id and variant are parsed from
+        the node id.
+    """
+    if not message:
+        lines = [line.strip() for line in longrepr.splitlines() if line.strip()]
+        message = lines[-1] if lines else "error without a report from the harness"
+    return item_from_row(
+        {"verdict": "error", "passed": False, "message": message},
+        nodeid=nodeid,
+        longrepr=longrepr or message,
+    )
+
+
+@dataclass
+class Case:
+    """The variants of one case for one model and explainer, in canonical order."""
+
+    key: str
+    suite: str
+    line: int | None
+    case_id: str
+    description: str
+    label: str
+    model: str
+    explainer: str
+    device: str
+    items: list[Item]
+
+    @property
+    def rank(self) -> int:
+        """Best (lowest) item rank: a case with any failure sorts first."""
+        return min(item.rank for item in self.items)
+
+    @property
+    def location(self) -> str:
+        """``suite:line`` where the case is defined (``suite`` when line unknown)."""
+        return f"{self.suite}:{self.line}" if self.line is not None else self.suite
+
+
+def _variant_order(variant: str) -> tuple[int, str]:
+    try:
+        return VARIANTS.index(variant), ""
+    except ValueError:
+        return len(VARIANTS), variant
+
+
+def _group_cases(items: Iterable[Item]) -> list[Case]:
+    groups: dict[tuple[Any, ...], list[Item]] = {}
+    orphans: list[Item] = []
+    for item in items:
+        if item.line is None and not item.model:
+            orphans.append(item)
+            continue
+        key = (item.suite, item.line, item.case_id, item.model, item.explainer)
+        groups.setdefault(key, []).append(item)
+    # Items that crashed before their row existed only know their node id; put them
+    # beside the case's other variants when that is unambiguous.
+    by_name: dict[tuple[str, str], list[tuple[Any, ...]]] = {}
+    for key in groups:
+        by_name.setdefault((key[0], key[2]), []).append(key)
+    for item in orphans:
+        candidates = by_name.get((item.suite, item.case_id), [])
+        if len(candidates) == 1 and item.case_id:
+            groups[candidates[0]].append(item)
+        else:
+            groups.setdefault((item.suite, None, item.case_id, "", "", item.key), []).append(item)
+
+    cases = []
+    for members in groups.values():
+        members.sort(key=lambda it: _variant_order(it.variant))
+        head = next((it for it in members if it.line is not None), members[0])
+        cases.append(
+            Case(
+                key="",
+                suite=head.suite,
+                line=head.line,
+                case_id=head.case_id,
+                description=head.description,
+                label=head.label,
+                model=head.model,
+                explainer=head.explainer,
+                device=head.device,
+                items=members,
+            )
+        )
+    cases.sort(key=lambda c: (c.rank, c.suite, c.line if c.line is not None else 0, c.case_id))
+    for index, case in enumerate(cases):
+        case.key = f"c{index}"
+    return cases
+
+
+@dataclass
+class CountTable:
+    """Verdict counts broken down by one dimension (model, class or variant).
+
+    Attributes
+    ----------
+    title
+        Name of the dimension, e.g. ``"class"``.
+    field
+        Item field the table groups by (the page filters on it).
+    verdicts
+        Column order.
+    rows
+        ``(value, counts per verdict, total)`` per distinct value, sorted by value.
+    """
+
+    title: str
+    field: str
+    verdicts: list[str]
+    rows: list[tuple[str, dict[str, int], int]]
+
+
+def _count_table(title: str, field_name: str, items: Sequence[Item], verdicts: list[str]) -> CountTable:
+    counts: dict[str, Counter[str]] = {}
+    for item in items:
+        value = getattr(item, field_name) or _UNKNOWN
+        counts.setdefault(value, Counter())[item.verdict] += 1
+    order = sorted(counts, key=_variant_order) if field_name == "variant" else sorted(counts)
+    rows = [(value, {v: counts[value][v] for v in verdicts}, sum(counts[value].values())) for value in order]
+    return CountTable(title=title, field=field_name, verdicts=verdicts, rows=rows)
+
+
+@dataclass
+class Summary:
+    """Verdict counts over the whole run and per model, class and variant."""
+
+    total: int
+    failed: int
+    by_verdict: dict[str, int]
+    tables: list[CountTable]
+
+    @classmethod
+    def of(cls, items: Sequence[Item]) -> Summary:
+        """Count the verdicts of ``items``; known verdicts always appear, in order."""
+        counter = Counter(item.verdict for item in items)
+        verdicts = list(VERDICTS) + sorted(set(counter) - set(VERDICTS))
+        return cls(
+            total=len(items),
+            failed=sum(1 for item in items if item.verdict != "passed"),
+            by_verdict={v: counter[v] for v in verdicts},
+            tables=[
+                _count_table("model", "model", items, verdicts),
+                _count_table("class", "label", items, verdicts),
+                _count_table("variant", "variant", items, verdicts),
+            ],
+        )
+
+
+def environment_versions() -> dict[str, str | None]:
+    """Versions of Python and the libraries that shape the results.
+
+    Reads installed distribution metadata instead of importing the packages, so that
+    rendering a report never pays for importing torch; a package that is missing
+    gives ``None``.
+
+    Returns
+    -------
+    dict
+        ``{"python": ..., "harness": ..., "pytest": ..., "torch": ..., ...}``.
+    """
+    distributions = {
+        "harness": ("xai-harness",),
+        "pytest": ("pytest",),
+        "torch": ("torch",),
+        "torchvision": ("torchvision",),
+        "zennit": ("zennit",),
+        "numpy": ("numpy",),
+        "opencv": ("opencv-python-headless", "opencv-python"),
+    }
+    versions: dict[str, str | None] = {"python": platform.python_version()}
+    for name, dists in distributions.items():
+        versions[name] = None
+        for dist in dists:
+            try:
+                versions[name] = metadata.version(dist)
+                break
+            except metadata.PackageNotFoundError:
+                continue
+        if versions[name] is None:
+            module = sys.modules.get(name)
+            found = getattr(module, "__version__", None)
+            versions[name] = str(found) if found else None
+    return versions
+
+
+def _timestamp(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.astimezone()
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return datetime.fromtimestamp(float(value), tz=timezone.utc).astimezone()
+    if isinstance(value, str) and value:
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+        return parsed if parsed.tzinfo else parsed.astimezone()
+    return None
+
+
+def _distinct(values: Iterable[str]) -> list[str]:
+    return sorted({v for v in values if v})
+
+
+@dataclass
+class RunMeta:
+    """What was run, when, where and with which versions."""
+
+    title: str
+    started: datetime | None
+    finished: datetime | None
+    duration_s: float | None
+    command: str
+    rootdir: str
+    exitstatus: int | None
+    interrupted: bool
+    models: list[str]
+    explainers: list[str]
+    devices: list[str]
+    versions: dict[str, str | None]
+
+    @classmethod
+    def from_mapping(cls, meta: Mapping[str, Any], items: Sequence[Item]) -> RunMeta:
+        """Build run metadata from the caller's ``meta`` dict and the items.
+
+        Parameters
+        ----------
+        meta
+            Optional keys: ``title``, ``started`` and ``finished`` (epoch seconds,
+            datetime or ISO string), ``duration_s``, ``command`` (str or list),
+            ``rootdir``, ``exitstatus``, ``interrupted`` and ``versions`` (merged over
+            :func:`environment_versions`).
+        items
+            The report's items; models, explainers and devices are read from them.
+        """
+        started = _timestamp(meta.get("started"))
+        finished = _timestamp(meta.get("finished"))
+        duration = _float(meta.get("duration_s"))
+        if duration is None and started and finished:
+            duration = (finished - started).total_seconds()
+        command = meta.get("command", "")
+        if isinstance(command, (list, tuple)):
+            command = " ".join(_text(part) for part in command)
+        versions = environment_versions()
+        versions.update({_text(k): _opt_text(v) for k, v in dict(meta.get("versions") or {}).items()})
+        return cls(
+            title=_text(meta.get("title")) or "XAI test report",
+            started=started,
+            finished=finished,
+            duration_s=duration,
+            command=_text(command),
+            rootdir=_text(meta.get("rootdir")),
+            exitstatus=_int(meta.get("exitstatus")),
+            interrupted=bool(meta.get("interrupted", False)),
+            models=_distinct(item.model for item in items),
+            explainers=_distinct(item.explainer for item in items),
+            devices=_distinct(item.device for item in items),
+            versions=versions,
+        )
+
+
+@dataclass
+class Report:
+    """Everything the template renders."""
+
+    meta: RunMeta
+    summary: Summary
+    cases: list[Case]
+
+    @property
+    def items(self) -> list[Item]:
+        """All items, case by case."""
+        return [item for case in self.cases for item in case.items]
+
+
+def build_report(rows: Iterable[Mapping[str, Any] | Item], meta: Mapping[str, Any] | None = None) -> Report:
+    """Turn core rows into the report model.
+
+    Parameters
+    ----------
+    rows
+        Rows of the data contract, or already built :class:`Item` objects (for
+        instance from :func:`error_item`). A row may carry ``nodeid`` and
+        ``longrepr`` keys besides the contract's.
+    meta
+        Run metadata, see :meth:`RunMeta.from_mapping`.
+
+    Returns
+    -------
+    Report
+        Cases sorted failures first, then errors, then passed; within a rank by file
+        and line.
+    """
+    items = [row if isinstance(row, Item) else item_from_row(row) for row in rows]
+    seen: Counter[str] = Counter()
+    for item in items:
+        # Keys name review marks in the browser, so they must be unique in a report.
+        seen[item.key] += 1
+        if seen[item.key] > 1:
+            item.key = f"{item.key}#{seen[item.key]}"
+    return Report(
+        meta=RunMeta.from_mapping(meta or {}, items),
+        summary=Summary.of(items),
+        cases=_group_cases(items),
+    )

@@ -1,0 +1,180 @@
+"""pytest plugin object that collects the ``xai`` rows and writes the HTML report.
+
+The core registers :class:`ReportPlugin` when ``--xai-report PATH`` is given (and not in
+an xdist worker: the controller receives every worker's reports together with their
+``user_properties``). This module relies only on the data contract: each test report
+of a case item carries ``("xai", row)`` in ``report.user_properties``.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .model import Item, error_item, item_from_row
+from .render import write_report
+
+__all__ = ["ReportPlugin"]
+
+_CASE_SUFFIXES = (".yaml", ".yml")
+
+
+def _is_case_node(nodeid: str) -> bool:
+    """Whether ``nodeid`` belongs to a YAML case file (not to an ordinary test)."""
+    return nodeid.split("::", 1)[0].lower().endswith(_CASE_SUFFIXES)
+
+
+def _xai_row(report: pytest.TestReport) -> dict[str, Any] | None:
+    row = None
+    for prop in report.user_properties:
+        # xdist sends the properties over the wire as lists, not tuples.
+        name, value = prop
+        if name == "xai" and isinstance(value, dict):
+            row = value
+    return row
+
+
+def _skip_reason(report: pytest.TestReport) -> str:
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:
+        return str(longrepr[2]).removeprefix("Skipped: ")
+    return report.longreprtext
+
+
+class ReportPlugin:
+    """Collect one row per test item and write the HTML report at session end.
+
+    Parameters
+    ----------
+    config
+        The pytest config.
+    path
+        Target HTML file; a relative path is taken relative to the directory pytest
+        was invoked from.
+    self_contained
+        Inline images as data URIs instead of copying them next to the report.
+    """
+
+    def __init__(self, config: pytest.Config, path: str | os.PathLike[str], self_contained: bool = False) -> None:
+        self.config = config
+        target = Path(path).expanduser()
+        if not target.is_absolute():
+            target = Path(config.invocation_params.dir) / target
+        self.path = target
+        self.self_contained = self_contained
+        self.written: Path | None = None
+        self.error: str | None = None
+        self._records: dict[str, Item] = {}
+        self._expected: list[str] = []
+        self._started = time.time()
+
+    @property
+    def items(self) -> list[Item]:
+        """Items recorded so far, in the order their reports arrived."""
+        return list(self._records.values())
+
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        self._started = time.time()
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        # Any collection error is shown, not only a YAML file's: it means the run is
+        # incomplete, which the expert must know before trusting the counts.
+        if report.failed:
+            nodeid = report.nodeid or "(collection)"
+            text = report.longreprtext
+            lines = [line.strip() for line in text.splitlines() if line.strip()]
+            message = "collection error: " + (lines[-1] if lines else "the file could not be collected")
+            self._records[f"collect:{nodeid}"] = error_item(nodeid, text, message)
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        self._expected = [item.nodeid for item in session.items]
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        nodeid = report.nodeid
+        if report.when == "teardown":
+            if report.failed:
+                self._teardown_failed(report)
+            return
+        if report.when == "setup" and report.passed:
+            return  # the call phase follows and carries the row
+        row = _xai_row(report)
+        if row is None and not _is_case_node(nodeid):
+            return  # an ordinary test in the same session: not the expert's business
+        if report.skipped:
+            base = dict(row or {})
+            base.update(verdict="skipped", passed=False, message="skipped: " + _skip_reason(report))
+            self._records[nodeid] = item_from_row(base, nodeid=nodeid)
+        elif row is None:
+            self._records[nodeid] = error_item(nodeid, report.longreprtext)
+        else:
+            item = item_from_row(row, nodeid=nodeid, longrepr=report.longreprtext if report.failed else "")
+            if report.failed and item.verdict == "passed":
+                # The row says passed but pytest failed the item (e.g. an error after
+                # the row was built): pytest's outcome wins, the expert sees both.
+                item.verdict, item.passed = "error", False
+                item.longrepr = report.longreprtext
+                item.message = "error after the verdict 'passed' was computed: " + (
+                    report.longreprtext.strip().splitlines() or ["unknown error"]
+                )[-1]
+            self._records[nodeid] = item
+
+    def _teardown_failed(self, report: pytest.TestReport) -> None:
+        item = self._records.get(report.nodeid)
+        text = "teardown failed:\n" + report.longreprtext
+        if item is None:
+            if _is_case_node(report.nodeid):
+                self._records[report.nodeid] = error_item(report.nodeid, text)
+            return
+        if item.verdict == "passed":
+            item.verdict, item.passed = "error", False
+            item.message = "teardown failed after the item passed"
+        item.longrepr = (item.longrepr + "\n\n" + text).strip()
+
+    def _not_run(self, exitstatus: int) -> list[Item]:
+        message = f"not run: the session stopped before this item ran (exit status {exitstatus})"
+        return [
+            error_item(nodeid, message, message)
+            for nodeid in self._expected
+            if nodeid not in self._records and _is_case_node(nodeid)
+        ]
+
+    def _meta(self, session: pytest.Session, exitstatus: int, not_run: int) -> dict[str, Any]:
+        args = [str(arg) for arg in self.config.invocation_params.args]
+        return {
+            "started": self._started,
+            "finished": time.time(),
+            "command": "pytest " + shlex.join(args) if args else "pytest",
+            "rootdir": str(self.config.rootpath),
+            "exitstatus": int(exitstatus),
+            "interrupted": bool(
+                int(exitstatus) == pytest.ExitCode.INTERRUPTED
+                or session.shouldstop
+                or session.shouldfail
+                or not_run
+            ),
+        }
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int | pytest.ExitCode) -> None:
+        not_run = self._not_run(int(exitstatus))
+        items = self.items + not_run
+        try:
+            self.written = write_report(
+                items,
+                self.path,
+                meta=self._meta(session, int(exitstatus), len(not_run)),
+                self_contained=self.self_contained,
+            )
+        except Exception as exc:  # noqa: BLE001 - a broken report must not hide test results
+            self.error = f"{type(exc).__name__}: {exc}"
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if self.error:
+            terminalreporter.write_line(f"xai report could not be written: {self.error}", red=True)
+        elif self.written:
+            terminalreporter.write_line(f"xai report: {self.written.as_uri()}")

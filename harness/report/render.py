@@ -1,0 +1,315 @@
+"""Render the report model to one HTML file plus an assets folder.
+
+The template renders the summary and metadata itself; the per-case cards are built in
+the browser from a JSON data island, so that a run with thousands of items opens
+without the browser laying out tens of thousands of elements at once.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import re
+import shutil
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from markupsafe import Markup
+
+from .model import (
+    IMAGE_KINDS,
+    METRICS,
+    VARIANTS,
+    VERDICT_HELP,
+    Item,
+    Report,
+    build_report,
+    verdict_label,
+)
+
+__all__ = ["AssetWriter", "render_html", "write_report"]
+
+_HERE = Path(__file__).parent
+_MARKER = ".xai-report-assets"
+_MIME = {
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".gif": "image/gif",
+    ".webp": "image/webp",
+    ".bmp": "image/bmp",
+}
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+def _slug(text: str, limit: int = 48) -> str:
+    slug = _UNSAFE.sub("_", text).strip("._-")
+    return slug[:limit] or "image"
+
+
+class AssetWriter:
+    """Copy images next to the report, or inline them as data URIs.
+
+    Parameters
+    ----------
+    report_path
+        Path of the HTML file; assets go to ``<stem>_assets/`` beside it.
+    self_contained
+        Inline every image as a ``data:`` URI instead of copying it.
+    base_dir
+        Directory that relative image paths are resolved against.
+    """
+
+    def __init__(self, report_path: Path, self_contained: bool = False, base_dir: Path | None = None) -> None:
+        self.report_path = report_path
+        self.self_contained = self_contained
+        self.base_dir = base_dir or Path.cwd()
+        self.folder = report_path.with_name(f"{report_path.stem}_assets")
+        self._urls: dict[Path, str | None] = {}
+        self._names: set[str] = set()
+        self._prepared = False
+
+    def _prepare(self) -> None:
+        # Stale images from an earlier run at the same path would linger forever, but
+        # only a folder this writer created may be wiped: the marker file proves it.
+        if self.folder.exists() and (self.folder / _MARKER).exists():
+            shutil.rmtree(self.folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        (self.folder / _MARKER).write_text("created by harness.report; rewritten on every run\n")
+        self._prepared = True
+
+    def url(self, path: str, hint: str) -> str | None:
+        """Return the URL under which the page loads ``path``.
+
+        Parameters
+        ----------
+        path
+            Image file written by the core.
+        hint
+            Human part of the asset name (case, variant, kind); sanitised here.
+
+        Returns
+        -------
+        str or None
+            A relative URL or ``data:`` URI; ``None`` when the file is missing.
+        """
+        source = Path(path)
+        if not source.is_absolute():
+            source = self.base_dir / source
+        if source in self._urls:
+            return self._urls[source]
+        if not source.is_file():
+            self._urls[source] = None
+            return None
+        suffix = source.suffix.lower()
+        if self.self_contained:
+            mime = _MIME.get(suffix, "application/octet-stream")
+            data = base64.b64encode(source.read_bytes()).decode("ascii")
+            url: str | None = f"data:{mime};base64,{data}"
+        else:
+            if not self._prepared:
+                self._prepare()
+            digest = hashlib.sha1(str(source).encode("utf-8", "surrogatepass")).hexdigest()[:10]
+            ext = suffix if suffix in _MIME else ".bin"
+            name = f"{_slug(hint)}-{digest}{ext}"
+            counter = 1
+            while name in self._names:  # only on a digest collision
+                counter += 1
+                name = f"{_slug(hint)}-{digest}-{counter}{ext}"
+            self._names.add(name)
+            shutil.copyfile(source, self.folder / name)
+            url = f"{quote(self.folder.name)}/{quote(name)}"
+        self._urls[source] = url
+        return url
+
+    @property
+    def count(self) -> int:
+        """Number of distinct images that resolved to a URL."""
+        return sum(1 for url in self._urls.values() if url)
+
+
+_ITEM_FIELDS = (
+    "key", "nodeid", "variant", "model", "explainer", "verdict", "passed", "message", "label", "predicted",
+    "p_predicted", "p_label", "original_predicted", "pointing_game", "heatmap_scale",
+    "longrepr", *METRICS,
+)  # fmt: skip
+
+
+def _item_payload(item: Item, assets: AssetWriter) -> dict[str, Any]:
+    data = {name: getattr(item, name) for name in _ITEM_FIELDS}
+    data["checks"] = [asdict(check) for check in item.checks]
+    data["images"] = {
+        kind: url
+        for kind in (*IMAGE_KINDS, *sorted(set(item.images) - set(IMAGE_KINDS)))
+        if kind in item.images
+        and (url := assets.url(item.images[kind], f"{item.case_id}-{item.variant}-{kind}"))
+    }
+    return data
+
+
+def _payload(report: Report, assets: AssetWriter) -> dict[str, Any]:
+    meta = report.meta
+    # Reviews are stored per project and report file, so two projects opened from
+    # file:// (one shared origin in Chromium) do not overwrite each other's marks.
+    namespace = hashlib.sha1(f"{meta.rootdir}|{assets.report_path.name}".encode()).hexdigest()[:12]
+    cases = []
+    for case in report.cases:
+        cases.append(
+            {
+                "key": case.key,
+                "suite": case.suite,
+                "line": case.line,
+                "location": case.location,
+                "case_id": case.case_id,
+                "description": case.description,
+                "label": case.label,
+                "model": case.model,
+                "explainer": case.explainer,
+                "device": case.device,
+                "rank": case.rank,
+                "items": [_item_payload(item, assets) for item in case.items],
+            }
+        )
+    return {
+        "version": 1,
+        "title": meta.title,
+        "namespace": namespace,
+        "run": meta.started.isoformat() if meta.started else "",
+        "verdicts": [
+            {"id": verdict, "label": verdict_label(verdict)} for verdict in report.summary.by_verdict
+        ],
+        "variants": list(VARIANTS),
+        "metrics": METRICS,
+        "cases": cases,
+    }
+
+
+@lru_cache(maxsize=1)
+def _environment() -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(_HERE / "templates"),
+        autoescape=True,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    # Compact JSON keeps the data island small; NaN would be invalid JSON.
+    env.policies["json.dumps_kwargs"] = {"sort_keys": False, "separators": (",", ":"), "allow_nan": False}
+    env.filters["verdict_label"] = verdict_label
+    env.filters["duration"] = _format_duration
+    return env
+
+
+def _format_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "unknown"
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    if hours:
+        return f"{hours} h {minutes:02d} min {secs:02d} s"
+    if minutes:
+        return f"{minutes} min {secs:02d} s"
+    return f"{seconds:.1f} s"
+
+
+def _static(name: str) -> str:
+    text = (_HERE / "static" / name).read_text(encoding="utf-8")
+    # Inlined verbatim into <script>/<style>: a closing tag inside would end it early.
+    if "</" in text:
+        raise ValueError(f"static/{name} must not contain '</'")
+    return text
+
+
+def _csp_hash(text: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode("utf-8")).digest()).decode() + "'"
+
+
+def render_html(report: Report, assets: AssetWriter) -> str:
+    """Render ``report`` to an HTML string, resolving its images through ``assets``.
+
+    Parameters
+    ----------
+    report
+        The report model.
+    assets
+        Where images go (copied or inlined).
+
+    Returns
+    -------
+    str
+        The complete HTML document.
+    """
+    script, style = _static("report.js"), _static("report.css")
+    payload = _payload(report, assets)
+    # The inline script and style are allowed by hash only: even if some user string
+    # escaped escaping, the browser would refuse to run an injected script.
+    csp = "; ".join(
+        [
+            "default-src 'none'",
+            f"script-src {_csp_hash(script)}",
+            f"style-src {_csp_hash(style)}",
+            "img-src 'self' data: file: blob:",
+            "base-uri 'none'",
+            "form-action 'none'",
+        ]
+    )
+    template = _environment().get_template("report.html")
+    return template.render(
+        report=report,
+        meta=report.meta,
+        summary=report.summary,
+        verdict_help=VERDICT_HELP,
+        payload=payload,
+        script=Markup(script),
+        style=Markup(style),
+        csp=csp,
+        image_count=assets.count,
+        self_contained=assets.self_contained,
+    )
+
+
+def write_report(
+    rows: Iterable[Mapping[str, Any] | Item],
+    path: str | os.PathLike[str],
+    meta: Mapping[str, Any] | None = None,
+    self_contained: bool = False,
+) -> Path:
+    """Write the HTML report for ``rows`` to ``path``.
+
+    Parameters
+    ----------
+    rows
+        Rows of the data contract (dicts), or :class:`~harness.report.model.Item`
+        objects.
+    path
+        Target HTML file; parent folders are created.
+    meta
+        Run metadata, see :meth:`~harness.report.model.RunMeta.from_mapping`; its
+        ``rootdir`` also resolves relative image paths.
+    self_contained
+        Inline images as data URIs instead of copying them to ``<stem>_assets/``.
+
+    Returns
+    -------
+    Path
+        The written file.
+    """
+    target = Path(path).absolute()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    meta = dict(meta or {})
+    report = build_report(rows, meta)
+    base = Path(meta["rootdir"]) if meta.get("rootdir") else None
+    assets = AssetWriter(target, self_contained=self_contained, base_dir=base)
+    html = render_html(report, assets)
+    # Write then rename, so a browser reloading the report never sees half a file.
+    partial = target.with_name(target.name + ".partial")
+    partial.write_text(html, encoding="utf-8")
+    partial.replace(target)
+    return target

@@ -1,0 +1,529 @@
+// Builds the case list of the XAI report from the JSON data island.
+// Data are only ever written with textContent / attributes, never parsed as HTML, so
+// user-written strings (case ids, descriptions, messages) cannot inject markup.
+(function () {
+  "use strict";
+
+  var DATA = JSON.parse(document.getElementById("xai-data").textContent);
+  var VERDICT_LABEL = {};
+  DATA.verdicts.forEach(function (v) { VERDICT_LABEL[v.id] = v.label; });
+  var MARKS = [
+    ["confirmed", "confirmed"],
+    ["false_alarm", "false alarm"],
+    ["unclear", "unclear"]
+  ];
+  var MARK_LABEL = { confirmed: "confirmed", false_alarm: "false alarm", unclear: "unclear" };
+  var IMAGE_LABEL = { input: "input", annotated: "input + object", heatmap: "relevance", overlay: "overlay" };
+
+  // ---- items -------------------------------------------------------------------
+  var ITEMS = [];
+  DATA.cases.forEach(function (c, ci) {
+    c.index = ci;
+    c.items.forEach(function (it) {
+      it.case = c;
+      it.index = ITEMS.length;
+      it.rank = it.verdict === "passed" ? 2 : (it.verdict === "error" ? 1 : 0);
+      it.haystack = [c.case_id, c.description, c.label, c.location, c.model, c.explainer,
+        it.variant, it.verdict, it.predicted, it.message, it.nodeid].join("\n").toLowerCase();
+      ITEMS.push(it);
+    });
+  });
+  var FAILED = ITEMS.filter(function (it) { return it.verdict !== "passed"; });
+
+  // ---- review storage ------------------------------------------------------------
+  var STORE_KEY = "xai-report:v1:" + DATA.namespace;
+  var reviews = {};
+  var storageOk = true;
+  try {
+    reviews = JSON.parse(window.localStorage.getItem(STORE_KEY) || "{}") || {};
+    window.localStorage.setItem(STORE_KEY + ":probe", "1");
+    window.localStorage.removeItem(STORE_KEY + ":probe");
+  } catch (err) {
+    // file:// pages in some browsers get no storage; keep marks in memory and warn.
+    storageOk = false;
+    reviews = {};
+  }
+  if (!storageOk) { document.getElementById("storage-warning").hidden = false; }
+
+  function saveReviews() {
+    if (!storageOk) { return; }
+    try {
+      window.localStorage.setItem(STORE_KEY, JSON.stringify(reviews));
+    } catch (err) {
+      storageOk = false;
+      document.getElementById("storage-warning").hidden = false;
+    }
+  }
+
+  function setReview(item, mark, comment) {
+    if (!mark && !comment) {
+      delete reviews[item.key];
+    } else {
+      reviews[item.key] = {
+        mark: mark || "", comment: comment || "", verdict: item.verdict,
+        run: DATA.run, at: new Date().toISOString()
+      };
+    }
+    saveReviews();
+    updateReviewStatus();
+  }
+
+  function updateReviewStatus() {
+    var counts = { confirmed: 0, false_alarm: 0, unclear: 0 };
+    var done = 0;
+    FAILED.forEach(function (it) {
+      var r = reviews[it.key];
+      if (r && r.mark) { done += 1; counts[r.mark] = (counts[r.mark] || 0) + 1; }
+    });
+    var box = document.getElementById("review-status");
+    box.textContent = "";
+    if (!FAILED.length) { box.textContent = "Nothing to review: every item passed."; return; }
+    box.append("Reviewed ");
+    box.append(el("strong", null, String(done)));
+    box.append(" of " + FAILED.length + " items that did not pass (" +
+      counts.confirmed + " confirmed, " + counts.false_alarm + " false alarm, " + counts.unclear + " unclear)");
+  }
+
+  // ---- DOM helpers ----------------------------------------------------------------
+  function el(tag, attrs, children) {
+    var node = document.createElement(tag);
+    if (attrs) {
+      Object.keys(attrs).forEach(function (name) {
+        var value = attrs[name];
+        if (value === null || value === undefined || value === false) { return; }
+        if (name === "class") { node.className = value; } else { node.setAttribute(name, value === true ? "" : String(value)); }
+      });
+    }
+    if (children !== undefined && children !== null) {
+      (Array.isArray(children) ? children : [children]).forEach(function (child) {
+        if (child === null || child === undefined || child === false) { return; }
+        node.append(typeof child === "string" ? document.createTextNode(child) : child);
+      });
+    }
+    return node;
+  }
+
+  function fmt(value) {
+    if (value === null || value === undefined) { return "—"; }
+    if (typeof value === "boolean") { return value ? "yes" : "no"; }
+    if (Math.abs(value) >= 1000) { return value.toFixed(0); }
+    if (value === 0) { return "0"; }
+    return String(Number(value.toPrecision(3)));
+  }
+
+  function pct(value) {
+    return value === null || value === undefined ? "" : " (p = " + Number(value.toFixed(3)) + ")";
+  }
+
+  function safeUrl(url) {
+    // Only our own relative asset paths and inlined images may become a src.
+    if (typeof url !== "string" || !url) { return null; }
+    if (url.indexOf("data:image/") === 0) { return url; }
+    if (/^[A-Za-z][A-Za-z0-9+.-]*:/.test(url) || url.indexOf("//") === 0) { return null; }
+    return url;
+  }
+
+  function badge(verdict) {
+    return el("span", { "class": "badge v-" + verdict }, VERDICT_LABEL[verdict] || verdict.replace(/_/g, " "));
+  }
+
+  function variantName(v) { return v ? v.replace(/_/g, " ") : "item"; }
+
+  // ---- state and filtering -----------------------------------------------------------
+  var form = document.getElementById("toolbar");
+  var state = { page: 1 };
+
+  function readForm() {
+    ["verdict", "label", "variant", "model", "review", "q", "sort", "view", "size", "zoom"].forEach(function (name) {
+      state[name] = form.elements[name].value;
+    });
+    state.q = state.q.trim().toLowerCase();
+  }
+
+  function matches(it) {
+    var c = it.case;
+    if (state.verdict === "!passed") { if (it.verdict === "passed") { return false; } }
+    else if (state.verdict && it.verdict !== state.verdict) { return false; }
+    if (state.label && (it.label || "(unknown)") !== state.label) { return false; }
+    if (state.variant && (it.variant || "(unknown)") !== state.variant) { return false; }
+    if (state.model && (it.model || "(unknown)") !== state.model) { return false; }
+    if (state.review) {
+      var r = reviews[it.key];
+      var mark = r && r.mark ? r.mark : "";
+      if (state.review === "none") { if (it.verdict === "passed" || mark) { return false; } }
+      else if (mark !== state.review) { return false; }
+    }
+    if (state.q && it.haystack.indexOf(state.q) < 0) { return false; }
+    return true;
+  }
+
+  function units() {
+    var byCase = [];
+    var lastCase = null;
+    var list = [];
+    ITEMS.forEach(function (it) {
+      if (!matches(it)) { return; }
+      if (state.view === "items") {
+        list.push({ case: it.case, items: [it], index: it.index });
+        return;
+      }
+      if (it.case !== lastCase) {
+        lastCase = it.case;
+        byCase = { case: it.case, items: [], index: it.case.index };
+        list.push(byCase);
+      }
+      byCase.items.push(it);
+    });
+    return sortUnits(list);
+  }
+
+  function sortUnits(list) {
+    var sort = state.sort || "rank";
+    var cmp;
+    if (sort === "rank") {
+      cmp = function (a, b) { return unitRank(a) - unitRank(b) || a.index - b.index; };
+    } else if (sort === "location") {
+      cmp = function (a, b) {
+        return a.case.suite.localeCompare(b.case.suite) || (a.case.line || 0) - (b.case.line || 0) ||
+          a.case.case_id.localeCompare(b.case.case_id) || a.index - b.index;
+      };
+    } else if (sort === "case_id") {
+      cmp = function (a, b) { return a.case.case_id.localeCompare(b.case.case_id) || a.index - b.index; };
+    } else {
+      var parts = sort.split(":");
+      var metric = parts[0];
+      var desc = parts[1] === "desc";
+      var key = function (u) {
+        // A case sorts by its most extreme visible variant in the chosen direction.
+        var best = null;
+        u.items.forEach(function (it) {
+          var v = it[metric];
+          if (typeof v !== "number") { return; }
+          if (best === null || (desc ? v > best : v < best)) { best = v; }
+        });
+        return best;
+      };
+      list.forEach(function (u) { u.sortKey = key(u); });
+      cmp = function (a, b) {
+        if (a.sortKey === null || b.sortKey === null) {
+          return (a.sortKey === null) - (b.sortKey === null) || a.index - b.index;
+        }
+        return (desc ? b.sortKey - a.sortKey : a.sortKey - b.sortKey) || a.index - b.index;
+      };
+    }
+    return list.slice().sort(cmp);
+  }
+
+  function unitRank(u) {
+    var rank = 2;
+    u.items.forEach(function (it) { rank = Math.min(rank, it.rank); });
+    return rank;
+  }
+
+  // ---- rendering ------------------------------------------------------------------------
+  function image(it, kind, alt) {
+    var url = safeUrl(it.images[kind]);
+    if (!url && kind === "annotated") { url = safeUrl(it.images.input); }
+    if (!url) { return el("div", { "class": "missing" }, "no image"); }
+    var img = el("img", { src: url, alt: alt, loading: "lazy", decoding: "async" });
+    img.addEventListener("load", function () {
+      // Small model inputs blown up should show their pixels, not a blur.
+      if (img.naturalWidth && img.naturalWidth < img.clientWidth) { img.classList.add("upscaled"); }
+    });
+    var button = el("button", { type: "button", "class": "thumb", title: "Enlarge" }, img);
+    button.addEventListener("click", function () { openLightbox(it, kind); });
+    return button;
+  }
+
+  function colourBar(scale) {
+    var s = typeof scale === "number" ? fmt(scale) : "max";
+    return el("div", { "class": "cbar", title: "Relevance scale: blue negative, white zero, red positive" }, [
+      el("div", { "class": "cbar-ramp", "aria-hidden": "true" }),
+      el("div", { "class": "cbar-ticks" }, [el("span", null, "−" + s), el("span", null, "0"), el("span", null, "+" + s)])
+    ]);
+  }
+
+  function facts(it) {
+    var c = it.case;
+    var rows = [];
+    var label = it.label || c.label;
+    rows.push(["expected", (label || "—") + pct(it.p_label)]);
+    rows.push(["predicted", (it.predicted === null ? "—" : it.predicted) + pct(it.p_predicted)]);
+    if (it.variant !== "original" && it.original_predicted !== null && it.original_predicted !== undefined) {
+      rows.push(["unmodified image", it.original_predicted]);
+    }
+    if (it.pointing_game !== null && it.pointing_game !== undefined) {
+      rows.push(["peak on object", it.pointing_game ? "yes" : "no"]);
+    }
+    var dl = el("dl", { "class": "facts" });
+    rows.forEach(function (r) { dl.append(el("dt", null, r[0]), el("dd", null, r[1])); });
+    return dl;
+  }
+
+  function checksTable(it) {
+    if (!it.checks.length) { return null; }
+    var body = el("tbody");
+    it.checks.forEach(function (ch) {
+      var result = ch.passed === null ? "?" : (ch.passed ? "✓ met" : "✗ not met");
+      body.append(el("tr", null, [
+        el("td", { title: ch.metric }, ch.name || ch.metric),
+        el("td", { "class": "num" }, fmt(ch.value)),
+        el("td", null, (ch.op || "") + " " + fmt(ch.threshold)),
+        el("td", { "class": ch.passed === null ? "" : (ch.passed ? "ok" : "bad") }, result)
+      ]));
+    });
+    return el("table", { "class": "checks" }, [
+      el("thead", null, el("tr", null, [
+        el("th", { scope: "col" }, "check"), el("th", { scope: "col", "class": "num" }, "value"),
+        el("th", { scope: "col" }, "required"), el("th", { scope: "col" }, "result")
+      ])),
+      body
+    ]);
+  }
+
+  var reviewSeq = 0;
+  function reviewBox(it) {
+    var stored = reviews[it.key] || {};
+    var box = el("div", { "class": "review" + (stored.mark ? " done" : "") });
+    var group = "review-" + (reviewSeq += 1);
+    var fieldset = el("fieldset", null, el("legend", null, "Your review of this verdict"));
+    var comment = el("textarea", { rows: 2, placeholder: "Comment (optional)", "aria-label": "Comment on " + it.key });
+    comment.value = stored.comment || "";
+    MARKS.forEach(function (m) {
+      var radio = el("input", { type: "radio", name: group, value: m[0], "data-mark": m[0] });
+      radio.checked = stored.mark === m[0];
+      radio.addEventListener("change", function () {
+        setReview(it, m[0], comment.value);
+        box.classList.add("done");
+      });
+      fieldset.append(el("label", null, [radio, m[1]]));
+    });
+    var clear = el("button", { type: "button", "class": "link" }, "clear");
+    clear.addEventListener("click", function () {
+      fieldset.querySelectorAll("input").forEach(function (r) { r.checked = false; });
+      comment.value = "";
+      setReview(it, "", "");
+      box.classList.remove("done");
+    });
+    fieldset.append(clear);
+    comment.addEventListener("input", function () {
+      var current = reviews[it.key] || {};
+      setReview(it, current.mark || "", comment.value);
+    });
+    box.append(fieldset, comment);
+    if (stored.mark && ((stored.run && stored.run !== DATA.run) || (stored.verdict && stored.verdict !== it.verdict))) {
+      box.append(el("p", { "class": "stale" },
+        "Marked on an earlier run (verdict then: " + (VERDICT_LABEL[stored.verdict] || stored.verdict) + "); check it still applies."));
+    }
+    return box;
+  }
+
+  function variantBlock(it) {
+    var c = it.case;
+    var name = variantName(it.variant);
+    var head = el("div", { "class": "variant-head" }, [el("span", { "class": "variant-name" }, name), badge(it.verdict)]);
+    var who = c.case_id + ", " + name;
+    var heat = el("figure", null, [image(it, "heatmap", "Relevance map of " + who), colourBar(it.heatmap_scale),
+      el("figcaption", null, "relevance")]);
+    var images = el("div", { "class": "images" }, [
+      el("figure", null, [image(it, "annotated", "Input with annotated object, " + who), el("figcaption", null, "input + object")]),
+      heat,
+      el("figure", null, [image(it, "overlay", "Relevance over input, " + who), el("figcaption", null, "overlay")])
+    ]);
+    var parts = [head, images, facts(it), checksTable(it)];
+    if (it.message) { parts.push(el("p", { "class": "sentence" }, it.message)); }
+    if (it.longrepr) {
+      parts.push(el("details", { "class": "trace" }, [el("summary", null, "error details"), el("pre", null, it.longrepr)]));
+    }
+    if (it.verdict !== "passed") { parts.push(reviewBox(it)); }
+    return el("section", {
+      "class": "variant" + (it.verdict === "passed" ? "" : " fail"),
+      "data-item-key": it.key, "data-verdict": it.verdict, "data-variant": it.variant,
+      "aria-label": name + ": " + (VERDICT_LABEL[it.verdict] || it.verdict)
+    }, parts);
+  }
+
+  function caseStatus(c) {
+    var bad = c.items.filter(function (it) { return it.verdict !== "passed"; }).length;
+    var text = bad ? bad + " of " + c.items.length + " not passed" : "all " + c.items.length + " passed";
+    return el("span", { "class": "case-status" }, text);
+  }
+
+  function caseCard(u) {
+    var c = u.case;
+    var title = c.case_id || (u.items[0] && u.items[0].nodeid) || "(unnamed case)";
+    var factsLine = el("div", { "class": "case-facts" }, [
+      c.label ? el("span", null, ["class ", el("b", null, c.label)]) : null,
+      c.model ? el("span", null, ["model ", el("b", null, c.model)]) : null,
+      c.explainer ? el("span", null, ["explainer ", el("b", null, c.explainer)]) : null,
+      c.device ? el("span", null, ["on ", el("b", null, c.device)]) : null,
+      c.location ? el("span", null, ["defined in ", el("code", null, c.location)]) : null
+    ]);
+    var card = el("article", { "class": "case rank-" + unitRank(u), "data-case-key": c.key }, [
+      el("div", { "class": "case-head" }, [el("h3", { "class": "case-title" }, title), caseStatus(c), factsLine])
+    ]);
+    if (c.description) { card.append(el("p", { "class": "case-desc" }, c.description)); }
+    var hidden = c.items.length - u.items.length;
+    if (hidden > 0 && state.view !== "items") {
+      card.append(el("p", { "class": "case-note" },
+        hidden + " more variant" + (hidden > 1 ? "s" : "") + " of this case hidden by the filters."));
+    }
+    card.append(el("div", { "class": "variants" }, u.items.map(variantBlock)));
+    return card;
+  }
+
+  function pagerButton(label, page, current, aria) {
+    var b = el("button", { type: "button", "aria-label": aria || ("Page " + page), "aria-current": page === current && !aria ? "page" : null }, label);
+    b.disabled = page < 1 || page > state.pages || (aria === undefined && page === current);
+    b.addEventListener("click", function () {
+      state.page = page;
+      render();
+      document.getElementById("cases-title").scrollIntoView();
+    });
+    return b;
+  }
+
+  function renderPager() {
+    var nav = document.getElementById("pager");
+    nav.textContent = "";
+    if (state.pages <= 1) { return; }
+    var p = state.page;
+    nav.append(pagerButton("‹ previous", p - 1, p, "Previous page"));
+    var shown = {};
+    [1, 2, p - 2, p - 1, p, p + 1, p + 2, state.pages - 1, state.pages].forEach(function (n) {
+      if (n >= 1 && n <= state.pages) { shown[n] = true; }
+    });
+    var last = 0;
+    Object.keys(shown).map(Number).sort(function (a, b) { return a - b; }).forEach(function (n) {
+      if (n - last > 1) { nav.append(el("span", { "class": "gap" }, "…")); }
+      nav.append(pagerButton(String(n), n, p));
+      last = n;
+    });
+    nav.append(pagerButton("next ›", p + 1, p, "Next page"));
+  }
+
+  function render() {
+    readForm();
+    var list = units();
+    var size = state.size === "all" ? Math.max(list.length, 1) : parseInt(state.size, 10) || 25;
+    state.pages = Math.max(1, Math.ceil(list.length / size));
+    state.page = Math.min(Math.max(1, state.page), state.pages);
+    var start = (state.page - 1) * size;
+    var page = list.slice(start, start + size);
+    var container = document.getElementById("cases");
+    container.className = "cases zoom-" + (state.zoom || "m");
+    var fragment = document.createDocumentFragment();
+    page.forEach(function (u) { fragment.append(caseCard(u)); });
+    if (!page.length) { fragment.append(el("p", { "class": "empty" }, "No item matches the filters.")); }
+    container.replaceChildren(fragment);
+    var matched = 0;
+    list.forEach(function (u) { matched += u.items.length; });
+    var noun = state.view === "items" ? "items" : "cases";
+    document.getElementById("count-line").textContent = list.length
+      ? "Showing " + noun + " " + (start + 1) + "–" + (start + page.length) + " of " + list.length +
+        " (" + matched + " of " + ITEMS.length + " items match)."
+      : "0 of " + ITEMS.length + " items match.";
+    renderPager();
+  }
+
+  // ---- lightbox -------------------------------------------------------------------------------
+  var lightbox = document.getElementById("lightbox");
+  function openLightbox(it, kind) {
+    var kinds = Object.keys(it.images).filter(function (k) { return safeUrl(it.images[k]); });
+    var show = function (k) {
+      document.getElementById("lightbox-img").src = safeUrl(it.images[k]);
+      document.getElementById("lightbox-img").alt = (IMAGE_LABEL[k] || k) + " of " + it.case.case_id + ", " + variantName(it.variant);
+      document.getElementById("lightbox-title").textContent = it.case.case_id + " · " + variantName(it.variant) + " · " + (IMAGE_LABEL[k] || k);
+      box.querySelectorAll("button").forEach(function (b) { b.setAttribute("aria-pressed", String(b.dataset.kind === k)); });
+    };
+    var box = document.getElementById("lightbox-kinds");
+    box.textContent = "";
+    kinds.forEach(function (k) {
+      var b = el("button", { type: "button", "data-kind": k }, IMAGE_LABEL[k] || k);
+      b.addEventListener("click", function () { show(k); });
+      box.append(b);
+    });
+    show(it.images[kind] ? kind : kinds[0]);
+    if (typeof lightbox.showModal === "function") { lightbox.showModal(); } else { lightbox.setAttribute("open", ""); }
+  }
+  document.getElementById("lightbox-close").addEventListener("click", function () { lightbox.close(); });
+  lightbox.addEventListener("click", function (ev) { if (ev.target === lightbox) { lightbox.close(); } });
+
+  // ---- export ---------------------------------------------------------------------------------
+  var EXPORT_FIELDS = ["suite", "line", "case_id", "variant", "model", "explainer", "label", "predicted",
+    "verdict", "message", "review", "comment", "reviewed_at", "nodeid"];
+
+  function exportRows() {
+    return FAILED.map(function (it) {
+      var c = it.case;
+      var r = reviews[it.key] || {};
+      return {
+        suite: c.suite, line: c.line, case_id: c.case_id, variant: it.variant, model: c.model,
+        explainer: c.explainer, label: it.label || c.label, predicted: it.predicted, verdict: it.verdict,
+        message: it.message, review: r.mark ? MARK_LABEL[r.mark] : "", comment: r.comment || "",
+        reviewed_at: r.at || "", nodeid: it.nodeid
+      };
+    });
+  }
+
+  function csvCell(value) {
+    if (value === null || value === undefined) { return ""; }
+    var text = String(value);
+    // A leading = + - @ makes spreadsheets evaluate the cell as a formula.
+    if (typeof value === "string" && /^[=+\-@\t\r]/.test(text)) { text = "'" + text; }
+    return "\"" + text.replace(/"/g, "\"\"") + "\"";
+  }
+
+  function download(name, type, text) {
+    var url = URL.createObjectURL(new Blob([text], { type: type }));
+    var a = el("a", { href: url, download: name });
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(function () { URL.revokeObjectURL(url); }, 10000);
+  }
+
+  function stamp() { return new Date().toISOString().slice(0, 19).replace(/[:T]/g, "-"); }
+
+  document.getElementById("export-csv").addEventListener("click", function () {
+    var lines = [EXPORT_FIELDS.join(",")];
+    exportRows().forEach(function (row) {
+      lines.push(EXPORT_FIELDS.map(function (f) { return csvCell(row[f]); }).join(","));
+    });
+    // The byte order mark makes spreadsheet programs read the file as UTF-8.
+    download("xai-review-" + stamp() + ".csv", "text/csv;charset=utf-8", "\ufeff" + lines.join("\r\n") + "\r\n");
+  });
+  document.getElementById("export-json").addEventListener("click", function () {
+    var doc = { report: DATA.title, run: DATA.run, exported: new Date().toISOString(), reviews: exportRows() };
+    download("xai-review-" + stamp() + ".json", "application/json", JSON.stringify(doc, null, 2));
+  });
+
+  // ---- wiring -----------------------------------------------------------------------------------
+  var searchTimer = null;
+  form.addEventListener("change", function () { state.page = 1; render(); });
+  form.addEventListener("input", function (ev) {
+    if (ev.target.name !== "q") { return; }
+    clearTimeout(searchTimer);
+    searchTimer = setTimeout(function () { state.page = 1; render(); }, 200);
+  });
+  form.addEventListener("submit", function (ev) { ev.preventDefault(); });
+  form.addEventListener("reset", function () { setTimeout(function () { state.page = 1; render(); }, 0); });
+
+  function applyFilter(name, value) {
+    form.reset();
+    form.elements[name].value = value;
+    state.page = 1;
+    render();
+    document.getElementById("cases-title").scrollIntoView();
+  }
+  document.querySelectorAll(".tile[data-verdict]").forEach(function (b) {
+    b.addEventListener("click", function () { applyFilter("verdict", b.dataset.verdict); });
+  });
+  document.querySelectorAll("button[data-filter]").forEach(function (b) {
+    b.addEventListener("click", function () { applyFilter(b.dataset.filter, b.dataset.value); });
+  });
+
+  updateReviewStatus();
+  render();
+  document.body.dataset.ready = "true";
+})();

@@ -1,0 +1,43 @@
+"""The results table: one row per item, written with pandas (CSV, plus Parquet when
+pyarrow is installed)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from harness.evaluate import RESULT_COLUMNS
+from harness.perturb import VARIANTS
+
+
+def results_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """Rows as a DataFrame with the documented columns first; nested values as JSON."""
+    frame = pd.DataFrame(rows)
+    for column in RESULT_COLUMNS:
+        if column not in frame.columns:
+            frame[column] = None
+    extra = [c for c in frame.columns if c not in RESULT_COLUMNS]
+    for column in extra:
+        frame[column] = frame[column].map(lambda v: json.dumps(v) if isinstance(v, (dict, list)) else v)
+    frame = frame[RESULT_COLUMNS + extra]
+    # Run order differs under xdist; sort by where the case is written, variants in oracle order.
+    order = {name: i for i, name in enumerate(VARIANTS)}
+    frame = frame.assign(_v=frame["variant"].map(lambda v: order.get(v, len(order))))
+    return frame.sort_values(["suite", "line", "case_id", "_v", "model"], kind="stable").drop(columns="_v")
+
+
+def write_results(rows: list[dict[str, Any]], path: Path) -> list[Path]:
+    """Write ``path`` (CSV) and, if pyarrow is available, the same table as Parquet."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame = results_frame(rows)
+    frame.to_csv(path, index=False)
+    written = [path]
+    if importlib.util.find_spec("pyarrow") is not None:
+        parquet = path.with_suffix(".parquet")
+        frame.astype({c: "string" for c in frame.columns if frame[c].dtype == object}).to_parquet(parquet, index=False)
+        written.append(parquet)
+    return written

@@ -1,0 +1,512 @@
+"""The YAML test-case schema: validation, defaults and where each value came from.
+
+A suite file (``*.xai.yaml``) looks like::
+
+    model: signs-shortcut
+    explainer: lrp/epsilon_plus_flat
+    defaults:
+      label: speed_50
+      thresholds: {min_object_mass: 0.4}
+      variants:
+        original: {}
+        instance_removed: {fill: inpaint_telea}
+        background_removed: {fill: grey}
+        sticker_added: {size: 0.25, color: [0, 0, 0]}
+    cases:
+      - id: speed50_0007
+        image: images/speed50_0007.png
+        object: {mask: images/speed50_0007_mask.png}
+
+Values resolve in the order built-in default < suite ``defaults`` < case < variant.
+Validation happens per case, so one broken case fails alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Literal, get_args, get_origin, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from harness.errors import SpecError
+from harness.perturb import DEFAULT_VARIANTS, VARIANTS, VariantSettings
+from harness.regions import Region
+from harness.yamlio import MarkedDict, MarkedList, line_of, load_marked
+
+SUITE_SUFFIX = ".xai.yaml"
+
+# --------------------------------------------------------------------------- thresholds
+
+
+class Thresholds(BaseModel):
+    """Pass/fail thresholds; ``null`` switches a check off."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min_object_mass: float | None = Field(
+        None, ge=0, le=1, description="original: share of positive relevance on the object below which the verdict is 'wrong reasons'")
+    max_sticker_share: float | None = Field(
+        None, ge=0, le=1, description="sticker_added: share of positive relevance on the sticker above which the verdict is 'artifact reliance'")
+    min_rank_accuracy: float | None = Field(
+        None, ge=0, le=1, description="original: optional minimum relevance rank accuracy on the object")
+    pointing_game: bool | None = Field(
+        None, description="original: require the most relevant pixel to lie on the object")
+    pointing_tolerance: int | None = Field(
+        None, ge=0, le=64, description="pixels by which the pointing game may miss the object")
+
+
+DEFAULT_THRESHOLDS: dict[str, Any] = {
+    "min_object_mass": 0.5,
+    "max_sticker_share": 0.3,
+    "min_rank_accuracy": None,
+    "pointing_game": False,
+    "pointing_tolerance": 0,
+}
+
+# --------------------------------------------------------------------------- raw models
+
+_VariantsField = Union[list[Any], dict[str, Any], None]
+
+
+class Defaults(BaseModel):
+    """Suite-level defaults applied to every case."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    label: str | None = Field(None, description="expected class of every case unless the case says otherwise")
+    thresholds: Thresholds | None = None
+    variants: _VariantsField = Field(None, description="variants to run and their settings")
+
+
+class SuiteHeader(BaseModel):
+    """Everything of a suite except the cases themselves."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    suite: str | None = Field(None, description="a name for the suite (defaults to the file name)")
+    description: str = ""
+    model: str | None = Field(None, description="the model under test (a name in the model registry)")
+    models: list[str] | None = Field(None, min_length=1, description="several models under test")
+    explainer: str = Field("lrp/epsilon_plus_flat", description="explainer registry key")
+    defaults: Defaults = Field(default_factory=Defaults)
+    cases: list[Any] = Field(..., min_length=1, description="the test cases")
+
+
+class CaseModel(BaseModel):
+    """One test case as written in YAML."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(..., min_length=1, description="unique within the suite; items are named id[variant]")
+    image: str = Field(..., description="image path, relative to the YAML file")
+    label: str | None = Field(None, description="expected class (overrides defaults.label)")
+    description: str = ""
+    object: list[Region] = Field(..., min_length=1, description="the annotated object: mask, polygon or box (or a list of them)")
+    thresholds: Thresholds | None = None
+    variants: _VariantsField = None
+    skip: bool | str = Field(False, description="skip the case (a string gives the reason)")
+    xfail: bool | str = Field(False, description="expect the case to fail (a string gives the reason)")
+    tags: list[str] = Field(default_factory=list)
+
+    @field_validator("object", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, dict) else value
+
+    @field_validator("id", mode="before")
+    @classmethod
+    def _id_as_text(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+# --------------------------------------------------------------------------- resolved specs
+
+
+@dataclass
+class VariantSpec:
+    """A variant of a case with its settings and thresholds fully resolved."""
+
+    name: str
+    line: int
+    settings: VariantSettings | None = None
+    thresholds: dict[str, Any] = field(default_factory=dict)
+    errors: list[SpecError] = field(default_factory=list)
+
+
+@dataclass
+class CaseSpec:
+    """A case ready to plan: paths are absolute, defaults merged."""
+
+    suite_path: Path
+    index: int
+    case_id: str
+    line: int
+    variants: list[VariantSpec]
+    image: Path | None = None
+    label: str | None = None
+    description: str = ""
+    regions: list[Region] = field(default_factory=list)
+    skip: bool | str = False
+    xfail: bool | str = False
+    tags: list[str] = field(default_factory=list)
+    errors: list[SpecError] = field(default_factory=list)
+
+    @property
+    def base_dir(self) -> Path:
+        return self.suite_path.parent
+
+
+@dataclass
+class SuiteSpec:
+    """A parsed suite: header values and cases (each possibly carrying its own errors)."""
+
+    path: Path
+    name: str
+    models: list[str]
+    explainer: str
+    description: str = ""
+    cases: list[CaseSpec] = field(default_factory=list)
+    error: SpecError | None = None
+
+
+# --------------------------------------------------------------------------- error text
+
+
+def _unwrap(annotation: Any) -> Any:
+    """Strip Optional/list wrappers to reach a BaseModel class (for 'allowed keys')."""
+    while True:
+        origin = get_origin(annotation)
+        if origin in (Union, list, tuple) or str(origin) == "types.UnionType":
+            models = [a for a in get_args(annotation) if isinstance(a, type) and issubclass(a, BaseModel)]
+            inner = [a for a in get_args(annotation) if get_origin(a) in (list,)]
+            if models:
+                return models[0]
+            if inner:
+                annotation = inner[0]
+                continue
+            return None
+        return annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+
+
+def _model_at(model: type[BaseModel], loc: Iterable[Any]) -> type[BaseModel] | None:
+    current: type[BaseModel] | None = model
+    for part in loc:
+        if current is None:
+            return None
+        if isinstance(part, int):
+            continue
+        info = current.model_fields.get(part)
+        if info is None:
+            return None
+        current = _unwrap(info.annotation)
+    return current
+
+
+def _format_loc(prefix: str, loc: Iterable[Any], raw: Any) -> str:
+    """``cases[3].object.mask`` from a pydantic loc, skipping the list index that
+    pydantic adds when a single mapping was wrapped into a list."""
+    text = prefix
+    node = raw
+    for part in loc:
+        if isinstance(part, int):
+            if isinstance(node, list):
+                text += f"[{part}]"
+                node = node[part] if 0 <= part < len(node) else None
+            continue
+        text += f".{part}" if text else str(part)
+        node = node.get(part) if isinstance(node, dict) else None
+    return text
+
+
+def _clean_loc(raw: Any, loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    out: list[Any] = []
+    node = raw
+    for part in loc:
+        if isinstance(part, int) and not isinstance(node, list):
+            continue
+        out.append(part)
+        if isinstance(node, dict):
+            node = node.get(part)
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+        else:
+            node = None
+    return tuple(out)
+
+
+def _errors_from_validation(exc: ValidationError, model: type[BaseModel], raw: Any, path: Path,
+                            prefix: str, root: Any, root_loc: tuple[Any, ...]) -> list[SpecError]:
+    """Turn pydantic errors into located, readable :class:`SpecError` objects."""
+    out: list[SpecError] = []
+    for err in exc.errors():
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        # Pydantic reports union branches as extra loc parts ('list[...]', 'tuple[...]'): drop them.
+        loc = tuple(p for p in loc if not (isinstance(p, str) and ("[" in p or p in ("str", "int", "float", "bool", "is-instance"))))
+        loc = _clean_loc(raw, loc)
+        where = _format_loc(prefix, loc, raw)
+        line = line_of(root, root_loc + loc)
+        kind = err["type"]
+        if kind == "extra_forbidden":
+            parent = _model_at(model, loc[:-1])
+            allowed = ", ".join(parent.model_fields) if parent else "?"
+            message = f"unknown key {loc[-1]!r}; allowed keys: {allowed}"
+        elif kind == "missing":
+            message = "required field is missing"
+        else:
+            message = err["msg"]
+            if "input" in err and kind not in ("value_error",) and not isinstance(err["input"], (dict, list)):
+                message += f" (got {err['input']!r})"
+            if message.startswith("Value error, "):
+                message = message[len("Value error, "):]
+        if any(e.field == where for e in out):
+            continue  # union branches repeat the same complaint; the first is the clearest
+        out.append(SpecError(path, line, where, message))
+    return out
+
+
+# --------------------------------------------------------------------------- variants
+
+
+def _variant_entries(value: Any, where: str, path: Path, root: Any, root_loc: tuple[Any, ...]
+                     ) -> tuple[list[tuple[str, Any, tuple[Any, ...]]], list[SpecError]]:
+    """Normalise the list / mapping forms of ``variants`` to (name, settings, loc) triples."""
+    entries: list[tuple[str, Any, tuple[Any, ...]]] = []
+    errors: list[SpecError] = []
+    if isinstance(value, dict):
+        for name, settings in value.items():
+            entries.append((str(name), settings, root_loc + (name,)))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            if isinstance(item, str):
+                entries.append((item, {}, root_loc + (i,)))
+            elif isinstance(item, dict) and len(item) == 1:
+                (name, settings), = item.items()
+                entries.append((str(name), settings, root_loc + (i, name)))
+            else:
+                errors.append(SpecError(path, line_of(root, root_loc + (i,)), f"{where}[{i}]",
+                                        f"expected a variant name or a one-key mapping name: settings; "
+                                        f"known variants: {', '.join(VARIANTS)}"))
+    else:
+        errors.append(SpecError(path, line_of(root, root_loc), where,
+                                "expected a list of variant names or a mapping name: settings"))
+    seen: set[str] = set()
+    for name, _, loc in entries:
+        if name in seen:
+            errors.append(SpecError(path, line_of(root, loc), where, f"variant {name!r} is listed twice"))
+        seen.add(name)
+    return entries, errors
+
+
+def _merge_thresholds(*levels: Thresholds | None) -> dict[str, Any]:
+    merged = dict(DEFAULT_THRESHOLDS)
+    for level in levels:
+        if level is not None:
+            merged.update(level.model_dump(exclude_unset=True))
+    return merged
+
+
+def _resolve_variants(case_raw: Any, case: CaseModel | None, defaults: Defaults, suite_raw: Any,
+                      path: Path, case_loc: tuple[Any, ...], where: str) -> tuple[list[VariantSpec], list[SpecError]]:
+    errors: list[SpecError] = []
+    default_entries: dict[str, tuple[Any, tuple[Any, ...]]] = {}
+    if defaults.variants is not None:
+        entries, errs = _variant_entries(defaults.variants, "defaults.variants", path, suite_raw, ("defaults", "variants"))
+        errors += errs
+        default_entries = {name: (settings, loc) for name, settings, loc in entries}
+    else:
+        default_entries = {name: ({}, ()) for name in DEFAULT_VARIANTS}
+
+    case_variants = case_raw.get("variants") if isinstance(case_raw, dict) else None
+    if case_variants is not None:
+        entries, errs = _variant_entries(case_variants, f"{where}.variants", path, suite_raw, case_loc + ("variants",))
+        errors += errs
+        chosen = [(name, settings, loc) for name, settings, loc in entries]
+    else:
+        # Variants inherited from the defaults are reported at the case's line.
+        chosen = [(name, {}, ()) for name in default_entries]
+
+    case_line = line_of(suite_raw, case_loc) or 0
+    specs: list[VariantSpec] = []
+    for name, settings_raw, loc in chosen:
+        line = line_of(suite_raw, loc) if loc else case_line
+        spec = VariantSpec(name=name, line=line or case_line)
+        specs.append(spec)
+        field_name = f"{where}.variants.{name}" if case_variants is not None else f"defaults.variants.{name}"
+        kind = VARIANTS.get(name)
+        if kind is None:
+            spec.errors.append(SpecError(path, spec.line, field_name,
+                                         f"unknown variant {name!r}; allowed values: {', '.join(VARIANTS)}"))
+            continue
+        merged: dict[str, Any] = {}
+        threshold_levels: list[Thresholds | None] = [defaults.thresholds, case.thresholds if case else None]
+        problems: list[SpecError] = []
+        for source, source_loc, label in (
+                (default_entries.get(name, ({}, ()))[0], default_entries.get(name, ({}, ()))[1], f"defaults.variants.{name}"),
+                (settings_raw if case_variants is not None else {}, loc, field_name)):
+            if source is None:
+                continue
+            if not isinstance(source, dict):
+                problems.append(SpecError(path, line_of(suite_raw, source_loc) or spec.line, label,
+                                          "expected a mapping of settings (or {})"))
+                continue
+            source = dict(source)
+            raw_thresholds = source.pop("thresholds", None)
+            if raw_thresholds is not None:
+                try:
+                    threshold_levels.append(Thresholds.model_validate(raw_thresholds))
+                except ValidationError as exc:
+                    problems += _errors_from_validation(exc, Thresholds, raw_thresholds, path, f"{label}.thresholds",
+                                                        suite_raw, source_loc + ("thresholds",))
+            merged.update(source)
+            try:
+                kind.settings.model_validate(source)
+            except ValidationError as exc:
+                problems += _errors_from_validation(exc, kind.settings, source, path, label, suite_raw, source_loc)
+        if problems:
+            spec.errors += problems
+            continue
+        spec.settings = kind.settings.model_validate(merged)
+        spec.thresholds = _merge_thresholds(*threshold_levels)
+    return specs, errors
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _case_id_guess(raw: Any, index: int) -> str:
+    if isinstance(raw, dict):
+        value = raw.get("id")
+        if isinstance(value, (str, int)) and not isinstance(value, bool) and str(value):
+            return str(value)
+        image = raw.get("image")
+        if isinstance(image, str) and image:
+            return Path(image).stem
+    return f"case{index}"
+
+
+def _resolve_case(raw: Any, index: int, header: SuiteHeader, suite_raw: Any, path: Path) -> CaseSpec:
+    loc = ("cases", index)
+    where = f"cases[{index}]"
+    line = line_of(suite_raw, loc) or 1
+    case_id = _case_id_guess(raw, index)
+    errors: list[SpecError] = []
+    model: CaseModel | None = None
+    if not isinstance(raw, dict):
+        errors.append(SpecError(path, line, where, "a case must be a mapping with keys id, image, object, ..."))
+    else:
+        try:
+            model = CaseModel.model_validate(raw)
+        except ValidationError as exc:
+            errors += _errors_from_validation(exc, CaseModel, raw, path, where, suite_raw, loc)
+    variants, variant_errors = _resolve_variants(raw, model, header.defaults, suite_raw, path, loc, where)
+    errors += variant_errors
+    case = CaseSpec(suite_path=path, index=index, case_id=case_id, line=line, variants=variants, errors=errors)
+    if model is None:
+        return case
+    case.case_id = model.id
+    case.description = model.description
+    case.label = model.label or header.defaults.label
+    case.regions = model.object
+    case.skip, case.xfail, case.tags = model.skip, model.xfail, model.tags
+    if case.label is None:
+        errors.append(SpecError(path, line, f"{where}.label", "no label: give 'label' in the case or in defaults"))
+    case.image = (path.parent / model.image).resolve()
+    if not case.image.is_file():
+        errors.append(SpecError(path, line_of(suite_raw, loc + ("image",)), f"{where}.image",
+                                f"image file not found: {model.image} (looked in {path.parent})"))
+    for r_index, region in enumerate(model.object):
+        if region.mask is not None and not (path.parent / region.mask).is_file():
+            single = isinstance(raw.get("object"), dict)
+            field_name = f"{where}.object.mask" if single else f"{where}.object[{r_index}].mask"
+            region_loc = loc + (("object",) if single else ("object", r_index))
+            errors.append(SpecError(path, line_of(suite_raw, region_loc + ("mask",)), field_name,
+                                    f"mask file not found: {region.mask} (looked in {path.parent})"))
+    return case
+
+
+def load_suite(path: str | Path, text: str | None = None) -> SuiteSpec:
+    """Parse and validate a suite file.
+
+    YAML syntax errors and header errors are returned in ``SuiteSpec.error`` (the
+    suite cannot be split into cases then); each case carries its own errors.
+    """
+    path = Path(path)
+    name = path.name[: -len(SUITE_SUFFIX)] if path.name.endswith(SUITE_SUFFIX) else path.stem
+    suite = SuiteSpec(path=path, name=name, models=[], explainer="lrp/epsilon_plus_flat")
+    try:
+        raw = load_marked(path.read_text(encoding="utf-8") if text is None else text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc)
+        suite.error = SpecError(path, mark.line + 1 if mark else None, "", f"YAML syntax error: {problem}")
+        return suite
+    except (OSError, UnicodeDecodeError) as exc:
+        suite.error = SpecError(path, None, "", f"cannot read file: {exc}")
+        return suite
+    if not isinstance(raw, dict):
+        suite.error = SpecError(path, 1, "", "a suite must be a mapping with keys model, explainer, defaults, cases")
+        return suite
+    try:
+        header = SuiteHeader.model_validate(raw)
+    except ValidationError as exc:
+        errors = _errors_from_validation(exc, SuiteHeader, raw, path, "", raw, ())
+        suite.error = errors[0] if len(errors) == 1 else SpecError(
+            path, errors[0].line, errors[0].field, "; ".join(e.format() for e in errors))
+        return suite
+    if header.model and header.models:
+        suite.error = SpecError(path, line_of(raw, ("models",)), "models", "give either 'model' or 'models', not both")
+        return suite
+    suite.name = header.suite or name
+    suite.description = header.description
+    suite.models = header.models or ([header.model] if header.model else [])
+    suite.explainer = header.explainer
+    seen: dict[str, int] = {}
+    for index, case_raw in enumerate(header.cases):
+        case = _resolve_case(case_raw, index, header, raw, path)
+        if case.case_id in seen:
+            case.errors.append(SpecError(path, case.line, f"cases[{index}].id",
+                                         f"duplicate case id {case.case_id!r} (first used by cases[{seen[case.case_id]}])"))
+            case.case_id = f"{case.case_id}~{index}"
+        else:
+            seen[case.case_id] = index
+        suite.cases.append(case)
+    return suite
+
+
+def check_labels(suite: SuiteSpec, classes: list[str], model_name: str) -> None:
+    """Add an error to every case whose label is not one of the model's classes."""
+    for case in suite.cases:
+        if case.label is not None and case.label not in classes:
+            case.errors.append(SpecError(
+                suite.path, case.line, f"cases[{case.index}].label",
+                f"unknown class {case.label!r} for model {model_name!r}; allowed values: {', '.join(classes)}"))
+
+
+def suite_json_schema() -> dict[str, Any]:
+    """JSON Schema of a suite file (for editors); variant settings are listed per name."""
+    schema = SuiteHeader.model_json_schema()
+    schema["$defs"] = schema.get("$defs", {})
+    schema["$defs"]["CaseModel"] = CaseModel.model_json_schema(ref_template="#/$defs/{model}")
+    for sub in list(schema["$defs"]["CaseModel"].pop("$defs", {}).items()):
+        schema["$defs"][sub[0]] = sub[1]
+    schema["properties"]["cases"] = {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/CaseModel"}}
+    variant_props = {}
+    for name, kind in VARIANTS.items():
+        sub = kind.settings.model_json_schema(ref_template="#/$defs/{model}")
+        for key, value in sub.pop("$defs", {}).items():
+            schema["$defs"][key] = value
+        sub.setdefault("properties", {})["thresholds"] = {"$ref": "#/$defs/Thresholds"}
+        schema["$defs"][kind.settings.__name__] = sub
+        variant_props[name] = {"anyOf": [{"$ref": f"#/$defs/{kind.settings.__name__}"}, {"type": "null"}]}
+    variants_schema = {"anyOf": [
+        {"type": "object", "properties": variant_props, "additionalProperties": False},
+        {"type": "array", "items": {"anyOf": [{"enum": list(VARIANTS)},
+                                               {"type": "object", "properties": variant_props,
+                                                "additionalProperties": False, "maxProperties": 1}]}},
+        {"type": "null"}]}
+    schema["$defs"]["Defaults"]["properties"]["variants"] = variants_schema
+    schema["$defs"]["CaseModel"]["properties"]["variants"] = variants_schema
+    schema["title"] = "xai-harness suite"
+    return schema

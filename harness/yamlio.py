@@ -1,0 +1,108 @@
+"""Safe YAML loading that remembers where every mapping key and list item came from.
+
+PyYAML's node marks hold the line numbers; we keep them on dict/list subclasses so a
+validation error at ``cases[3].object.mask`` can be reported as ``file.yaml:27``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import yaml
+
+
+class MarkedDict(dict):
+    """A dict that knows its own line and the line of each key (1-based)."""
+
+    line: int = 0
+    key_lines: dict[Any, int]
+
+
+class MarkedList(list):
+    """A list that knows its own line and the line of each item (1-based)."""
+
+    line: int = 0
+    item_lines: list[int]
+
+
+class _MarkedLoader(yaml.SafeLoader):
+    """SafeLoader (no arbitrary objects) whose containers carry line numbers."""
+
+
+def _construct_mapping(loader: _MarkedLoader, node: yaml.MappingNode) -> MarkedDict:
+    loader.flatten_mapping(node)
+    result = MarkedDict()
+    result.line = node.start_mark.line + 1
+    result.key_lines = {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            hash(key)
+        except TypeError:
+            raise yaml.constructor.ConstructorError(
+                "while constructing a mapping", node.start_mark,
+                "found an unhashable key", key_node.start_mark) from None
+        if key in result:
+            raise yaml.constructor.ConstructorError(
+                "while constructing a mapping", node.start_mark,
+                f"found duplicate key {key!r}", key_node.start_mark)
+        result[key] = loader.construct_object(value_node, deep=True)
+        result.key_lines[key] = key_node.start_mark.line + 1
+    return result
+
+
+def _construct_sequence(loader: _MarkedLoader, node: yaml.SequenceNode) -> MarkedList:
+    result = MarkedList(loader.construct_object(child, deep=True) for child in node.value)
+    result.line = node.start_mark.line + 1
+    result.item_lines = [child.start_mark.line + 1 for child in node.value]
+    return result
+
+
+_MarkedLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+_MarkedLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_sequence)
+
+
+def load_marked(text: str) -> Any:
+    """Parse YAML text safely into :class:`MarkedDict` / :class:`MarkedList` containers.
+
+    Raises
+    ------
+    yaml.YAMLError
+        On syntax errors; ``problem_mark`` holds the position.
+    """
+    return yaml.load(text, Loader=_MarkedLoader)  # noqa: S506 - a SafeLoader subclass
+
+
+def load_marked_file(path: str | Path) -> Any:
+    """Read and parse a YAML file (see :func:`load_marked`)."""
+    return load_marked(Path(path).read_text(encoding="utf-8"))
+
+
+def line_of(data: Any, loc: Sequence[Any]) -> int | None:
+    """Best line for a location path such as ``("cases", 3, "object", "mask")``.
+
+    Walks as deep as the data goes; a key that does not exist (a missing field) is
+    reported at the line of its parent mapping.
+    """
+    line = getattr(data, "line", None) or None
+    node = data
+    for part in loc:
+        if isinstance(node, MarkedDict) and part in node:
+            line = node.key_lines.get(part, line)
+            node = node[part]
+        elif isinstance(node, MarkedList) and isinstance(part, int) and 0 <= part < len(node):
+            line = node.item_lines[part]
+            node = node[part]
+        else:
+            break
+    return line
+
+
+def plain(data: Any) -> Any:
+    """Convert marked containers back to plain dicts and lists (for dumping)."""
+    if isinstance(data, dict):
+        return {k: plain(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [plain(v) for v in data]
+    return data
