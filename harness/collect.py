@@ -9,7 +9,7 @@ import pytest
 
 from harness.engine import ImageKey, Request, case_uid
 from harness.errors import HarnessError, ModelError, SpecError
-from harness.evaluate import Evaluation, ItemContext, base_row, evaluate
+from harness.evaluate import RESULT_COLUMNS, Evaluation, ItemContext, base_row, evaluate
 from harness.explain import canonical_name
 from harness.spec import CaseSpec, SuiteSpec, VariantSpec, load_suite
 from harness.verdicts import Judgement
@@ -134,7 +134,7 @@ class XaiItem(pytest.Item):
         if registry_error is not None:
             self.problems.append(registry_error)
         elif classes is not None and case.label is not None and case.label not in classes:
-            self.problems.append(SpecError(suite_rel, case.line, f"cases[{case.index}].label",
+            self.problems.append(SpecError(suite_rel, case.label_line or case.line, f"cases[{case.index}].label",
                                            f"unknown class {case.label!r} for model {model!r}; allowed values: "
                                            f"{', '.join(classes)}"))
         self.key = ImageKey(model, explainer, case_uid(case), variant.name)
@@ -146,7 +146,7 @@ class XaiItem(pytest.Item):
             thresholds=variant.thresholds, key=self.key, original_key=self.original_key, nodeid=self.nodeid)
         row = base_row(self.context, "")
         row["verdict"] = "not run"
-        self.user_properties.append(("xai", row))
+        self._set_row(row)
 
     # ---------------------------------------------------------------- planning
 
@@ -164,24 +164,31 @@ class XaiItem(pytest.Item):
     # ---------------------------------------------------------------- running
 
     def _set_row(self, row: dict[str, Any]) -> None:
-        self.user_properties[:] = [(k, v) for k, v in self.user_properties if k != "xai"]
+        """Attach the row: whole under "xai" (report, results table) and its scalar
+        columns one by one, which is what JUnit XML consumers read."""
+        self.user_properties[:] = [(k, v) for k, v in self.user_properties
+                                   if k != "xai" and k not in RESULT_COLUMNS]
+        self.user_properties.extend((column, row.get(column)) for column in RESULT_COLUMNS
+                                    if column not in ("nodeid", "description", "message"))
         self.user_properties.append(("xai", row))
 
     def setup(self) -> None:
         state = _state(self.config)
-        if self.problems:
-            self._error_row(self.problems)
+        problems = list(self.problems)
+        if not problems:
+            try:
+                self.evaluation = evaluate(self.context, state.engine, state.assets_dir)
+            except HarnessError as exc:
+                problems.append(HarnessError(f"{self.context.location}: {exc}"))
+            finally:
+                state.engine.release(self.key)
+                if self.original_key is not None:
+                    state.engine.release(self.original_key)
+        if problems:
+            self._error_row(problems)
             # pytest.fail with pytrace=False: the user sees the located message, not our stack.
-            pytest.fail(self._problem_text(self.problems), pytrace=False)
-        try:
-            self.evaluation = evaluate(self.context, state.engine, state.assets_dir)
-        except HarnessError as exc:
-            self._error_row([exc])
-            pytest.fail(self._problem_text([exc]), pytrace=False)
-        finally:
-            state.engine.release(self.key)
-            if self.original_key is not None:
-                state.engine.release(self.original_key)
+            pytest.fail(self._problem_text(problems), pytrace=False)
+        assert self.evaluation is not None
         self._set_row(self.evaluation.row)
 
     def _problem_text(self, problems: list[BaseException]) -> str:

@@ -12,7 +12,7 @@ import numpy as np
 
 from harness import render
 from harness.engine import Engine, ImageKey
-from harness.errors import HarnessError
+from harness.errors import HarnessError, MetricError
 from harness.imageio import write_rgb
 from harness.metrics import RegionMetrics, region_metrics
 from harness.render import heatmap_scale
@@ -95,11 +95,13 @@ def evaluate(ctx: ItemContext, engine: Engine, assets_dir: Path | None) -> Evalu
         p_predicted=float(result.probs[result.predicted]), p_label=float(result.probs[label_index]),
         explainer=ctx.explainer, location=ctx.location)
     assert result.relevance_label is not None and result.relevance_predicted is not None
-    obs.object = region_metrics(result.relevance_label, variant.object_mask, tolerance)
+    # Metrics are computed softly: one that is undefined (no positive relevance, e.g.
+    # for a class the model rejects) only becomes an error if the verdict needs it.
+    obs.object = _soft(obs, "object", result.relevance_label, variant.object_mask, tolerance)
     if ctx.variant == "instance_removed" and variant.removed_mask is not None:
-        obs.removed = region_metrics(result.relevance_label, variant.removed_mask, tolerance)
+        obs.removed = _soft(obs, "removed", result.relevance_label, variant.removed_mask, tolerance)
     if ctx.variant == "sticker_added" and variant.sticker_mask is not None:
-        obs.sticker = region_metrics(result.relevance_predicted, variant.sticker_mask, tolerance)
+        obs.sticker = _soft(obs, "sticker", result.relevance_predicted, variant.sticker_mask, tolerance)
         assert ctx.original_key is not None
         original = engine.result(ctx.original_key)
         if original.error is not None:
@@ -127,6 +129,14 @@ def evaluate(ctx: ItemContext, engine: Engine, assets_dir: Path | None) -> Evalu
     if assets_dir is not None:
         row["images"] = write_pictures(assets_dir, ctx, variant, shown)
     return Evaluation(obs, judgement, row)
+
+
+def _soft(obs: Observation, name: str, relevance: np.ndarray, mask: np.ndarray, tolerance: int) -> RegionMetrics | None:
+    try:
+        return region_metrics(relevance, mask, tolerance)
+    except MetricError as exc:
+        obs.undefined[name] = str(exc)
+        return None
 
 
 def _m(metrics: RegionMetrics | None, name: str) -> Any:

@@ -11,9 +11,11 @@ from torch import nn
 
 
 def region_probe(size: Sequence[int] = (32, 32), region: Sequence[int] = (8, 8, 24, 24),
-                 threshold: float = 0.5, gain: float = 10.0) -> nn.Sequential:
-    """Two-class network: class 0 wins when the mean brightness inside ``region`` exceeds
-    ``threshold``; class 1 ("other") has a constant logit of zero.
+                 threshold: float = 0.5, gain: float = 10.0, other_region: Sequence[int] | None = None,
+                 other_threshold: float = 0.5) -> nn.Sequential:
+    """Two-class network: class 0's logit is ``gain * (mean brightness in region - threshold)``;
+    class 1 ("other") has a constant logit of zero, or, with ``other_region``, the same
+    form over its own rectangle.
 
     Built from layers LRP understands (1×1 conv → ReLU → Flatten → Linear) so that all
     positive relevance of class 0 lands inside ``region`` and nowhere else.
@@ -27,19 +29,28 @@ def region_probe(size: Sequence[int] = (32, 32), region: Sequence[int] = (8, 8, 
     threshold
         Mean brightness (0..1) at which the two logits tie.
     gain
-        Slope of the class-0 logit; larger makes the probabilities more decisive.
+        Slope of the logits; larger makes the probabilities more decisive.
+    other_region, other_threshold
+        Optional rectangle and threshold of class 1 (default: constant logit 0).
     """
     height, width = int(size[0]), int(size[1])
-    x0, y0, x1, y1 = (int(v) for v in region)
-    if not (0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height):
-        raise ValueError(f"region {list(region)} does not fit a {width}x{height} input")
+
+    def averaging(rect: Sequence[int]) -> torch.Tensor:
+        x0, y0, x1, y1 = (int(v) for v in rect)
+        if not (0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height):
+            raise ValueError(f"region {list(rect)} does not fit a {width}x{height} input")
+        weights = torch.zeros(height, width)
+        weights[y0:y1, x0:x1] = gain / float((y1 - y0) * (x1 - x0))
+        return weights.flatten()
+
     grey = nn.Conv2d(3, 1, kernel_size=1, bias=False)
     head = nn.Linear(height * width, 2)
     with torch.no_grad():
         grey.weight.fill_(1.0 / 3.0)
-        weights = torch.zeros(height, width)
-        weights[y0:y1, x0:x1] = gain / float((y1 - y0) * (x1 - x0))
         head.weight.zero_()
-        head.weight[0] = weights.flatten()
+        head.weight[0] = averaging(region)
         head.bias.copy_(torch.tensor([-gain * threshold, 0.0]))
+        if other_region is not None:
+            head.weight[1] = averaging(other_region)
+            head.bias[1] = -gain * other_threshold
     return nn.Sequential(grey, nn.ReLU(), nn.Flatten(), head)

@@ -146,6 +146,7 @@ class CaseSpec:
     variants: list[VariantSpec]
     image: Path | None = None
     label: str | None = None
+    label_line: int | None = None
     description: str = ""
     regions: list[Region] = field(default_factory=list)
     skip: bool | str = False
@@ -408,6 +409,7 @@ def _resolve_case(raw: Any, index: int, header: SuiteHeader, suite_raw: Any, pat
     case.case_id = model.id
     case.description = model.description
     case.label = model.label or header.defaults.label
+    case.label_line = line_of(suite_raw, loc + ("label",)) if model.label else line_of(suite_raw, ("defaults", "label"))
     case.regions = model.object
     case.skip, case.xfail, case.tags = model.skip, model.xfail, model.tags
     if case.label is None:
@@ -480,7 +482,7 @@ def check_labels(suite: SuiteSpec, classes: list[str], model_name: str) -> None:
     for case in suite.cases:
         if case.label is not None and case.label not in classes:
             case.errors.append(SpecError(
-                suite.path, case.line, f"cases[{case.index}].label",
+                suite.path, case.label_line or case.line, f"cases[{case.index}].label",
                 f"unknown class {case.label!r} for model {model_name!r}; allowed values: {', '.join(classes)}"))
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from harness.errors import MetricError
 from harness.metrics import RegionMetrics
 
 VERDICTS = ("passed", "false_positive", "false_negative", "artifact_reliance", "wrong_reasons", "error")
@@ -53,6 +54,16 @@ class Observation:
     sticker: RegionMetrics | None = None         # predicted class's relevance vs the sticker
     original_predicted: str | None = None
     p_original: float | None = None
+    undefined: dict[str, str] = field(default_factory=dict)   # region -> why its metrics are missing
+
+    def need(self, region: str) -> RegionMetrics:
+        """Metrics of ``region`` that a verdict depends on; undefined ones are an error."""
+        metrics = getattr(self, region)
+        if metrics is None:
+            reason = self.undefined.get(region, "not computed")
+            raise MetricError(f"{VARIANT_TEXT[self.variant]}: relevance on the {region} region is undefined "
+                              f"({reason}); the verdict cannot be decided")
+        return metrics
 
 
 @dataclass
@@ -80,9 +91,25 @@ def _suffix(obs: Observation) -> str:
     return f" ({obs.explainer}) — {obs.location}"
 
 
+def _mass(metrics: RegionMetrics | None) -> float | None:
+    return None if metrics is None else metrics.mass
+
+
+def _outside(metrics: RegionMetrics | None) -> str:
+    return pct(None if metrics is None else 1 - metrics.mass)
+
+
 def _judge_original(obs: Observation, t: dict[str, Any]) -> Judgement:
-    assert obs.object is not None
     checks = [Check("label predicted", "predicted", obs.predicted, obs.label, "==", obs.predicted == obs.label)]
+    if not checks[0].passed:
+        return Judgement("false_negative",
+                         f"false negative: original image, model predicts {obs.predicted} (p={obs.p_predicted:.2f}) "
+                         f"instead of {obs.label} (p={obs.p_label:.2f}); positive relevance for {obs.label} on the "
+                         f"object {pct(_mass(obs.object))}" + _suffix(obs), checks)
+    needs = t.get("min_object_mass") is not None or t.get("min_rank_accuracy") is not None or t.get("pointing_game")
+    if needs:
+        obs.need("object")
+    assert obs.object is not None or not needs
     if t.get("min_object_mass") is not None:
         checks.append(Check("relevance on object", "mass_object", obs.object.mass, t["min_object_mass"], ">=",
                             obs.object.mass >= t["min_object_mass"]))
@@ -92,11 +119,6 @@ def _judge_original(obs: Observation, t: dict[str, Any]) -> Judgement:
     if t.get("pointing_game"):
         checks.append(Check("pointing game", "pointing_game", obs.object.pointing_game, True, "==",
                             obs.object.pointing_game))
-    if not checks[0].passed:
-        return Judgement("false_negative",
-                         f"false negative: original image, model predicts {obs.predicted} (p={obs.p_predicted:.2f}) "
-                         f"instead of {obs.label} (p={obs.p_label:.2f}); positive relevance for {obs.label} on the "
-                         f"object {pct(obs.object.mass)}" + _suffix(obs), checks)
     failed = [c for c in checks[1:] if not c.passed]
     if failed:
         first = failed[0]
@@ -111,15 +133,14 @@ def _judge_original(obs: Observation, t: dict[str, Any]) -> Judgement:
                          f"wrong reasons: original image, model predicts {obs.label} (p={obs.p_predicted:.2f}) "
                          f"but {detail}" + _suffix(obs), checks)
     return Judgement("passed", f"passed: original image, {obs.label} predicted (p={obs.p_predicted:.2f}), "
-                               f"positive relevance on the object {pct(obs.object.mass)}" + _suffix(obs), checks)
+                               f"positive relevance on the object {pct(_mass(obs.object))}" + _suffix(obs), checks)
 
 
 def _judge_instance_removed(obs: Observation, t: dict[str, Any]) -> Judgement:
-    assert obs.removed is not None
     check = Check("label not predicted without the object", "predicted", obs.predicted, obs.label, "!=",
                   obs.predicted != obs.label)
-    where = (f"positive relevance for {obs.label} inside removed region {pct(obs.removed.mass)}, "
-             f"outside {pct(1 - obs.removed.mass)}")
+    where = (f"positive relevance for {obs.label} inside removed region {pct(_mass(obs.removed))}, "
+             f"outside {_outside(obs.removed)}")
     if not check.passed:
         return Judgement("false_positive",
                          f"false positive: instance removed, model still predicts {obs.label} "
@@ -129,10 +150,9 @@ def _judge_instance_removed(obs: Observation, t: dict[str, Any]) -> Judgement:
 
 
 def _judge_background_removed(obs: Observation, t: dict[str, Any]) -> Judgement:
-    assert obs.object is not None
     check = Check("label predicted without the background", "predicted", obs.predicted, obs.label, "==",
                   obs.predicted == obs.label)
-    where = f"positive relevance for {obs.label} on the object {pct(obs.object.mass)}"
+    where = f"positive relevance for {obs.label} on the object {pct(_mass(obs.object))}"
     if not check.passed:
         return Judgement("false_negative",
                          f"false negative: background removed, model predicts {obs.predicted} "
@@ -143,15 +163,17 @@ def _judge_background_removed(obs: Observation, t: dict[str, Any]) -> Judgement:
 
 
 def _judge_sticker(obs: Observation, t: dict[str, Any]) -> Judgement:
-    assert obs.sticker is not None
     reference = obs.original_predicted
     checks = [Check("prediction unchanged by the sticker", "predicted", obs.predicted, reference, "==",
                     obs.predicted == reference)]
     limit = t.get("max_sticker_share")
-    if limit is not None:
+    share = f"positive relevance for {obs.predicted} on the sticker {pct(_mass(obs.sticker))}"
+    if checks[0].passed and limit is not None:
+        sticker = obs.need("sticker")
+        checks.append(Check("relevance on sticker", "mass_sticker", sticker.mass, limit, "<=", sticker.mass <= limit))
+    elif limit is not None and obs.sticker is not None:
         checks.append(Check("relevance on sticker", "mass_sticker", obs.sticker.mass, limit, "<=",
                             obs.sticker.mass <= limit))
-    share = f"positive relevance for {obs.predicted} on the sticker {pct(obs.sticker.mass)}"
     if not checks[0].passed:
         return Judgement("artifact_reliance",
                          f"artifact reliance: sticker added, prediction changes from {reference} to {obs.predicted} "

@@ -1,0 +1,205 @@
+"""End-to-end runs of the plugin through pytester, with probe models whose right and
+wrong answers are known by construction."""
+
+import csv
+import xml.etree.ElementTree as ET
+
+import pytest
+
+SUITE = """\
+model: {model}
+defaults:
+  label: thing
+  variants:
+    original: {{}}
+    instance_removed: {{fill: mean}}
+    background_removed: {{fill: grey}}
+    sticker_added: {{size: 0.25}}
+cases:
+  - id: scene
+    image: scene.png
+    object: {{mask: scene_mask.png}}
+  - id: boxed
+    image: scene.png
+    object: {{box: [10, 10, 22, 22]}}
+"""
+
+
+def outcomes_by_item(result):
+    """{'scene[original]': 'passed', ...} from the -rA short summary."""
+    out = {}
+    for line in result.outlines:
+        for word in ("PASSED", "FAILED", "ERROR", "SKIPPED", "XFAIL"):
+            if line.startswith(word + " "):
+                nodeid = line.split(" ")[1]
+                out[nodeid.split("::")[-1]] = word.lower()
+    return out
+
+
+def read_rows(path):
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_object_model_passes_every_variant(world):
+    world.makefile(".xai.yaml", signs=SUITE.format(model="looks-at-object"))
+    result = world.runpytest("-rA", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=8)
+    rows = read_rows(world.path / "reports" / "results.csv")
+    assert len(rows) == 8
+    assert {r["verdict"] for r in rows} == {"passed"}
+    original = next(r for r in rows if r["case_id"] == "scene" and r["variant"] == "original")
+    assert float(original["mass_object"]) == pytest.approx(1.0)
+    assert original["predicted"] == "thing" and original["model"] == "looks-at-object"
+
+
+def test_background_model_is_caught(world):
+    world.makefile(".xai.yaml", signs=SUITE.format(model="looks-at-background"))
+    result = world.runpytest("-rA", "-p", "no:cacheprovider")
+    outcomes = outcomes_by_item(result)
+    assert outcomes == {
+        "scene[original]": "failed", "scene[instance_removed]": "failed",
+        "scene[background_removed]": "failed", "scene[sticker_added]": "passed",
+        "boxed[original]": "failed", "boxed[instance_removed]": "failed",
+        "boxed[background_removed]": "failed", "boxed[sticker_added]": "passed",
+    }
+    verdicts = {(r["case_id"], r["variant"]): r["verdict"] for r in read_rows(world.path / "reports" / "results.csv")}
+    assert verdicts[("scene", "original")] == "wrong_reasons"
+    assert verdicts[("scene", "instance_removed")] == "false_positive"
+    assert verdicts[("scene", "background_removed")] == "false_negative"
+    result.stdout.fnmatch_lines([
+        "false positive: instance removed, model still predicts thing (p=0.73); positive relevance for thing "
+        "inside removed region 0 %, outside 100 % (lrp/epsilon_plus_flat) — signs.xai.yaml:10",
+        "*FAIL label not predicted without the object: predicted = thing (required != thing)",
+        ">   10 |   - id: scene",
+    ])
+
+
+def test_model_option_overrides_the_suite(world):
+    world.makefile(".xai.yaml", signs=SUITE.format(model="looks-at-background"))
+    result = world.runpytest("--xai-model", "looks-at-object", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=8)
+
+
+def test_keyword_selects_single_items(world):
+    world.makefile(".xai.yaml", signs=SUITE.format(model="looks-at-background"))
+    result = world.runpytest("-k", "scene and instance_removed", "-rA", "-p", "no:cacheprovider")
+    assert outcomes_by_item(result) == {"scene[instance_removed]": "failed"}
+    assert len(read_rows(world.path / "reports" / "results.csv")) == 1
+
+
+def test_sticker_that_flips_the_prediction_is_artifact_reliance(world):
+    world.makefile(".xai.yaml", signs="""\
+model: two-corners
+defaults: {label: thing}
+cases:
+  - id: dark
+    image: scene.png
+    object: {mask: scene_mask.png}
+    variants:
+      sticker_added: {position: top_left, size: 0.35, relative_to: image, color: [0, 0, 0]}
+""")
+    # "thing" is read from the bright top-left corner; a black sticker there flips the
+    # prediction to "other", whose evidence is the bottom-right corner.
+    result = world.runpytest("-rA", "-p", "no:cacheprovider")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["artifact reliance: sticker added, prediction changes from thing to other*"])
+
+
+def test_broken_cases_fail_alone(world):
+    world.makefile(".xai.yaml", signs="""\
+model: looks-at-object
+defaults:
+  label: thing
+  variants: [original, instance_removed]
+cases:
+  - id: good
+    image: scene.png
+    object: {mask: scene_mask.png}
+  - id: missing_image
+    image: nothere.png
+    object: {mask: scene_mask.png}
+  - id: small_mask
+    image: scene.png
+    object: {mask: small_mask.png}
+  - id: odd_variant
+    image: scene.png
+    object: {mask: scene_mask.png}
+    variants: [original, blurred]
+  - id: zebra
+    image: scene.png
+    label: zebra
+    object: {mask: scene_mask.png}
+""")
+    world.makefile(".xai.yaml", other="model: looks-at-object\ncases:\n  - id: [unclosed\n")
+    result = world.runpytest("-rA", "-p", "no:cacheprovider")
+    outcomes = outcomes_by_item(result)
+    assert outcomes["good[original]"] == outcomes["good[instance_removed]"] == "passed"
+    assert outcomes["odd_variant[original]"] == "passed"
+    for name in ("missing_image[original]", "missing_image[instance_removed]", "small_mask[original]",
+                 "odd_variant[blurred]", "zebra[original]", "other.xai.yaml"):
+        assert outcomes[name] == "error", name
+    text = result.stdout.str()
+    for expected in (
+        "signs.xai.yaml:10: cases[1].image: image file not found: nothere.png",
+        "signs.xai.yaml:12: mask ",
+        "small_mask.png is 16x16 (w x h) but the image is 32x32",
+        "signs.xai.yaml:18: cases[3].variants.blurred: unknown variant 'blurred'; allowed values: original, "
+        "instance_removed, background_removed, sticker_added",
+        "signs.xai.yaml:21: cases[4].label: unknown class 'zebra' for model 'looks-at-object'; allowed values: "
+        "thing, other",
+        "invalid suite: other.xai.yaml:3: YAML syntax error",
+    ):
+        assert expected in text, expected
+    assert "During handling of the above exception" not in text
+    rows = read_rows(world.path / "reports" / "results.csv")
+    assert len(rows) == 10  # every item of signs.xai.yaml, broken ones as 'error'
+    assert sum(r["verdict"] == "error" for r in rows) == 7
+
+
+def test_empty_object_region_is_an_error_of_the_case(world):
+    world.makefile(".xai.yaml", signs="""\
+model: looks-at-object
+defaults: {label: thing, variants: [original]}
+cases:
+  - {id: outside, image: scene.png, object: {box: [40, 40, 50, 50]}}
+""")
+    result = world.runpytest("-rA", "-p", "no:cacheprovider")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*object region is empty*"])
+
+
+def test_skip_xfail_and_tags(world):
+    world.makefile(".xai.yaml", signs="""\
+model: looks-at-background
+defaults: {label: thing, variants: [instance_removed]}
+cases:
+  - {id: a, image: scene.png, object: {mask: scene_mask.png}, skip: "annotation under review"}
+  - {id: b, image: scene.png, object: {mask: scene_mask.png}, xfail: "known shortcut", tags: [regression]}
+""")
+    result = world.runpytest("-rA", "-p", "no:cacheprovider", "-m", "regression or not regression")
+    result.assert_outcomes(skipped=1, xfailed=1)
+    rows = {r["case_id"]: r for r in read_rows(world.path / "reports" / "results.csv")}
+    assert rows["a"]["verdict"] == "skipped" and rows["b"]["verdict"] == "false_positive"
+
+
+def test_junit_properties_and_pictures(world):
+    world.makefile(".xai.yaml", signs=SUITE.format(model="looks-at-background"))
+    world.runpytest("--junitxml=junit.xml", "-p", "no:cacheprovider")
+    tree = ET.parse(world.path / "junit.xml")
+    case = next(tc for tc in tree.iter("testcase") if tc.get("name") == "scene[instance_removed]")
+    props = {p.get("name"): p.get("value") for p in case.iter("property")}
+    assert props["verdict"] == "false_positive" and props["model"] == "looks-at-background"
+    assert float(props["mass_removed"]) == pytest.approx(0.0)
+    row = next(r for r in read_rows(world.path / "reports" / "results.csv") if r["variant"] == "sticker_added")
+    import json
+    images = json.loads(row["images"])
+    for kind in ("input", "annotated", "heatmap", "overlay"):
+        assert (world.path / "reports" / "assets").exists()
+        assert images[kind].endswith(f"_{kind}.png")
+
+
+def test_batches_are_planned_not_per_item(world):
+    world.makefile(".xai.yaml", signs=SUITE.format(model="looks-at-object"))
+    result = world.runpytest("-p", "no:cacheprovider", "--xai-batch-size", "3")
+    result.stdout.fnmatch_lines(["8 images in 3 batches (10 LRP rows)*"])

@@ -1,0 +1,72 @@
+"""Known-answer tests for the relevance metrics."""
+
+import numpy as np
+import pytest
+
+from harness.errors import MetricError
+from harness.metrics import (channel_sum, negative_mass, pointing_game, positive_mass, rank_accuracy,
+                             region_metrics, signed_share)
+
+R = np.array([[4.0, -2.0, 0.0],
+              [1.0, 3.0, -1.0],
+              [0.0, 2.0, 0.0]])
+M = np.array([[True, True, False],
+              [False, True, False],
+              [False, False, False]])
+
+
+def test_positive_mass_counts_only_positive_relevance():
+    # R+ total = 4 + 1 + 3 + 2 = 10; inside M: 4 + 3 = 7
+    assert positive_mass(R, M) == pytest.approx(0.7)
+    assert positive_mass(R, ~M) == pytest.approx(0.3)
+
+
+def test_negative_and_signed_shares():
+    # negative total = 2 + 1 = 3; inside M: 2
+    assert negative_mass(R, M) == pytest.approx(2 / 3)
+    # signed: (4 - 2 + 3) / (4 + 2 + 1 + 3 + 1 + 2) = 5 / 13
+    assert signed_share(R, M) == pytest.approx(5 / 13)
+
+
+def test_negative_mass_is_none_without_negative_relevance():
+    assert negative_mass(np.abs(R), M) is None
+
+
+def test_rank_accuracy_takes_top_k_pixels():
+    # |M| = 3; the three largest values are 4 (in M), 3 (in M), 2 (not in M)
+    assert rank_accuracy(R, M) == pytest.approx(2 / 3)
+
+
+def test_pointing_game_with_and_without_tolerance():
+    assert pointing_game(R, M) is True
+    off = np.zeros((5, 5), dtype=bool)
+    off[0, 0] = True
+    peak = np.zeros((5, 5))
+    peak[2, 2] = 1.0
+    assert pointing_game(peak, off) is False
+    assert pointing_game(peak, off, tolerance=3) is True
+
+
+@pytest.mark.parametrize("mask", [np.zeros((3, 3), bool), np.ones((3, 3), bool)], ids=["empty", "full"])
+def test_empty_or_full_mask_is_an_error(mask):
+    with pytest.raises(MetricError, match="empty|whole image"):
+        positive_mass(R, mask)
+
+
+def test_no_positive_relevance_is_an_error_not_nan():
+    with pytest.raises(MetricError, match="no positive relevance"):
+        positive_mass(-np.abs(R), M)
+
+
+def test_shape_mismatch_is_an_error():
+    with pytest.raises(MetricError, match="shape"):
+        positive_mass(R, np.ones((2, 2), bool))
+
+
+def test_channel_sum_and_region_metrics_bundle():
+    stacked = np.stack([R, R, R]) / 3.0
+    assert np.allclose(channel_sum(stacked), R)
+    metrics = region_metrics(R, M)
+    assert metrics.mass == pytest.approx(0.7)
+    assert metrics.rank_accuracy == pytest.approx(2 / 3)
+    assert metrics.pointing_game is True

@@ -1,0 +1,46 @@
+"""Rasterising mask / polygon / box annotations."""
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from harness.errors import HarnessError
+from harness.regions import Region, check_usable, rasterize
+
+
+def test_box_covers_pixel_edges():
+    mask = rasterize([Region(box=(1, 2, 4, 5))], (8, 8), Path("."))
+    expected = np.zeros((8, 8), bool)
+    expected[2:5, 1:4] = True
+    assert np.array_equal(mask, expected)
+
+
+def test_polygon_and_union():
+    square = Region(polygon=[(0, 0), (3, 0), (3, 3), (0, 3)])
+    box = Region(box=(5, 5, 7, 7))
+    mask = rasterize([square, box], (8, 8), Path("."))
+    assert mask[:4, :4].all() and mask[5:7, 5:7].all() and mask.sum() == 16 + 4
+
+
+def test_mask_png_with_and_without_value(tmp_path):
+    labels = np.zeros((6, 6), np.uint8)
+    labels[0:2, 0:2] = 1
+    labels[3:6, 3:6] = 2
+    cv2.imwrite(str(tmp_path / "m.png"), labels)
+    assert rasterize([Region(mask="m.png")], (6, 6), tmp_path).sum() == 4 + 9
+    assert rasterize([Region(mask="m.png", mask_value=2)], (6, 6), tmp_path).sum() == 9
+
+
+def test_mask_of_wrong_size_names_both_sizes(tmp_path):
+    cv2.imwrite(str(tmp_path / "m.png"), np.zeros((4, 4), np.uint8))
+    with pytest.raises(HarnessError, match=r"m\.png is 4x4 .* image is 6x5"):
+        rasterize([Region(mask="m.png")], (5, 6), tmp_path)
+
+
+def test_unusable_masks():
+    with pytest.raises(HarnessError, match="empty"):
+        check_usable(np.zeros((3, 3), bool))
+    with pytest.raises(HarnessError, match="whole image"):
+        check_usable(np.ones((3, 3), bool))
