@@ -1,0 +1,286 @@
+"""Checking suites without running a model: schema, files, masks, geometry, labels.
+
+Everything pytest would only find out when a case runs, and that needs no weights, is
+checked here, and every problem is reported as ``file:line: field: message``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from harness.authoring.drafts import TODO_KEY
+from harness.errors import HarnessError, ModelError, SpecError
+from harness.imageio import read_label_image, read_rgb, read_rgba
+from harness.models import Registry, resize_mask
+from harness.regions import Region, check_usable, rasterize
+from harness.spec import SUITE_SUFFIX, CaseSpec, SuiteSpec, load_suite
+from harness.yamlio import line_of, load_marked
+
+
+@dataclass
+class Report:
+    """Outcome of validating several suites."""
+
+    suites: int = 0
+    cases: int = 0
+    errors: list[SpecError] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return f"{self.suites} suites, {self.cases} cases, {len(self.errors)} errors"
+
+
+def find_suites(paths: Iterable[str | Path]) -> tuple[list[Path], list[SpecError]]:
+    """Suite files named by ``paths``; folders are searched recursively for ``*.xai.yaml``."""
+    found: list[Path] = []
+    errors: list[SpecError] = []
+    for item in paths:
+        path = Path(item)
+        if path.is_dir():
+            suites = sorted(path.rglob(f"*{SUITE_SUFFIX}"))
+            if not suites:
+                errors.append(SpecError(path, None, "", f"no *{SUITE_SUFFIX} files in this folder"))
+            found += suites
+        elif path.is_file():
+            found.append(path)
+        else:
+            errors.append(SpecError(path, None, "", "no such file or folder"))
+    return found, errors
+
+
+class _Checker:
+    """Checks of one suite; collects located errors."""
+
+    def __init__(self, suite: SuiteSpec, raw: Any, registry: Registry | None, override: Sequence[str]) -> None:
+        self.suite = suite
+        self.raw = raw
+        self.registry = registry
+        self.override = bool(override)
+        self.models = list(override) or suite.models
+        self.errors: list[SpecError] = []
+
+    def error(self, loc: Sequence[Any], where: str, message: str, line: int | None = None) -> None:
+        self.errors.append(SpecError(self.suite.path, line or line_of(self.raw, loc) or 1, where, message))
+
+    # ------------------------------------------------------------------ suite level
+
+    def check_header(self) -> dict[str, list[str]]:
+        """Explainer and models; returns the class list of each usable model."""
+        from harness.explain import canonical_name  # torch import, only when validating
+
+        try:
+            canonical_name(self.suite.explainer)
+        except HarnessError as exc:
+            self.error(("explainer",), "explainer", str(exc))
+        if not self.models:
+            self.error(("model",), "model", "no model under test: give 'model' in the suite or --model NAME")
+        classes: dict[str, list[str]] = {}
+        if self.registry is None:
+            return classes
+        key = "models" if "models" in self.raw else "model"
+        for name in self.models:
+            try:
+                classes[name] = self.registry.get(name).classes
+            except ModelError as exc:
+                self.error((key,), "--model" if self.override else key, str(exc))
+        return classes
+
+    # ------------------------------------------------------------------ case level
+
+    def case_raw(self, case: CaseSpec) -> Any:
+        cases = self.raw.get("cases")
+        return cases[case.index] if isinstance(cases, list) and case.index < len(cases) else None
+
+    def check_case(self, case: CaseSpec, classes: dict[str, list[str]]) -> None:
+        raw = self.case_raw(case)
+        loc = ("cases", case.index)
+        where = f"cases[{case.index}]"
+        placeholder = isinstance(raw, dict) and isinstance(raw.get("object"), dict) and TODO_KEY in raw["object"]
+        for err in case.errors:
+            if placeholder and err.field.startswith(f"{where}.object"):
+                continue
+            self.errors.append(err)
+        for variant in case.variants:
+            self.errors += variant.errors
+        if placeholder:
+            self.error(loc + ("object",), f"{where}.object",
+                       "not annotated yet: replace the placeholder by {mask: ...}, {polygon: ...} or {box: ...}")
+        self.check_label(case, raw, classes)
+        image = self.check_image(case, raw, loc, where)
+        if image is not None and case.regions and not placeholder:
+            self.check_regions(case, raw, image.shape[:2], classes)
+        self.check_variant_files(case, raw)
+
+    def check_label(self, case: CaseSpec, raw: Any, classes: dict[str, list[str]]) -> None:
+        in_case = isinstance(raw, dict) and "label" in raw
+        defaults = self.raw.get("defaults")
+        # A case that failed the schema has no resolved label but still deserves the check.
+        label = case.label or (raw.get("label") if in_case else
+                               defaults.get("label") if isinstance(defaults, dict) else None)
+        if not isinstance(label, str):
+            return
+        loc = ("cases", case.index, "label") if in_case else ("defaults", "label")
+        for model, names in classes.items():
+            if label not in names:
+                self.error(loc, f"cases[{case.index}].label" if in_case else "defaults.label",
+                           f"unknown class {label!r} for model {model!r}; allowed values: {', '.join(names)}")
+
+    def check_image(self, case: CaseSpec, raw: Any, loc: tuple[Any, ...], where: str) -> np.ndarray | None:
+        if case.image is None:
+            # The case failed the schema, so load_suite did not look at its files.
+            value = raw.get("image") if isinstance(raw, dict) else None
+            if isinstance(value, str) and value and not (self.suite.path.parent / value).is_file():
+                self.error(loc + ("image",), f"{where}.image",
+                           f"image file not found: {value} (looked in {self.suite.path.parent})")
+            return None
+        if not case.image.is_file():
+            return None  # load_suite reported it
+        try:
+            return read_rgb(case.image)
+        except HarnessError as exc:
+            self.error(loc + ("image",), f"{where}.image", str(exc))
+            return None
+
+    def _region_loc(self, raw: Any, case: CaseSpec, index: int) -> tuple[tuple[Any, ...], str]:
+        single = isinstance(raw, dict) and isinstance(raw.get("object"), dict)
+        if single:
+            return ("cases", case.index, "object"), f"cases[{case.index}].object"
+        return ("cases", case.index, "object", index), f"cases[{case.index}].object[{index}]"
+
+    def check_regions(self, case: CaseSpec, raw: Any, shape: tuple[int, int], classes: dict[str, list[str]]) -> None:
+        height, width = shape
+        usable = True
+        for index, region in enumerate(case.regions):
+            loc, where = self._region_loc(raw, case, index)
+            problem = self.region_problem(region, case.base_dir, height, width)
+            if problem is not None:
+                key, message = problem
+                if message:
+                    self.error(loc + (key,), f"{where}.{key}", message)
+                usable = False
+        if not usable:
+            return
+        obj_loc, obj_where = ("cases", case.index, "object"), f"cases[{case.index}].object"
+        try:
+            mask = rasterize(case.regions, shape, case.base_dir)
+            check_usable(mask)
+        except HarnessError as exc:
+            self.error(obj_loc, obj_where, str(exc))
+            return
+        for model in classes:
+            size = self.registry.get(model).preprocessing.size if self.registry else None
+            if size is None:
+                continue
+            try:
+                check_usable(resize_mask(mask, tuple(size)), f"object region at {model!r}'s input size "
+                             f"{size[1]}x{size[0]}")
+            except HarnessError as exc:
+                self.error(obj_loc, obj_where, str(exc))
+
+    @staticmethod
+    def region_problem(region: Region, base: Path, height: int, width: int) -> tuple[str, str] | None:
+        """(key, message) of the first problem of one region, or ``None``.
+
+        An empty message means a problem that ``load_suite`` has already reported.
+        """
+        if region.mask is not None:
+            path = base / region.mask
+            if not path.is_file():
+                return "mask", ""
+            try:
+                labels = read_label_image(path)
+            except HarnessError as exc:
+                return "mask", str(exc)
+            if labels.shape[:2] != (height, width):
+                return "mask", (f"mask {region.mask} is {labels.shape[1]}x{labels.shape[0]} (w x h) but the image "
+                                f"is {width}x{height}; a mask must have the image's size")
+            inside = labels == region.mask_value if region.mask_value is not None else labels > 0
+            if not inside.any():
+                what = f"no pixel equals mask_value {region.mask_value}" if region.mask_value is not None \
+                    else "the mask is empty (all pixels 0)"
+                return ("mask_value" if region.mask_value is not None else "mask"), f"{region.mask}: {what}"
+            return None
+        points = np.asarray(region.polygon if region.polygon is not None else
+                            [region.box[:2], region.box[2:]], dtype=float)  # type: ignore[index]
+        key = "polygon" if region.polygon is not None else "box"
+        outside = (points[:, 0] < 0) | (points[:, 0] > width) | (points[:, 1] < 0) | (points[:, 1] > height)
+        if outside.any():
+            x, y = points[int(np.argmax(outside))]
+            return key, (f"point ({x:g}, {y:g}) lies outside the {width}x{height} image "
+                         f"(x in 0..{width}, y in 0..{height})")
+        if not rasterize([region], (height, width), base).any():
+            return key, f"the {key} covers no pixel"
+        return None
+
+    def check_variant_files(self, case: CaseSpec, raw: Any) -> None:
+        """Background and sticker images named in the variant settings must be readable."""
+        for variant in case.variants:
+            settings = variant.settings
+            image = getattr(settings, "image", None) if settings is not None else None
+            if not image:
+                continue
+            if variant.name == "background_removed" and getattr(settings, "fill", None) != "image":
+                continue
+            path = case.base_dir / image
+            where, line = self._setting_location(raw, case, variant.name, "image")
+            try:
+                read_rgba(path) if variant.name == "sticker_added" else read_rgb(path)
+            except HarnessError as exc:
+                self.error((), where, f"{variant.name} image: {exc}", line=line)
+
+    def _setting_location(self, raw: Any, case: CaseSpec, variant: str, key: str) -> tuple[str, int]:
+        """Where a variant setting was written: in the case, else in defaults."""
+        for owner, base in ((raw, ("cases", case.index, "variants")), (self.raw.get("defaults"), ("defaults", "variants"))):
+            variants = owner.get("variants") if isinstance(owner, dict) else None
+            entries: list[tuple[Any, tuple[Any, ...]]] = []
+            if isinstance(variants, dict):
+                entries = [(variants.get(variant), base + (variant,))]
+            elif isinstance(variants, list):
+                entries = [(item.get(variant), base + (i, variant)) for i, item in enumerate(variants)
+                           if isinstance(item, dict) and variant in item]
+            for settings, loc in entries:
+                if isinstance(settings, dict) and key in settings:
+                    return _field_name(loc + (key,)), line_of(self.raw, loc + (key,)) or case.line
+        return f"cases[{case.index}].variants.{variant}.{key}", case.line
+
+
+def _field_name(loc: Sequence[Any]) -> str:
+    """``("cases", 2, "variants", "sticker_added")`` -> ``cases[2].variants.sticker_added``."""
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def validate_suite(path: str | Path, registry: Registry | None = None,
+                   model_override: Sequence[str] = ()) -> tuple[int, list[SpecError]]:
+    """Check one suite; returns (number of cases, errors in file order)."""
+    suite = load_suite(path)
+    if suite.error is not None:
+        return 0, [suite.error]
+    raw = load_marked(Path(path).read_text(encoding="utf-8"))
+    checker = _Checker(suite, raw, registry, model_override)
+    classes = checker.check_header()
+    for case in suite.cases:
+        checker.check_case(case, classes)
+    unique: dict[tuple[Any, ...], SpecError] = {}
+    for err in checker.errors:
+        # Inherited defaults repeat the same mistake in every case: report it once.
+        unique.setdefault((err.line, err.field, err.message), err)
+    return len(suite.cases), sorted(unique.values(), key=lambda e: (e.line or 0, e.field))
+
+
+def validate_paths(paths: Iterable[str | Path], registry: Registry | None = None,
+                   model_override: Sequence[str] = ()) -> Report:
+    """Validate every suite named by ``paths`` (files, or folders searched for suites)."""
+    suites, errors = find_suites(paths)
+    report = Report(errors=errors)
+    for path in suites:
+        cases, found = validate_suite(path, registry, model_override)
+        report.suites += 1
+        report.cases += cases
+        report.errors += found
+    return report
