@@ -85,6 +85,9 @@ class SuiteFile(pytest.File):
                     if case.xfail:
                         item.add_marker(pytest.mark.xfail(reason=case.xfail if isinstance(case.xfail, str) else "xfail: true in the suite", strict=False))
                     for tag in case.tags:
+                        # Tags are the suite author's own markers: register them so
+                        # --strict-markers accepts them and `-m tag` selects them.
+                        self.config.addinivalue_line("markers", f"{tag}: tag from {rel}")
                         item.add_marker(getattr(pytest.mark, tag))
                     yield item
 

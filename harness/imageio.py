@@ -6,6 +6,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from PIL import Image
 
 from harness.errors import HarnessError
 
@@ -53,6 +54,11 @@ def read_label_image(path: str | Path) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise HarnessError(f"mask file not found: {path}")
+    with Image.open(path) as probe:
+        if probe.mode == "P":
+            # Palette PNGs (Pascal VOC segmentations) store class/instance indices;
+            # OpenCV would expand them to colours, so read the indices themselves.
+            return np.asarray(probe)
     data = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if data is None:
         raise HarnessError(f"cannot decode mask: {path} (expected a PNG)")

@@ -44,3 +44,16 @@ def test_unusable_masks():
         check_usable(np.zeros((3, 3), bool))
     with pytest.raises(HarnessError, match="whole image"):
         check_usable(np.ones((3, 3), bool))
+
+
+def test_palette_mask_is_read_as_indices(tmp_path):
+    from PIL import Image
+
+    indices = np.zeros((4, 4), np.uint8)
+    indices[1:3, 1:3] = 1
+    indices[0, :] = 255  # VOC's void border
+    image = Image.fromarray(indices, mode="P")
+    image.putpalette([0, 0, 0, 128, 0, 0] + [0, 0, 0] * 253 + [224, 224, 192])
+    image.save(tmp_path / "seg.png")
+    mask = rasterize([Region(mask="seg.png", mask_value=1)], (4, 4), tmp_path)
+    assert mask.sum() == 4 and mask[1:3, 1:3].all()

@@ -185,3 +185,11 @@ def test_json_schema_lists_variants_and_thresholds():
     schema = suite_json_schema()
     assert schema["properties"]["cases"]["items"] == {"$ref": "#/$defs/CaseModel"}
     assert "StickerAddedSettings" in schema["$defs"] and "Thresholds" in schema["$defs"]
+
+
+def test_shipped_json_schema_is_current():
+    import json
+
+    shipped = Path(__file__).resolve().parents[2] / "docs" / "suite.schema.json"
+    assert json.loads(shipped.read_text()) == suite_json_schema(), \
+        "regenerate with: python -m harness schema --output docs/suite.schema.json"
