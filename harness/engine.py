@@ -45,6 +45,7 @@ class Request:
     case: CaseSpec
     variant: VariantSpec
     label: str
+    chunk: str = ""   # work unit: under xdist a batch never crosses it (see harness.distribute)
 
 
 @dataclass
@@ -102,6 +103,9 @@ class Engine:
         self._case_cache: OrderedDict[str, tuple[np.ndarray, np.ndarray] | BaseException] = OrderedDict()
         self.stats = EngineStats()
         self.notes: list[str] = []
+        # Under xdist each worker runs whole chunks (see harness.distribute), so its
+        # batches must stay inside one; otherwise it would compute other workers' images.
+        self.confine_to_chunk = False
 
     # ------------------------------------------------------------------ planning
 
@@ -213,9 +217,12 @@ class Engine:
 
     def _run_batch(self, first: ImageKey) -> None:
         group = (first.model, first.explainer)
+        chunk = self._requests[first].chunk
         keys = [first]
         for key in self._order[self._position[first] + 1:]:
             if len(keys) >= self.batch_size:
+                break
+            if self.confine_to_chunk and self._requests[key].chunk != chunk:
                 break
             if (key.model, key.explainer) == group and key not in self._results:
                 keys.append(key)

@@ -133,6 +133,7 @@ def pytest_configure(config: pytest.Config) -> None:
                      engine=None, results_path=_path(config, "xai_results"),  # type: ignore[arg-type]
                      assets_dir=_path(config, "xai_assets"), is_worker=is_worker)
     state.engine = Engine(state.registry, device, batch_size, backend)
+    state.engine.confine_to_chunk = is_worker
     config.stash[STATE_KEY] = state
     if not is_worker:
         config.pluginmanager.register(ResultsRecorder(state), "xai-results")
@@ -158,18 +159,36 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Plan every image the selected items need, in the order they will run."""
     from harness.collect import XaiItem
+    from harness.distribute import chunk_map
 
     state = session.config.stash.get(STATE_KEY, None)
     if state is None:
         return
+    items = [item for item in session.items if isinstance(item, XaiItem)]
+    chunks = chunk_map((item.nodeid for item in items), state.engine.batch_size)
     requests = []
     consumers: Counter[ImageKey] = Counter()
-    for item in session.items:
-        if isinstance(item, XaiItem):
-            for request in item.requests():
-                requests.append(request)
-                consumers[request.key] += 1
+    for item in items:
+        for request in item.requests():
+            request.chunk = chunks.get(item.nodeid, "")
+            requests.append(request)
+            consumers[request.key] += 1
     state.engine.plan(requests, dict(consumers))
+
+
+def batch_size_of(config: pytest.Config) -> int:
+    value, _ = option(config, "xai_batch_size")
+    return int(value)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """With plain ``-n`` (dist=load), hand out whole chunks of cases (harness.distribute)."""
+    if config.getvalue("dist") != "load":
+        return None
+    from harness.distribute import make_scheduler_class
+
+    return make_scheduler_class()(config, log)
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:

@@ -203,3 +203,12 @@ def test_batches_are_planned_not_per_item(world):
     world.makefile(".xai.yaml", signs=SUITE.format(model="looks-at-object"))
     result = world.runpytest("-p", "no:cacheprovider", "--xai-batch-size", "3")
     result.stdout.fnmatch_lines(["8 images in 3 batches (10 LRP rows)*"])
+
+
+def test_xdist_workers_share_the_work_and_the_controller_writes_results(world):
+    world.makefile(".xai.yaml", signs=SUITE.format(model="looks-at-background"))
+    result = world.runpytest("-n", "2", "-p", "no:cacheprovider", "--xai-batch-size", "4")
+    result.assert_outcomes(passed=2, failed=6)
+    rows = read_rows(world.path / "reports" / "results.csv")
+    assert len(rows) == 8
+    assert sorted(r["verdict"] for r in rows).count("false_positive") == 2
