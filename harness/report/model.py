@@ -106,7 +106,7 @@ _FLOAT_FIELDS = (
 
 # Failures an expert judges come first, then errors (the engineer's business), then
 # everything that passed.
-_RANK_FAILED, _RANK_ERROR, _RANK_PASSED = 0, 1, 2
+_RANK_FAILED, _RANK_ERROR, _RANK_PASSED, _RANK_SKIPPED = 0, 1, 2, 3
 
 _UNKNOWN = "(unknown)"
 
@@ -162,6 +162,16 @@ def _bool(value: Any) -> bool | None:
     return None if value is None else bool(value)
 
 
+#: A compared value: a number, or a class name / flag for checks on the prediction.
+CheckValue = float | str | bool | None
+
+
+def _check_value(value: Any) -> CheckValue:
+    if isinstance(value, (str, bool)) or value is None:
+        return value
+    return _float(value)
+
+
 @dataclass(frozen=True)
 class Check:
     """One metric compared with its threshold.
@@ -173,17 +183,18 @@ class Check:
     metric
         Row field or metric key the check reads.
     value, threshold
-        Measured value and the limit; ``None`` when undefined.
+        Measured value and the limit (numbers; class names or flags for checks on
+        the prediction); ``None`` when undefined.
     op
-        Comparison that must hold: ``"<="``, ``">="`` or ``"=="``.
+        Comparison that must hold, e.g. ``"<="``, ``">="``, ``"=="`` or ``"!="``.
     passed
         Whether the check held; ``None`` when unknown.
     """
 
     name: str
     metric: str
-    value: float | None
-    threshold: float | None
+    value: CheckValue
+    threshold: CheckValue
     op: str
     passed: bool | None
 
@@ -193,8 +204,8 @@ class Check:
         return cls(
             name=_text(data.get("name")),
             metric=_text(data.get("metric")),
-            value=_float(data.get("value")),
-            threshold=_float(data.get("threshold")),
+            value=_check_value(data.get("value")),
+            threshold=_check_value(data.get("threshold")),
             op=_text(data.get("op")),
             passed=_bool(data.get("passed")),
         )
@@ -236,16 +247,28 @@ class Item:
     checks: list[Check] = field(default_factory=list)
     images: dict[str, str] = field(default_factory=dict)
     heatmap_scale: float | None = None
+    heatmap_class: str | None = None
     longrepr: str = ""
 
     @property
     def rank(self) -> int:
-        """Sort rank: failures 0, errors 1, passed 2."""
+        """Sort rank: failures 0, errors 1, passed 2, skipped 3.
+
+        A verdict this module does not know counts as a failure: an expert had better
+        look at it than miss it.
+        """
         if self.verdict == "passed":
             return _RANK_PASSED
+        if self.verdict == "skipped":
+            return _RANK_SKIPPED
         if self.verdict == "error":
             return _RANK_ERROR
         return _RANK_FAILED
+
+    @property
+    def needs_review(self) -> bool:
+        """Whether the expert judges this item: every failure and error."""
+        return self.rank <= _RANK_ERROR
 
 
 _NODEID = re.compile(r"^(?P<path>[^:]*)(?:::(?P<name>.*?))?(?:\[(?P<param>.*)\])?$")
@@ -330,6 +353,7 @@ def item_from_row(row: Mapping[str, Any], nodeid: str = "", longrepr: str = "") 
         checks=checks,
         images=images,
         heatmap_scale=floats["heatmap_scale"],
+        heatmap_class=_opt_text(row.get("heatmap_class")),
         longrepr=_text(longrepr or row.get("longrepr")) if verdict == "error" else "",
     )
 
@@ -397,35 +421,37 @@ def _variant_order(variant: str) -> tuple[int, str]:
 
 
 def _group_cases(items: Iterable[Item]) -> list[Case]:
+    # Not keyed by line: a variant written out in the YAML reports its own line.
     groups: dict[tuple[Any, ...], list[Item]] = {}
     orphans: list[Item] = []
     for item in items:
         if item.line is None and not item.model:
             orphans.append(item)
             continue
-        key = (item.suite, item.line, item.case_id, item.model, item.explainer)
+        key = (item.suite, item.case_id, item.model, item.explainer)
         groups.setdefault(key, []).append(item)
     # Items that crashed before their row existed only know their node id; put them
     # beside the case's other variants when that is unambiguous.
     by_name: dict[tuple[str, str], list[tuple[Any, ...]]] = {}
     for key in groups:
-        by_name.setdefault((key[0], key[2]), []).append(key)
+        by_name.setdefault((key[0], key[1]), []).append(key)
     for item in orphans:
         candidates = by_name.get((item.suite, item.case_id), [])
         if len(candidates) == 1 and item.case_id:
             groups[candidates[0]].append(item)
         else:
-            groups.setdefault((item.suite, None, item.case_id, "", "", item.key), []).append(item)
+            groups.setdefault((item.suite, item.case_id, "", "", item.key), []).append(item)
 
     cases = []
     for members in groups.values():
         members.sort(key=lambda it: _variant_order(it.variant))
         head = next((it for it in members if it.line is not None), members[0])
+        lines = [it.line for it in members if it.line is not None]
         cases.append(
             Case(
                 key="",
                 suite=head.suite,
-                line=head.line,
+                line=min(lines) if lines else None,  # the case starts before its variants
                 case_id=head.case_id,
                 description=head.description,
                 label=head.label,
@@ -478,7 +504,7 @@ class Summary:
     """Verdict counts over the whole run and per model, class and variant."""
 
     total: int
-    failed: int
+    failed: int  # failures and errors: what the expert reviews
     by_verdict: dict[str, int]
     tables: list[CountTable]
 
@@ -489,7 +515,7 @@ class Summary:
         verdicts = list(VERDICTS) + sorted(set(counter) - set(VERDICTS))
         return cls(
             total=len(items),
-            failed=sum(1 for item in items if item.verdict != "passed"),
+            failed=sum(1 for item in items if item.needs_review),
             by_verdict={v: counter[v] for v in verdicts},
             tables=[
                 _count_table("model", "model", items, verdicts),

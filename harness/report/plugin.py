@@ -22,6 +22,9 @@ from .render import write_report
 __all__ = ["ReportPlugin"]
 
 _CASE_SUFFIXES = (".yaml", ".yml")
+# Row verdicts that cannot explain a failed pytest report; "not run" is the core's
+# placeholder row before the item is evaluated.
+_NOT_A_FAILURE = ("passed", "not run", "skipped")
 
 
 def _is_case_node(nodeid: str) -> bool:
@@ -69,6 +72,7 @@ class ReportPlugin:
         self.self_contained = self_contained
         self.written: Path | None = None
         self.error: str | None = None
+        self._reports: list[pytest.TestReport | pytest.CollectReport] = []
         self._records: dict[str, Item] = {}
         self._expected: list[str] = []
         self._started = time.time()
@@ -76,12 +80,28 @@ class ReportPlugin:
     @property
     def items(self) -> list[Item]:
         """Items recorded so far, in the order their reports arrived."""
+        # Reports are read only now, not when they arrive: the core may add the
+        # ("xai", row) property in its own logreport hook, before or after this one.
+        for report in self._reports:
+            if isinstance(report, pytest.CollectReport):
+                self._record_collect(report)
+            else:
+                self._record(report)
+        self._reports.clear()
         return list(self._records.values())
 
     def pytest_sessionstart(self, session: pytest.Session) -> None:
         self._started = time.time()
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        if report.failed:
+            self._reports.append(report)
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        self._reports.append(report)
+
+    def _record_collect(self, report: pytest.CollectReport) -> None:
         # Any collection error is shown, not only a YAML file's: it means the run is
         # incomplete, which the expert must know before trusting the counts.
         if report.failed:
@@ -94,7 +114,7 @@ class ReportPlugin:
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         self._expected = [item.nodeid for item in session.items]
 
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+    def _record(self, report: pytest.TestReport) -> None:
         nodeid = report.nodeid
         if report.when == "teardown":
             if report.failed:
@@ -105,7 +125,14 @@ class ReportPlugin:
         row = _xai_row(report)
         if row is None and not _is_case_node(nodeid):
             return  # an ordinary test in the same session: not the expert's business
-        if report.skipped:
+        xfail = getattr(report, "wasxfail", None)
+        if xfail is not None and row is not None:
+            # An expected failure keeps its real verdict; the note says it was expected.
+            item = item_from_row(row, nodeid=nodeid)
+            outcome = "expected to fail" if report.skipped else "expected to fail, but passed"
+            item.message = f"[{outcome}: {xfail or 'xfail'}] {item.message}"
+            self._records[nodeid] = item
+        elif report.skipped:
             base = dict(row or {})
             base.update(verdict="skipped", passed=False, message="skipped: " + _skip_reason(report))
             self._records[nodeid] = item_from_row(base, nodeid=nodeid)
@@ -113,14 +140,13 @@ class ReportPlugin:
             self._records[nodeid] = error_item(nodeid, report.longreprtext)
         else:
             item = item_from_row(row, nodeid=nodeid, longrepr=report.longreprtext if report.failed else "")
-            if report.failed and item.verdict == "passed":
-                # The row says passed but pytest failed the item (e.g. an error after
-                # the row was built): pytest's outcome wins, the expert sees both.
+            if report.failed and item.verdict in _NOT_A_FAILURE:
+                # pytest failed the item although the row holds no failing verdict (a
+                # crash before or after the verdict): pytest's outcome wins.
+                last = (report.longreprtext.strip().splitlines() or ["unknown error"])[-1]
+                item.message = f"error (row verdict was '{item.verdict}'): {last}"
                 item.verdict, item.passed = "error", False
                 item.longrepr = report.longreprtext
-                item.message = "error after the verdict 'passed' was computed: " + (
-                    report.longreprtext.strip().splitlines() or ["unknown error"]
-                )[-1]
             self._records[nodeid] = item
 
     def _teardown_failed(self, report: pytest.TestReport) -> None:
@@ -161,8 +187,9 @@ class ReportPlugin:
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int | pytest.ExitCode) -> None:
+        items = self.items
         not_run = self._not_run(int(exitstatus))
-        items = self.items + not_run
+        items += not_run
         try:
             self.written = write_report(
                 items,

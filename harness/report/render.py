@@ -136,14 +136,15 @@ class AssetWriter:
 
 
 _ITEM_FIELDS = (
-    "key", "nodeid", "variant", "model", "explainer", "verdict", "passed", "message", "label", "predicted",
-    "p_predicted", "p_label", "original_predicted", "pointing_game", "heatmap_scale",
+    "key", "nodeid", "line", "variant", "model", "explainer", "verdict", "passed", "message", "label", "predicted",
+    "p_predicted", "p_label", "original_predicted", "pointing_game", "heatmap_scale", "heatmap_class",
     "longrepr", *METRICS,
 )  # fmt: skip
 
 
 def _item_payload(item: Item, assets: AssetWriter) -> dict[str, Any]:
     data = {name: getattr(item, name) for name in _ITEM_FIELDS}
+    data["rank"] = item.rank
     data["checks"] = [asdict(check) for check in item.checks]
     data["images"] = {
         kind: url

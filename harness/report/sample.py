@@ -174,6 +174,13 @@ def sample_rows(
                 mass_sticker = float(rng.uniform(0.25, 0.6) if verdict == "artifact_reliance" else rng.uniform(0, 0.15))
                 checks.append({"name": "relevance on sticker", "metric": "mass_sticker", "value": mass_sticker,
                                "threshold": 0.2, "op": "<=", "passed": verdict == "passed"})
+        if checks and predicted == label:
+            p_predicted = max(checks[0]["value"], 0.5)
+            checks[0]["value"] = p_predicted
+        if checks:
+            checks.insert(0, {"name": "label predicted", "metric": "predicted", "value": predicted, "threshold": label,
+                              "op": "!=" if variant_name == "instance_removed" else "==",
+                              "passed": verdict not in ("false_positive", "false_negative", "artifact_reliance")})
         location = f"{suite}:{line}"
         message = {
             "passed": f"passed: {variant_name.replace('_', ' ')} behaves as expected ({_EXPLAINER}) — {location}",
@@ -198,7 +205,7 @@ def sample_rows(
                 "label": label,
                 "predicted": predicted,
                 "p_predicted": p_predicted,
-                "p_label": None if is_error else checks[0]["value"],
+                "p_label": None if is_error else checks[1]["value"],
                 "original_predicted": None if is_error else label,
                 "mass_object": mass_object,
                 "mass_removed": mass_removed,

@@ -22,13 +22,13 @@
     c.items.forEach(function (it) {
       it.case = c;
       it.index = ITEMS.length;
-      it.rank = it.verdict === "passed" ? 2 : (it.verdict === "error" ? 1 : 0);
+      it.review = it.rank <= 1;  // failures (0) and errors (1) get a review
       it.haystack = [c.case_id, c.description, c.label, c.location, c.model, c.explainer,
         it.variant, it.verdict, it.predicted, it.message, it.nodeid].join("\n").toLowerCase();
       ITEMS.push(it);
     });
   });
-  var FAILED = ITEMS.filter(function (it) { return it.verdict !== "passed"; });
+  var FAILED = ITEMS.filter(function (it) { return it.review; });
 
   // ---- review storage ------------------------------------------------------------
   var STORE_KEY = "xai-report:v1:" + DATA.namespace;
@@ -77,10 +77,10 @@
     });
     var box = document.getElementById("review-status");
     box.textContent = "";
-    if (!FAILED.length) { box.textContent = "Nothing to review: every item passed."; return; }
+    if (!FAILED.length) { box.textContent = "Nothing to review: no failures or errors."; return; }
     box.append("Reviewed ");
     box.append(el("strong", null, String(done)));
-    box.append(" of " + FAILED.length + " items that did not pass (" +
+    box.append(" of " + FAILED.length + " failures and errors (" +
       counts.confirmed + " confirmed, " + counts.false_alarm + " false alarm, " + counts.unclear + " unclear)");
   }
 
@@ -106,6 +106,7 @@
   function fmt(value) {
     if (value === null || value === undefined) { return "—"; }
     if (typeof value === "boolean") { return value ? "yes" : "no"; }
+    if (typeof value === "string") { return value; }
     if (Math.abs(value) >= 1000) { return value.toFixed(0); }
     if (value === 0) { return "0"; }
     return String(Number(value.toPrecision(3)));
@@ -142,7 +143,7 @@
 
   function matches(it) {
     var c = it.case;
-    if (state.verdict === "!passed") { if (it.verdict === "passed") { return false; } }
+    if (state.verdict === "!passed") { if (!it.review) { return false; } }
     else if (state.verdict && it.verdict !== state.verdict) { return false; }
     if (state.label && (it.label || "(unknown)") !== state.label) { return false; }
     if (state.variant && (it.variant || "(unknown)") !== state.variant) { return false; }
@@ -150,7 +151,7 @@
     if (state.review) {
       var r = reviews[it.key];
       var mark = r && r.mark ? r.mark : "";
-      if (state.review === "none") { if (it.verdict === "passed" || mark) { return false; } }
+      if (state.review === "none") { if (!it.review || mark) { return false; } }
       else if (mark !== state.review) { return false; }
     }
     if (state.q && it.haystack.indexOf(state.q) < 0) { return false; }
@@ -215,7 +216,7 @@
   }
 
   function unitRank(u) {
-    var rank = 2;
+    var rank = 3;
     u.items.forEach(function (it) { rank = Math.min(rank, it.rank); });
     return rank;
   }
@@ -323,29 +324,33 @@
     var name = variantName(it.variant);
     var head = el("div", { "class": "variant-head" }, [el("span", { "class": "variant-name" }, name), badge(it.verdict)]);
     var who = c.case_id + ", " + name;
-    var heat = el("figure", null, [image(it, "heatmap", "Relevance map of " + who), colourBar(it.heatmap_scale),
-      el("figcaption", null, "relevance")]);
+    var heat = el("figure", null, [image(it, "heatmap", "Relevance map of " + who),
+      safeUrl(it.images.heatmap) ? colourBar(it.heatmap_scale) : null,
+      el("figcaption", null, it.heatmap_class ? "relevance for " + it.heatmap_class : "relevance")]);
     var images = el("div", { "class": "images" }, [
       el("figure", null, [image(it, "annotated", "Input with annotated object, " + who), el("figcaption", null, "input + object")]),
       heat,
       el("figure", null, [image(it, "overlay", "Relevance over input, " + who), el("figcaption", null, "overlay")])
     ]);
     var parts = [head, images, facts(it), checksTable(it)];
+    if (it.line !== null && it.line !== c.line) {
+      parts.push(el("p", { "class": "case-note" }, ["variant defined in ", el("code", null, c.suite + ":" + it.line)]));
+    }
     if (it.message) { parts.push(el("p", { "class": "sentence" }, it.message)); }
     if (it.longrepr) {
       parts.push(el("details", { "class": "trace" }, [el("summary", null, "error details"), el("pre", null, it.longrepr)]));
     }
-    if (it.verdict !== "passed") { parts.push(reviewBox(it)); }
+    if (it.review) { parts.push(reviewBox(it)); }
     return el("section", {
-      "class": "variant" + (it.verdict === "passed" ? "" : " fail"),
+      "class": "variant" + (it.review ? " fail" : ""),
       "data-item-key": it.key, "data-verdict": it.verdict, "data-variant": it.variant,
       "aria-label": name + ": " + (VERDICT_LABEL[it.verdict] || it.verdict)
     }, parts);
   }
 
   function caseStatus(c) {
-    var bad = c.items.filter(function (it) { return it.verdict !== "passed"; }).length;
-    var text = bad ? bad + " of " + c.items.length + " not passed" : "all " + c.items.length + " passed";
+    var bad = c.items.filter(function (it) { return it.review; }).length;
+    var text = bad ? bad + " of " + c.items.length + " failed" : "none of " + c.items.length + " failed";
     return el("span", { "class": "case-status" }, text);
   }
 
@@ -402,6 +407,22 @@
     nav.append(pagerButton("next ›", p + 1, p, "Next page"));
   }
 
+  // Large pages ("all") are built in slices between frames, so the page stays
+  // responsive; a newer render() abandons the slices of an older one.
+  var CHUNK = 30;
+  var generation = 0;
+  function renderRest(container, rest, gen) {
+    container.setAttribute("aria-busy", rest.length ? "true" : "false");
+    if (!rest.length) { return; }
+    setTimeout(function () {
+      if (gen !== generation) { return; }
+      var fragment = document.createDocumentFragment();
+      rest.slice(0, CHUNK).forEach(function (u) { fragment.append(caseCard(u)); });
+      container.append(fragment);
+      renderRest(container, rest.slice(CHUNK), gen);
+    }, 0);
+  }
+
   function render() {
     readForm();
     var list = units();
@@ -413,9 +434,10 @@
     var container = document.getElementById("cases");
     container.className = "cases zoom-" + (state.zoom || "m");
     var fragment = document.createDocumentFragment();
-    page.forEach(function (u) { fragment.append(caseCard(u)); });
+    page.slice(0, CHUNK).forEach(function (u) { fragment.append(caseCard(u)); });
     if (!page.length) { fragment.append(el("p", { "class": "empty" }, "No item matches the filters.")); }
     container.replaceChildren(fragment);
+    renderRest(container, page.slice(CHUNK), ++generation);
     var matched = 0;
     list.forEach(function (u) { matched += u.items.length; });
     var noun = state.view === "items" ? "items" : "cases";

@@ -1,0 +1,180 @@
+"""Pure tests of the report data model: parsing rows, grouping cases, counting verdicts."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timezone
+
+from harness.report.model import (
+    VERDICTS,
+    build_report,
+    environment_versions,
+    error_item,
+    item_from_row,
+)
+
+
+def row(case_id: str = "c1", variant: str = "original", verdict: str = "passed", **extra):
+    base = {
+        "suite": "testcases/signs.xai.yaml",
+        "line": 4,
+        "case_id": case_id,
+        "variant": variant,
+        "model": "m1",
+        "explainer": "lrp/epsilon_plus_flat",
+        "device": "cpu",
+        "label": "speed_50",
+        "verdict": verdict,
+        "passed": verdict == "passed",
+        "message": f"{verdict}: something",
+    }
+    base.update(extra)
+    return base
+
+
+def test_item_from_row_turns_nan_and_junk_into_none():
+    item = item_from_row(row(mass_object=math.nan, p_label="0.25", rank_accuracy=math.inf, line="12", pointing_game=None))
+    assert item.mass_object is None
+    assert item.rank_accuracy is None
+    assert item.p_label == 0.25
+    assert item.line == 12
+    assert item.pointing_game is None
+
+
+def test_item_from_row_tolerates_missing_keys():
+    item = item_from_row({})
+    assert item.verdict == "error"
+    assert item.passed is False
+    assert item.checks == [] and item.images == {}
+
+
+def test_checks_and_images_are_parsed_and_empty_paths_dropped():
+    item = item_from_row(
+        row(
+            checks=[{"name": "on object", "metric": "mass_object", "value": 0.3, "threshold": 0.5, "op": ">=", "passed": False}, "junk"],
+            images={"input": "/a.png", "heatmap": "", "overlay": None},
+        )
+    )
+    assert [(c.name, c.value, c.threshold, c.op, c.passed) for c in item.checks] == [("on object", 0.3, 0.5, ">=", False)]
+    assert item.images == {"input": "/a.png"}
+
+
+def test_checks_on_the_prediction_keep_class_names():
+    item = item_from_row(row(checks=[{"name": "label predicted", "metric": "predicted", "value": "stop",
+                                      "threshold": "stop", "op": "==", "passed": True},
+                                     {"name": "peak", "metric": "pointing_game", "value": True, "op": "==",
+                                      "threshold": True, "passed": True}]))
+    assert [(c.value, c.threshold) for c in item.checks] == [("stop", "stop"), (True, True)]
+
+
+def test_longrepr_is_kept_for_errors_only():
+    assert item_from_row(row(verdict="false_positive"), longrepr="trace").longrepr == ""
+    assert item_from_row(row(verdict="error"), longrepr="trace").longrepr == "trace"
+
+
+def test_error_item_parses_nodeid_and_uses_last_line_as_message():
+    item = error_item("testcases/a.xai.yaml::stop sign[sticker_added]", "Traceback\n  ...\nValueError: empty mask\n")
+    assert (item.suite, item.case_id, item.variant) == ("testcases/a.xai.yaml", "stop sign", "sticker_added")
+    assert item.verdict == "error"
+    assert item.message == "ValueError: empty mask"
+    assert "Traceback" in item.longrepr
+
+
+def test_summary_counts_per_verdict_model_class_and_variant():
+    rows = [
+        row("a", "original", "passed"),
+        row("a", "instance_removed", "false_positive"),
+        row("b", "original", "false_negative", label="stop", model="m2"),
+        row("b", "sticker_added", "artifact_reliance", label="stop", model="m2"),
+        row("c", "original", "wrong_reasons"),
+        row("c", "background_removed", "error"),
+    ]
+    summary = build_report(rows).summary
+    assert summary.total == 6
+    assert summary.failed == 5
+    assert list(summary.by_verdict) == list(VERDICTS)
+    assert summary.by_verdict == {
+        "passed": 1, "false_positive": 1, "false_negative": 1,
+        "artifact_reliance": 1, "wrong_reasons": 1, "error": 1,
+    }  # fmt: skip
+    tables = {table.field: table for table in summary.tables}
+    by_model = {value: (counts, total) for value, counts, total in tables["model"].rows}
+    assert by_model["m1"][1] == 4 and by_model["m2"][1] == 2
+    assert by_model["m2"][0]["artifact_reliance"] == 1
+    by_class = {value: total for value, _, total in tables["label"].rows}
+    assert by_class == {"speed_50": 4, "stop": 2}
+    assert [value for value, _, _ in tables["variant"].rows] == [
+        "original", "instance_removed", "background_removed", "sticker_added",
+    ]  # fmt: skip
+
+
+def test_unknown_verdicts_are_counted_after_the_known_ones():
+    summary = build_report([row(verdict="skipped"), row("d", verdict="passed")]).summary
+    assert list(summary.by_verdict)[-1] == "skipped"
+    assert summary.by_verdict["skipped"] == 1
+    assert summary.failed == 0  # a skip is nothing to review
+
+
+def test_review_is_asked_for_failures_errors_and_unknown_verdicts_only():
+    needs = {v: item_from_row(row(verdict=v)).needs_review for v in (*VERDICTS, "skipped", "mystery")}
+    assert needs == {
+        "passed": False, "false_positive": True, "false_negative": True, "artifact_reliance": True,
+        "wrong_reasons": True, "error": True, "skipped": False, "mystery": True,
+    }  # fmt: skip
+
+
+def test_cases_group_variants_in_canonical_order_and_failures_sort_first():
+    rows = [
+        row("ok", "sticker_added", line=1),
+        row("ok", "original", line=1),
+        row("bad", "background_removed", "false_negative", line=9),
+        row("bad", "original", line=9),
+        row("err", "original", "error", line=20),
+    ]
+    cases = build_report(rows).cases
+    assert [case.case_id for case in cases] == ["bad", "err", "ok"]
+    assert [item.variant for item in cases[0].items] == ["original", "background_removed"]
+    assert [item.variant for item in cases[2].items] == ["original", "sticker_added"]
+    assert cases[0].location == "testcases/signs.xai.yaml:9"
+
+
+def test_variants_with_their_own_lines_stay_in_one_case():
+    cases = build_report([row("a", "original", line=3), row("a", "sticker_added", line=7)]).cases
+    assert len(cases) == 1
+    assert cases[0].line == 3
+
+
+def test_error_without_row_joins_its_case_when_unambiguous():
+    crash = error_item("testcases/signs.xai.yaml::c1[sticker_added]", "RuntimeError: boom")
+    cases = build_report([row("c1", "original"), crash]).cases
+    assert len(cases) == 1
+    assert [item.variant for item in cases[0].items] == ["original", "sticker_added"]
+
+
+def test_duplicate_keys_are_made_unique():
+    report = build_report([row(), row()])
+    keys = [item.key for item in report.items]
+    assert len(set(keys)) == 2
+
+
+def test_meta_reads_timestamps_command_and_items():
+    start = datetime(2025, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    report = build_report(
+        [row(), row("x", model="m2", device="cuda")],
+        {"started": start.timestamp(), "finished": start.timestamp() + 75, "command": ["pytest", "-k", "x"],
+         "versions": {"torch": "9.9"}},
+    )
+    meta = report.meta
+    assert meta.duration_s == 75
+    assert meta.command == "pytest -k x"
+    assert meta.models == ["m1", "m2"]
+    assert meta.devices == ["cpu", "cuda"]
+    assert meta.versions["torch"] == "9.9"
+    assert meta.started == start
+
+
+def test_environment_versions_tolerate_missing_packages():
+    versions = environment_versions()
+    assert versions["python"]
+    assert set(versions) >= {"harness", "torch", "zennit", "pytest"}
+    assert versions["pytest"]  # installed here; the others may be None

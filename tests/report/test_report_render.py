@@ -1,0 +1,113 @@
+"""Tests of write_report: files, assets, escaping and the data island, without a browser."""
+
+from __future__ import annotations
+
+import math
+import re
+from html import unescape
+from pathlib import Path
+
+import pytest
+
+from harness.report import write_report
+from harness.report.model import error_item
+
+EVIL = "<script>window.__xss=1</script>"
+
+
+def test_writes_html_and_copies_images_with_sanitised_unique_names(tmp_path, rows, payload_of):
+    rows[0]["case_id"] = "../../etc/passwd <b>&\"'"
+    report = write_report(rows, tmp_path / "out" / "report.html", meta={"title": "T"})
+    assert report == (tmp_path / "out" / "report.html").absolute()
+    assets = tmp_path / "out" / "report_assets"
+    files = sorted(p.name for p in assets.glob("*.png"))
+    expected = sum(len(r["images"]) for r in rows)
+    assert len(files) == expected  # one file per distinct source, no collisions
+    assert all(re.fullmatch(r"[A-Za-z0-9_.-]+", name) for name in files)
+    payload = payload_of(report)
+    urls = [u for case in payload["cases"] for it in case["items"] for u in it["images"].values()]
+    assert len(urls) == expected
+    for url in urls:
+        assert url.startswith("report_assets/")
+        assert (report.parent / url).is_file()
+
+
+def test_missing_images_are_left_out_not_fatal(tmp_path, rows, payload_of):
+    rows[0]["images"]["heatmap"] = str(tmp_path / "does-not-exist.png")
+    payload = payload_of(write_report(rows, tmp_path / "r.html"))
+    first = next(it for case in payload["cases"] for it in case["items"] if it["key"].endswith("[original]") and "0000" in it["key"])
+    assert "heatmap" not in first["images"]
+    assert "overlay" in first["images"]
+
+
+def test_self_contained_inlines_images_and_writes_no_assets(tmp_path, rows, payload_of):
+    report = write_report(rows, tmp_path / "r.html", self_contained=True)
+    assert not (tmp_path / "r_assets").exists()
+    urls = [u for case in payload_of(report)["cases"] for it in case["items"] for u in it["images"].values()]
+    assert urls and all(u.startswith("data:image/png;base64,") for u in urls)
+
+
+def test_rewriting_replaces_stale_assets_but_never_foreign_folders(tmp_path, rows):
+    target = tmp_path / "r.html"
+    write_report(rows, target)
+    stale = tmp_path / "r_assets" / "stale.png"
+    stale.write_bytes(b"x")
+    write_report(rows[:4], target)
+    assert not stale.exists()
+    assert len(list((tmp_path / "r_assets").glob("*.png"))) == sum(len(r["images"]) for r in rows[:4])
+
+    foreign = tmp_path / "mine_assets"
+    foreign.mkdir()
+    (foreign / "keep.txt").write_text("user file")
+    write_report(rows[:4], tmp_path / "mine.html")
+    assert (foreign / "keep.txt").read_text() == "user file"
+
+
+def test_user_strings_are_escaped_in_html_and_data_island(tmp_path, rows, payload_of):
+    rows[0].update(case_id=EVIL, label="</script><b>x", description="</SCRIPT ><img src=x onerror=alert(1)>",
+                   model="<i>m</i>", message="a & b </script>")
+    report = write_report(rows, tmp_path / "r.html", meta={"title": "<title>", "command": "pytest -k '</script>'"})
+    html = report.read_text(encoding="utf-8")
+    # The only raw <script> tags are the two the template writes.
+    assert html.lower().count("<script") == 2
+    assert "<b>x" not in html and "<i>m</i>" not in html and "<img src=x" not in html
+    assert "&lt;i&gt;m&lt;/i&gt;" in html  # model name in the summary, escaped by Jinja
+    payload = payload_of(report)
+    case = next(c for c in payload["cases"] if c["case_id"] == EVIL)
+    assert case["description"] == "</SCRIPT ><img src=x onerror=alert(1)>"
+
+
+def test_nan_never_reaches_the_json(tmp_path, rows, payload_of):
+    rows[1]["mass_object"] = math.nan
+    rows[1]["checks"][0]["value"] = math.inf
+    html = write_report(rows, tmp_path / "r.html").read_text()
+    assert "NaN" not in html and "Infinity" not in html
+    payload_of(tmp_path / "r.html")  # parses
+
+
+def test_page_loads_nothing_from_the_internet(tmp_path, rows):
+    html = write_report(rows, tmp_path / "r.html").read_text()
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", html)
+    assert "default-src 'none'" in unescape(html)
+
+
+def test_summary_shows_counts_and_meta(tmp_path, rows):
+    rows.append(error_item("testcases/x.xai.yaml::boom[original]", "RuntimeError: boom"))  # type: ignore[arg-type]
+    html = write_report(rows, tmp_path / "r.html", meta={"command": "pytest --xai-report r.html", "duration_s": 3.5}).read_text()
+    for label in ("passed", "false positive", "false negative", "artifact reliance", "wrong reasons", "error"):
+        assert f">{label}<" in html
+    assert "pytest --xai-report r.html" in html
+    assert "3.5 s" in html
+    assert "Per model" in html and "Per class" in html and "Per variant" in html
+
+
+def test_empty_run_still_renders(tmp_path, payload_of):
+    report = write_report([], tmp_path / "r.html", meta={"interrupted": True, "exitstatus": 2})
+    assert "Incomplete run" in report.read_text()
+    assert payload_of(report)["cases"] == []
+
+
+@pytest.mark.parametrize("name", ["report.js", "report.css"])
+def test_static_files_cannot_close_their_inline_element(name):
+    text = (Path(__import__("harness.report.render").report.render.__file__).parent / "static" / name).read_text()
+    assert "</" not in text
