@@ -11,6 +11,18 @@ from PIL import Image
 from harness.errors import HarnessError
 
 
+def _read_unchanged(path: str | Path, what: str = "image") -> np.ndarray:
+    path = Path(path)
+    if not path.is_file():
+        raise HarnessError(f"{what} file not found: {path}")
+    data = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if data is None:
+        raise HarnessError(f"cannot decode {what}: {path} (expected PNG/JPEG/BMP/TIFF)")
+    if data.dtype == np.uint16:
+        data = (data // 257).astype(np.uint8)
+    return data
+
+
 def read_rgb(path: str | Path) -> np.ndarray:
     """Read an image file as uint8 RGB (H, W, 3); grey and RGBA inputs are converted.
 
@@ -19,14 +31,7 @@ def read_rgb(path: str | Path) -> np.ndarray:
     HarnessError
         If the file is missing or cannot be decoded.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise HarnessError(f"image file not found: {path}")
-    data = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if data is None:
-        raise HarnessError(f"cannot decode image: {path} (expected PNG/JPEG/BMP/TIFF)")
-    if data.dtype == np.uint16:
-        data = (data // 257).astype(np.uint8)
+    data = _read_unchanged(path)
     if data.ndim == 2:
         return cv2.cvtColor(data, cv2.COLOR_GRAY2RGB)
     if data.shape[2] == 4:
@@ -36,12 +41,7 @@ def read_rgb(path: str | Path) -> np.ndarray:
 
 def read_rgba(path: str | Path) -> np.ndarray:
     """Read an image as uint8 RGBA (H, W, 4); images without alpha get an opaque one."""
-    path = Path(path)
-    if not path.is_file():
-        raise HarnessError(f"image file not found: {path}")
-    data = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if data is None:
-        raise HarnessError(f"cannot decode image: {path}")
+    data = _read_unchanged(path)
     if data.ndim == 2:
         return cv2.cvtColor(data, cv2.COLOR_GRAY2RGBA)
     if data.shape[2] == 3:
