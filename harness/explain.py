@@ -124,5 +124,7 @@ def make_explainer(name: str, model: LoadedModel, backend: Backend = "auto") -> 
             raise HarnessError(f"--xai-lrp-backend fast: model {model.name!r} is not supported: {reason}")
         return Explainer(key, model, "zennit", f"fast LRP does not cover model {model.name!r} ({reason}); using zennit")
     low, high = model.preprocessing.bounds()
-    engine = lrp_fast.FastLRP(model.module, rule, low=low.to(model.device), high=high.to(model.device))
+    # Both backends must see the same canonisation, or their relevance would differ.
+    engine = lrp_fast.FastLRP(model.module, rule, low=low.to(model.device), high=high.to(model.device),
+                              merge_batchnorm=_needs_batchnorm_merge(model))
     return Explainer(key, model, "fast", "fast LRP engine (checked against zennit in the test suite)", engine)
