@@ -23,6 +23,7 @@ included in both). Prints a table and writes JSON; asserts nothing.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -108,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--skip-xdist", action="store_true")
+    parser.add_argument("--models", type=Path, default=ROOT / "fixtures" / "models.yaml", help="model registry")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -115,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="xai-bench-"))
     suites = work / "suites"
     cases = scale_suites(suites, args.copies)
-    registry = load_registry(ROOT / "fixtures" / "models.yaml")
+    registry = load_registry(args.models)
     model = build_model(MODEL, registry, torch.device("cpu"))
     classes = model.classes
     images = planned_images(suites, model.preprocessing.size)
@@ -133,12 +135,16 @@ def main(argv: list[str] | None = None) -> int:
             explainer(x, labels[start:start + args.batch_size])
 
     def run_pytest(assets: bool) -> None:
+        with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
+            code = run_main(assets)
+        assert code in (0, 1), f"pytest exited {code}"
+
+    def run_main(assets: bool) -> int:
         extra = [] if assets else ["--xai-assets", ""]
-        code = pytest.main([str(suites), "-q", "-p", "no:cacheprovider", "-p", "no:terminal",
-                            "--rootdir", str(work), "--xai-models", str(ROOT / "fixtures" / "models.yaml"),
+        return pytest.main([str(suites), "-q", "-p", "no:cacheprovider",
+                            "--rootdir", str(work), "--xai-models", str(args.models),
                             "--xai-results", str(work / "results.csv"), "--xai-assets", str(work / "assets"),
                             "--xai-batch-size", str(args.batch_size), *extra])
-        assert code in (0, 1), f"pytest exited {code}"
 
     def loop() -> None:
         from zennit.attribution import Gradient
@@ -166,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_xdist:
         def subprocess_run(workers: int) -> None:
             cmd = [sys.executable, "-m", "pytest", str(suites), "-q", "-p", "no:cacheprovider", "-n", str(workers),
-                   "--rootdir", str(work), "--xai-models", str(ROOT / "fixtures" / "models.yaml"),
+                   "--rootdir", str(work), "--xai-models", str(args.models),
                    "--xai-results", str(work / "results.csv"), "--xai-assets", str(work / "assets"),
                    "--xai-batch-size", str(args.batch_size)]
             done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": "0"})
