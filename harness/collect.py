@@ -180,7 +180,7 @@ class XaiItem(pytest.Item):
         problems = list(self.problems)
         if not problems:
             try:
-                self.evaluation = evaluate(self.context, state.engine, state.assets_dir)
+                self.evaluation = evaluate(self.context, state.engine, state.assets_dir, state.picture_writer())
             except HarnessError as exc:
                 problems.append(HarnessError(f"{self.context.location}: {exc}"))
             finally:

@@ -72,7 +72,8 @@ def _safe(text: str) -> str:
     return f"{cleaned}-{digest}"
 
 
-def evaluate(ctx: ItemContext, engine: Engine, assets_dir: Path | None) -> Evaluation:
+def evaluate(ctx: ItemContext, engine: Engine, assets_dir: Path | None,
+             writer: Any = None) -> Evaluation:
     """Compute metrics and the verdict of one item; write its pictures under ``assets_dir``.
 
     Raises
@@ -127,7 +128,7 @@ def evaluate(ctx: ItemContext, engine: Engine, assets_dir: Path | None) -> Evalu
     row["heatmap_scale"] = heatmap_scale(shown)
     row["heatmap_class"] = obs.predicted if ctx.variant == "sticker_added" else ctx.label
     if assets_dir is not None:
-        row["images"] = write_pictures(assets_dir, ctx, variant, shown)
+        row["images"] = write_pictures(assets_dir, ctx, variant, shown, writer)
     return Evaluation(obs, judgement, row)
 
 
@@ -143,19 +144,34 @@ def _m(metrics: RegionMetrics | None, name: str) -> Any:
     return None if metrics is None else getattr(metrics, name)
 
 
-def write_pictures(assets_dir: Path, ctx: ItemContext, variant: Any, relevance: np.ndarray) -> dict[str, str]:
-    """Write input, annotated input, heatmap and overlay PNGs; return their absolute paths."""
-    folder = assets_dir / _safe(ctx.model) / _safe(Path(ctx.suite).name)
+def write_pictures(assets_dir: Path, ctx: ItemContext, variant: Any, relevance: np.ndarray,
+                   writer: Any = None) -> dict[str, str]:
+    """Write input, annotated input, heatmap and overlay PNGs; return their absolute paths.
+
+    With ``writer`` the rendering and encoding run on that executor (OpenCV releases
+    the GIL), off the items' critical path; the caller must wait for it before the
+    files are read.
+    """
+    paths = _picture_paths(assets_dir, ctx)
+    if writer is not None:
+        writer.submit(_render_and_write, paths, variant, relevance)
+    else:
+        _render_and_write(paths, variant, relevance)
+    return {kind: str(path) for kind, path in paths.items()}
+
+
+def _picture_paths(assets_dir: Path, ctx: ItemContext) -> dict[str, Path]:
+    folder = (assets_dir / _safe(ctx.model) / _safe(Path(ctx.suite).name)).resolve()
     stem = f"{_safe(ctx.case_id)}__{ctx.variant}"
+    return {kind: folder / f"{stem}_{kind}.png" for kind in ("input", "annotated", "heatmap", "overlay")}
+
+
+def _render_and_write(paths: dict[str, Path], variant: Any, relevance: np.ndarray) -> None:
     pictures = {
         "input": render._upscale(variant.image, render.display_scale(variant.image.shape)),
         "annotated": render.annotate(variant.image, variant.object_mask, variant.removed_mask, variant.sticker_mask),
         "heatmap": render.heatmap_image(relevance, variant.object_mask, variant.sticker_mask),
         "overlay": render.overlay(variant.image, relevance),
     }
-    paths: dict[str, str] = {}
     for kind, image in pictures.items():
-        path = folder / f"{stem}_{kind}.png"
-        write_rgb(path, image)
-        paths[kind] = str(path.resolve())
-    return paths
+        write_rgb(paths[kind], image)

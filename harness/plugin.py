@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
+from concurrent.futures import Future, ThreadPoolExecutor
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,6 +75,24 @@ class XaiState:
     rows: dict[str, dict[str, Any]] = field(default_factory=dict)
     started: float = field(default_factory=time.time)
     _registry: Registry | ModelError | None = None
+    _writer: ThreadPoolExecutor | None = None
+    _pending: list[Future[None]] = field(default_factory=list)
+
+    def picture_writer(self) -> "_TrackingWriter":
+        """One background thread renders and writes the items' PNGs, so the items
+        (and the next LRP batch) do not wait for image encoding."""
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="xai-pictures")
+        return _TrackingWriter(self._writer, self._pending)
+
+    def finish_pictures(self) -> list[BaseException]:
+        """Wait for every picture; return the errors (written files are read after this)."""
+        errors = [exc for exc in (f.exception() for f in self._pending) if exc is not None]
+        self._pending.clear()
+        if self._writer is not None:
+            self._writer.shutdown(wait=True)
+            self._writer = None
+        return errors
 
     def registry(self) -> Registry:
         if self._registry is None:
@@ -89,6 +109,30 @@ class XaiState:
             return Path(path).resolve().relative_to(Path(self.config.rootpath).resolve()).as_posix()
         except ValueError:
             return str(path)
+
+
+class _TrackingWriter:
+    """Executor facade that remembers the futures, so failures are not lost."""
+
+    def __init__(self, executor: ThreadPoolExecutor, pending: list[Future[None]]) -> None:
+        self._executor = executor
+        self._pending = pending
+
+    def submit(self, fn: Any, *args: Any) -> Future[None]:
+        future = self._executor.submit(fn, *args)
+        self._pending.append(future)
+        return future
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtestloop(session: pytest.Session) -> Any:
+    try:
+        return (yield)
+    finally:
+        state = session.config.stash.get(STATE_KEY, None)
+        if state is not None:
+            for error in state.finish_pictures():
+                warnings.warn(f"xai-harness: an item's pictures could not be written: {error}", stacklevel=1)
 
 
 def _path(config: pytest.Config, name: str) -> Path | None:
