@@ -71,7 +71,12 @@ def load_marked(text: str) -> Any:
     yaml.YAMLError
         On syntax errors; ``problem_mark`` holds the position.
     """
-    return yaml.load(text, Loader=_MarkedLoader)  # noqa: S506 - a SafeLoader subclass
+    # _MarkedLoader derives from SafeLoader: only plain YAML types are constructed.
+    loader = _MarkedLoader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
 
 
 def load_marked_file(path: str | Path) -> Any:
