@@ -11,6 +11,7 @@ from harness.engine import ImageKey, Request, case_uid
 from harness.errors import HarnessError, ModelError, SpecError
 from harness.evaluate import RESULT_COLUMNS, Evaluation, ItemContext, base_row, evaluate
 from harness.explain import canonical_name
+from harness.perturb import OriginalSettings
 from harness.spec import CaseSpec, SuiteSpec, VariantSpec, load_suite
 from harness.verdicts import Judgement
 
@@ -159,7 +160,7 @@ class XaiItem(pytest.Item):
             return []
         out = []
         if self.original_key is not None:
-            original = VariantSpec(name="original", line=self.case.line, settings=_original_settings())
+            original = VariantSpec(name="original", line=self.case.line, settings=OriginalSettings())
             out.append(Request(self.original_key, self.case, original, self.case.label or ""))
         out.append(Request(self.key, self.case, self.variant, self.case.label or ""))
         return out
@@ -250,8 +251,3 @@ def _fmt(value: Any) -> str:
         return f"{value:.3f}"
     return str(value)
 
-
-def _original_settings() -> Any:
-    from harness.perturb import OriginalSettings
-
-    return OriginalSettings()

@@ -205,23 +205,20 @@ def _model_at(model: type[BaseModel], loc: Iterable[Any]) -> type[BaseModel] | N
     return current
 
 
-def _format_loc(prefix: str, loc: Iterable[Any], raw: Any) -> str:
-    """``cases[3].object.mask`` from a pydantic loc, skipping the list index that
-    pydantic adds when a single mapping was wrapped into a list."""
+def _format_loc(prefix: str, loc: Iterable[Any]) -> str:
+    """``cases[3].object.mask`` from a loc already cleaned by :func:`_clean_loc`."""
     text = prefix
-    node = raw
     for part in loc:
         if isinstance(part, int):
-            if isinstance(node, list):
-                text += f"[{part}]"
-                node = node[part] if 0 <= part < len(node) else None
-            continue
-        text += f".{part}" if text else str(part)
-        node = node.get(part) if isinstance(node, dict) else None
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else str(part)
     return text
 
 
 def _clean_loc(raw: Any, loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Drop the list index pydantic adds when a single mapping was wrapped into a list
+    (``object: {box: ...}`` validates as ``object[0]``), by walking the raw data."""
     out: list[Any] = []
     node = raw
     for part in loc:
@@ -246,7 +243,7 @@ def _errors_from_validation(exc: ValidationError, model: type[BaseModel], raw: A
         # Pydantic reports union branches as extra loc parts ('list[...]', 'tuple[...]'): drop them.
         loc = tuple(p for p in loc if not (isinstance(p, str) and ("[" in p or p in ("str", "int", "float", "bool", "is-instance"))))
         loc = _clean_loc(raw, loc)
-        where = _format_loc(prefix, loc, raw)
+        where = _format_loc(prefix, loc)
         line = line_of(root, root_loc + loc)
         kind = err["type"]
         if kind == "extra_forbidden":
