@@ -162,7 +162,8 @@ class XaiItem(pytest.Item):
         if self.original_key is not None:
             original = VariantSpec(name="original", line=self.case.line, settings=OriginalSettings())
             out.append(Request(self.original_key, self.case, original, self.case.label or ""))
-        out.append(Request(self.key, self.case, self.variant, self.case.label or ""))
+        out.append(Request(self.key, self.case, self.variant, self.case.label or "",
+                           predicted_relevance=self.variant.name == "sticker_added"))
         return out
 
     # ---------------------------------------------------------------- running

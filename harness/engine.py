@@ -46,6 +46,9 @@ class Request:
     variant: VariantSpec
     label: str
     chunk: str = ""   # work unit: under xdist a batch never crosses it (see harness.distribute)
+    # Whether an item needs the relevance of the predicted class when it differs from
+    # the label (only the sticker verdict does); every other row skips that second pass.
+    predicted_relevance: bool = False
 
 
 @dataclass
@@ -56,7 +59,7 @@ class ImageResult:
     probs: np.ndarray | None = None
     predicted: int | None = None
     relevance_label: np.ndarray | None = None
-    relevance_predicted: np.ndarray | None = None
+    relevance_predicted: np.ndarray | None = None   # None: not requested (see Request)
     error: BaseException | None = None
 
 
@@ -116,6 +119,8 @@ class Engine:
                 self._requests[request.key] = request
                 self._position[request.key] = len(self._order)
                 self._order.append(request.key)
+            elif request.predicted_relevance:
+                self._requests[request.key].predicted_relevance = True
         for key, count in consumers.items():
             self._consumers[key] = self._consumers.get(key, 0) + count
 
@@ -249,11 +254,13 @@ class Engine:
         labels = torch.tensor([label for _, _, label in ready], device=model.device)
         logits, relevance = explainer(x, labels)
         predicted = logits.argmax(dim=1)
-        differs = (predicted != labels).nonzero().flatten()
+        wanted = torch.tensor([self._requests[key].predicted_relevance for key, _, _ in ready],
+                              device=model.device)
+        differs = ((predicted != labels) & wanted).nonzero().flatten()
         relevance_pred: dict[int, np.ndarray] = {}
         if len(differs):
-            # Second pass only for rows whose prediction differs: the relevance of the
-            # class the model actually chose (what drew a sticker flip, for instance).
+            # Second pass only for the rows that need it and whose prediction differs:
+            # the relevance of the class the model chose (what drew a sticker flip).
             _, rel2 = explainer(x[differs], predicted[differs])
             maps = rel2.float().sum(dim=1).cpu().numpy()
             for j, row in enumerate(differs.tolist()):
@@ -267,9 +274,10 @@ class Engine:
         self.stats.lrp_rows += len(ready)
         for row, (key, variant, label) in enumerate(ready):
             pred = int(predicted[row])
+            same = pred == label
             self._store(key, ImageResult(
                 variant=variant, probs=probs[row], predicted=pred, relevance_label=label_maps[row],
-                relevance_predicted=relevance_pred.get(row, label_maps[row])))
+                relevance_predicted=label_maps[row] if same else relevance_pred.get(row)))
 
     def _store(self, key: ImageKey, result: ImageResult) -> None:
         self._results[key] = result

@@ -82,6 +82,9 @@ def evaluate(ctx: ItemContext, engine: Engine, assets_dir: Path | None,
         If the image could not be produced or a metric is undefined (an error of the
         case, never a silent pass).
     """
+    if ctx.original_key is not None:
+        # Planned before the sticker image: asking for it first puts both in one batch.
+        engine.result(ctx.original_key)
     result = engine.result(ctx.key)
     if result.error is not None:
         raise result.error
@@ -95,13 +98,14 @@ def evaluate(ctx: ItemContext, engine: Engine, assets_dir: Path | None,
         variant=ctx.variant, label=ctx.label, predicted=classes[result.predicted],
         p_predicted=float(result.probs[result.predicted]), p_label=float(result.probs[label_index]),
         explainer=ctx.explainer, location=ctx.location)
-    assert result.relevance_label is not None and result.relevance_predicted is not None
+    assert result.relevance_label is not None
     # Metrics are computed softly: one that is undefined (no positive relevance, e.g.
     # for a class the model rejects) only becomes an error if the verdict needs it.
     obs.object = _soft(obs, "object", result.relevance_label, variant.object_mask, tolerance)
     if ctx.variant == "instance_removed" and variant.removed_mask is not None:
         obs.removed = _soft(obs, "removed", result.relevance_label, variant.removed_mask, tolerance)
     if ctx.variant == "sticker_added" and variant.sticker_mask is not None:
+        assert result.relevance_predicted is not None, "planned with predicted_relevance"
         obs.sticker = _soft(obs, "sticker", result.relevance_predicted, variant.sticker_mask, tolerance)
         assert ctx.original_key is not None
         original = engine.result(ctx.original_key)
@@ -125,6 +129,7 @@ def evaluate(ctx: ItemContext, engine: Engine, assets_dir: Path | None,
     # The heatmap shows the relevance the verdict is about: the predicted class for
     # stickers (what drew the flip), the label otherwise.
     shown = result.relevance_predicted if ctx.variant == "sticker_added" else result.relevance_label
+    assert shown is not None
     row["heatmap_scale"] = heatmap_scale(shown)
     row["heatmap_class"] = obs.predicted if ctx.variant == "sticker_added" else ctx.label
     if assets_dir is not None:

@@ -37,6 +37,25 @@ def test_rank_accuracy_takes_top_k_pixels():
     assert rank_accuracy(R, M) == pytest.approx(2 / 3)
 
 
+def test_rank_accuracy_breaks_ties_by_lower_index():
+    # |M| = 2 and four pixels tie for the top: the two lowest indices win (one in M).
+    R2 = np.array([[1.0, 1.0], [1.0, 1.0], [0.0, 0.0]])
+    M2 = np.array([[False, True], [True, False], [False, False]])
+    assert rank_accuracy(R2, M2) == pytest.approx(1 / 2)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_rank_accuracy_equals_stable_sort_definition(seed):
+    rng = np.random.default_rng(seed)
+    # Few distinct values, so ties at the k-th place are common.
+    relevance = rng.integers(-3, 4, size=(9, 11)).astype(np.float32)
+    mask = rng.random((9, 11)) < rng.uniform(0.1, 0.9)
+    mask[0, 0], mask[-1, -1] = True, False
+    k = int(mask.sum())
+    top = np.argsort(-relevance.ravel(), kind="stable")[:k]
+    assert rank_accuracy(relevance, mask) == pytest.approx(mask.ravel()[top].sum() / k)
+
+
 def test_pointing_game_with_and_without_tolerance():
     assert pointing_game(R, M) is True
     off = np.zeros((5, 5), dtype=bool)
