@@ -50,13 +50,15 @@ def make_scheduler_class():  # pragma: no cover - exercised through xdist runs
     from xdist.scheduler import LoadScopeScheduling
 
     class CaseChunkScheduling(LoadScopeScheduling):
-        def schedule(self) -> None:
-            from harness.plugin import batch_size_of
-
-            self._chunks = chunk_map(self.collection or [], batch_size_of(self.config))
-            super().schedule()
+        _chunks: dict[str, str] | None = None
 
         def _split_scope(self, nodeid: str) -> str:
-            return getattr(self, "_chunks", {}).get(nodeid, nodeid)
+            # LoadScopeScheduling.schedule() sets self.collection just before it splits
+            # the node ids into scopes, so the partition is computed on first use.
+            if self._chunks is None:
+                from harness.plugin import batch_size_of
+
+                self._chunks = chunk_map(self.collection or [], batch_size_of(self.config))
+            return self._chunks.get(nodeid, nodeid)
 
     return CaseChunkScheduling

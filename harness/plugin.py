@@ -225,7 +225,9 @@ def batch_size_of(config: pytest.Config) -> int:
     return int(value)
 
 
-@pytest.hookimpl(optionalhook=True)
+# tryfirst: xdist's own implementation is registered later, so it would run first and,
+# the hook being firstresult, ours would never be asked.
+@pytest.hookimpl(optionalhook=True, tryfirst=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     """With plain ``-n`` (dist=load), hand out whole chunks of cases (harness.distribute)."""
     if config.getvalue("dist") != "load":

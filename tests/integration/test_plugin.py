@@ -2,6 +2,7 @@
 wrong answers are known by construction."""
 
 import csv
+import re
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -212,8 +213,16 @@ def test_batches_are_planned_not_per_item(world):
 
 def test_xdist_workers_share_the_work_and_the_controller_writes_results(world):
     world.makefile(".xai.yaml", signs=SUITE.format(model="looks-at-background"))
-    result = world.runpytest("-n", "2", "-p", "no:cacheprovider", "--xai-batch-size", "4")
+    result = world.runpytest("-n", "2", "-v", "-p", "no:cacheprovider", "--xai-batch-size", "4")
     result.assert_outcomes(passed=2, failed=6)
     rows = read_rows(world.path / "reports" / "results.csv")
     assert len(rows) == 8
     assert sorted(r["verdict"] for r in rows).count("false_positive") == 2
+    # A batch of 4 is one case per work unit: each case's four items run on one worker.
+    workers: dict[str, set[str]] = {}
+    for line in result.outlines:
+        match = re.match(r"\[(gw\d)\] .*(PASSED|FAILED) .*::(\w+)\[", line)
+        if match:
+            workers.setdefault(match.group(3), set()).add(match.group(1))
+    assert sorted(workers) == ["boxed", "scene"]
+    assert all(len(ws) == 1 for ws in workers.values()), workers
