@@ -30,6 +30,8 @@ caller can fall back to zennit.
 
 from __future__ import annotations
 
+import sys
+
 from collections.abc import Callable
 from typing import Any
 
@@ -536,11 +538,11 @@ class _Affine(_Op):
 
 
 def _is_torchvision_vgg(model: nn.Module) -> bool:
-    try:
-        from torchvision.models import VGG
-    except ImportError:  # pragma: no cover - torchvision is a dependency
-        return False
-    return isinstance(model, VGG) and type(model).forward is VGG.forward
+    # A torchvision model means torchvision is imported already; importing it just to
+    # ask would cost every session (and every xdist worker) about 1.5 s.
+    models = sys.modules.get("torchvision.models")
+    VGG = getattr(models, "VGG", None)
+    return VGG is not None and isinstance(model, VGG) and type(model).forward is VGG.forward
 
 
 def _leaves(module: nn.Module, prefix: str) -> list[tuple[str, nn.Module]]:

@@ -6,20 +6,26 @@ The hooks only wire things together; the work lives in the modules they call.
 from __future__ import annotations
 
 import os
+import sys
 import time
 import warnings
 from concurrent.futures import Future, ThreadPoolExecutor
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from harness.engine import Engine, ImageKey
 from harness.errors import ModelError
-from harness.models import Registry, load_registry, resolve_device
 from harness.spec import SUITE_SUFFIX
+
+if TYPE_CHECKING:
+    from harness.engine import Engine, ImageKey
+    from harness.models import Registry
+
+# torch (about a second to import) is imported only once a session needs the engine:
+# not by the xdist controller, nor by runs that collect no suites.
 
 # name: (help, default); every option has an ini twin without the leading dashes.
 OPTIONS: dict[str, tuple[str, str | None]] = {
@@ -67,14 +73,17 @@ class XaiState:
     registry_path: Path
     model_override: list[str]
     explainer_override: str | None
-    device: Any
-    engine: Engine
+    device_name: str
+    batch_size: int
+    backend: str
     results_path: Path | None
     assets_dir: Path | None
     is_worker: bool
+    workers: int = 0   # xdist workers in the session, 0 outside xdist
     rows: dict[str, dict[str, Any]] = field(default_factory=dict)
     started: float = field(default_factory=time.time)
     _registry: Registry | ModelError | None = None
+    _engine: Engine | None = None
     _writer: ThreadPoolExecutor | None = None
     _pending: list[Future[None]] = field(default_factory=list)
 
@@ -94,8 +103,32 @@ class XaiState:
             self._writer = None
         return errors
 
+    @property
+    def engine(self) -> Engine:
+        """The session's engine, built on first use (this is what imports torch)."""
+        if self._engine is None:
+            from harness.engine import Engine
+            from harness.models import resolve_device
+
+            if self.workers:
+                import torch
+
+                # Workers share the cores: without this each would start a full set of threads.
+                torch.set_num_threads(max(1, (os.cpu_count() or 1) // self.workers))
+
+            self._engine = Engine(self.registry, resolve_device(self.device_name), self.batch_size, self.backend)
+            # Under xdist each worker runs whole chunks of cases (harness.distribute).
+            self._engine.confine_to_chunk = self.is_worker
+        return self._engine
+
+    @property
+    def device(self) -> Any:
+        return self.engine.device
+
     def registry(self) -> Registry:
         if self._registry is None:
+            from harness.models import load_registry
+
             try:
                 self._registry = load_registry(self.registry_path)
             except ModelError as exc:
@@ -150,11 +183,15 @@ def pytest_configure(config: pytest.Config) -> None:
     else:
         ini = config.getini("xai_model")
         overrides = [m.strip() for m in str(ini or "").split(",") if m.strip()]
-    device_name, _ = option(config, "xai_device")
-    try:
-        device = resolve_device(device_name)
-    except ModelError as exc:
-        raise pytest.UsageError(str(exc)) from None
+    device_name = str(option(config, "xai_device")[0] or "auto")
+    if device_name not in ("auto", "cpu"):
+        # Only a named accelerator can be unavailable: check it before anything runs.
+        from harness.models import resolve_device
+
+        try:
+            resolve_device(device_name)
+        except (ModelError, RuntimeError) as exc:
+            raise pytest.UsageError(f"--xai-device: {exc}") from None
     batch_value, _ = option(config, "xai_batch_size")
     try:
         batch_size = int(batch_value)
@@ -164,20 +201,13 @@ def pytest_configure(config: pytest.Config) -> None:
     backend, _ = option(config, "xai_lrp_backend")
     if backend not in ("auto", "fast", "zennit"):
         raise pytest.UsageError(f"--xai-lrp-backend must be auto, fast or zennit, got {backend!r}")
-    if is_worker:
-        # Workers share the cores: without this each one would start a full set of threads.
-        import torch
-
-        workers = int(config.workerinput.get("workercount", 1))  # type: ignore[attr-defined]
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, workers)))
+    workers = int(config.workerinput.get("workercount", 1)) if is_worker else 0  # type: ignore[attr-defined]
     registry_path = _path(config, "xai_models")
     assert registry_path is not None
     state = XaiState(config=config, registry_path=registry_path, model_override=overrides,
-                     explainer_override=option(config, "xai_explainer")[0] or None, device=device,
-                     engine=None, results_path=_path(config, "xai_results"),  # type: ignore[arg-type]
-                     assets_dir=_path(config, "xai_assets"), is_worker=is_worker)
-    state.engine = Engine(state.registry, device, batch_size, backend)
-    state.engine.confine_to_chunk = is_worker
+                     explainer_override=option(config, "xai_explainer")[0] or None, device_name=device_name,
+                     batch_size=batch_size, backend=str(backend), results_path=_path(config, "xai_results"),
+                     assets_dir=_path(config, "xai_assets"), is_worker=is_worker, workers=workers)
     config.stash[STATE_KEY] = state
     if not is_worker:
         config.pluginmanager.register(ResultsRecorder(state), "xai-results")
@@ -202,14 +232,16 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Plan every image the selected items need, in the order they will run."""
+    state = session.config.stash.get(STATE_KEY, None)
+    if state is None or "harness.collect" not in sys.modules:
+        return  # no suite file was collected (importing collect would import torch)
     from harness.collect import XaiItem
     from harness.distribute import chunk_map
 
-    state = session.config.stash.get(STATE_KEY, None)
-    if state is None:
-        return
     items = [item for item in session.items if isinstance(item, XaiItem)]
-    chunks = chunk_map((item.nodeid for item in items), state.engine.batch_size)
+    if not items:
+        return
+    chunks = chunk_map((item.nodeid for item in items), state.batch_size)
     requests = []
     consumers: Counter[ImageKey] = Counter()
     for item in items:
@@ -241,8 +273,8 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     state = config.stash.get(STATE_KEY, None)
     if state is None:
         return []
-    return [f"xai: models from {state.registry_path}, device {state.device}, batch size {state.engine.batch_size}, "
-            f"LRP backend {state.engine.backend}"]
+    return [f"xai: models from {state.registry_path}, device {state.device_name}, batch size {state.batch_size}, "
+            f"LRP backend {state.backend}"]
 
 
 class ResultsRecorder:
@@ -282,10 +314,11 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     tr = terminalreporter
     tr.section("xai verdicts")
     tr.write_line(", ".join(f"{verdict}: {n}" for verdict, n in sorted(counts.items())))
-    for note in state.engine.notes:
+    engine = state._engine   # None in the xdist controller: the workers computed
+    for note in engine.notes if engine is not None else []:
         tr.write_line(f"note: {note}")
-    stats = state.engine.stats
-    if stats.images:
+    if engine is not None and engine.stats.images:
+        stats = engine.stats
         tr.write_line(f"{stats.images} images in {stats.batches} batches ({stats.lrp_rows} LRP rows): "
                       f"variants {stats.seconds_variants:.1f}s, model+LRP {stats.seconds_model:.1f}s")
     if state.results_path is not None:

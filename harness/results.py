@@ -6,16 +6,19 @@ from __future__ import annotations
 import importlib.util
 import json
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from harness.evaluate import RESULT_COLUMNS
 from harness.perturb import VARIANTS
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 
 def results_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     """Rows as a DataFrame with the documented columns first; nested values as JSON."""
+    import pandas as pd  # only when the table is written (a quarter of a second)
+
     frame = pd.DataFrame(rows)
     for column in RESULT_COLUMNS:
         if column not in frame.columns:

@@ -226,3 +226,17 @@ def test_xdist_workers_share_the_work_and_the_controller_writes_results(world):
             workers.setdefault(match.group(3), set()).add(match.group(1))
     assert sorted(workers) == ["boxed", "scene"]
     assert all(len(ws) == 1 for ws in workers.values()), workers
+
+
+def test_plugin_does_not_import_torch_for_sessions_without_suites(pytester):
+    # The plugin is installed for every pytest run of the environment; a project's
+    # ordinary tests should not pay for importing torch.
+    pytester.makepyfile(test_plain="""
+        import sys
+
+        def test_plain():
+            assert "harness.plugin" in sys.modules
+            assert "torch" not in sys.modules
+    """)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
