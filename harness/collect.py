@@ -9,7 +9,7 @@ import pytest
 
 from harness.engine import ImageKey, Request, case_uid
 from harness.errors import HarnessError, ModelError, SpecError
-from harness.evaluate import RESULT_COLUMNS, Evaluation, ItemContext, base_row, evaluate
+from harness.evaluate import PROPERTY_COLUMNS, Evaluation, ItemContext, base_row, evaluate, row_properties
 from harness.explain import canonical_name
 from harness.perturb import OriginalSettings
 from harness.spec import CaseSpec, SuiteSpec, VariantSpec, load_suite
@@ -172,10 +172,8 @@ class XaiItem(pytest.Item):
         """Attach the row: whole under "xai" (report, results table) and its scalar
         columns one by one, which is what JUnit XML consumers read."""
         self.user_properties[:] = [(k, v) for k, v in self.user_properties
-                                   if k != "xai" and k not in RESULT_COLUMNS]
-        self.user_properties.extend((column, row.get(column)) for column in RESULT_COLUMNS
-                                    if column not in ("nodeid", "description", "message"))
-        self.user_properties.append(("xai", row))
+                                   if k != "xai" and k not in PROPERTY_COLUMNS]
+        self.user_properties.extend(row_properties(row))
 
     def setup(self) -> None:
         state = _state(self.config)

@@ -59,6 +59,16 @@ RESULT_COLUMNS = [
 ]
 
 
+# Scalar columns also attached one by one as user properties: what JUnit XML readers see.
+PROPERTY_COLUMNS = [c for c in RESULT_COLUMNS if c not in ("nodeid", "description", "message")]
+
+
+def row_properties(row: dict[str, Any]) -> list[tuple[str, Any]]:
+    """An item's user properties for ``row``: its scalar columns, then the whole row
+    under ``"xai"`` (what the results table and the HTML report read)."""
+    return [(column, row.get(column)) for column in PROPERTY_COLUMNS] + [("xai", row)]
+
+
 def base_row(ctx: ItemContext, device: str) -> dict[str, Any]:
     """A row with the item's identity and empty measurements (used for errors too)."""
     row: dict[str, Any] = {column: None for column in RESULT_COLUMNS}

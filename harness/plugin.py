@@ -5,6 +5,7 @@ The hooks only wire things together; the work lives in the modules they call.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -323,3 +324,45 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
                       f"variants {stats.seconds_variants:.1f}s, model+LRP {stats.seconds_model:.1f}s")
     if state.results_path is not None:
         tr.write_line(f"results: {state.results_path}")
+
+
+# Under xdist every report crosses a pipe, setup, call and teardown alike, and each
+# carries the item's user properties: the row under "xai" plus its scalar columns
+# again, one property each. Workers send the row alone, as one JSON string (execnet
+# walks nested containers in Python, json in C); the controller rebuilds the same
+# list, so JUnit XML and other readers see no difference. A passed setup report
+# sends none: the call report that follows carries the same row, and nothing reads
+# the row of a setup that passed (JUnit XML reads the teardown report's).
+_PACKED = "xai_packed_properties"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_report_to_serializable(config: pytest.Config, report: Any) -> Any:
+    data = yield
+    if isinstance(data, dict) and isinstance(report, pytest.TestReport):
+        from harness.evaluate import row_properties
+
+        properties = list(report.user_properties)
+        row = properties[-1][1] if properties and properties[-1][0] == "xai" else None
+        expected = row_properties(row) if isinstance(row, dict) else None
+        if expected is not None and properties[-len(expected):] == expected:
+            try:
+                packed = None if report.when == "setup" and report.passed else json.dumps(row)
+            except (TypeError, ValueError):
+                return data   # not plain JSON (a third-party column?): sent as it is
+            data["user_properties"] = properties[: -len(expected)]
+            if packed is not None:
+                data[_PACKED] = packed
+    return data
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_report_from_serializable(config: pytest.Config, data: Any) -> Any:
+    report = yield
+    if isinstance(data, dict) and data.get(_PACKED) and isinstance(report, pytest.TestReport):
+        from harness.evaluate import row_properties
+
+        properties = [tuple(p) for p in report.user_properties]
+        report.user_properties = properties + row_properties(json.loads(data[_PACKED]))
+        report.__dict__.pop(_PACKED, None)
+    return report

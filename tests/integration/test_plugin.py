@@ -213,10 +213,30 @@ def test_batches_are_planned_not_per_item(world):
 
 def test_xdist_workers_share_the_work_and_the_controller_writes_results(world):
     world.makefile(".xai.yaml", signs=SUITE.format(model="looks-at-background"))
-    result = world.runpytest("-n", "2", "-v", "-p", "no:cacheprovider", "--xai-batch-size", "4")
+    result = world.runpytest("-n", "2", "-v", "-p", "no:cacheprovider", "--xai-batch-size", "4",
+                             "--junitxml=parallel.xml")
     result.assert_outcomes(passed=2, failed=6)
     rows = read_rows(world.path / "reports" / "results.csv")
     assert len(rows) == 8
+    # Workers send rows packed (harness.plugin); the controller restores exactly the
+    # user properties a serial run has.
+    world.runpytest("-p", "no:cacheprovider", "--xai-batch-size", "4", "--junitxml=serial.xml")
+
+    def properties(name):
+        cases = ET.parse(world.path / name).getroot().iter("testcase")
+        return {case.get("name"): [(p.get("name"), p.get("value")) for p in case.iter("property")] for case in cases}
+
+    def comparable(value):
+        # One torch thread per worker against two: the last float digits may differ.
+        try:
+            return round(float(value), 5)
+        except ValueError:
+            return value if not value.startswith("{") else value[:value.find("'p_predicted'")]
+
+    parallel, serial = properties("parallel.xml"), properties("serial.xml")
+    assert len(serial) == 8 and all(len(props) > 20 for props in serial.values())
+    assert {case: [(n, comparable(v)) for n, v in props] for case, props in parallel.items()} == \
+        {case: [(n, comparable(v)) for n, v in props] for case, props in serial.items()}
     assert sorted(r["verdict"] for r in rows).count("false_positive") == 2
     # A batch of 4 is one case per work unit: each case's four items run on one worker.
     workers: dict[str, set[str]] = {}
