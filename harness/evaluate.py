@@ -185,7 +185,7 @@ def _picture_paths(assets_dir: Path, ctx: ItemContext) -> dict[str, Path]:
 
 def _render_and_write(paths: dict[str, Path], variant: Any, relevance: np.ndarray) -> None:
     pictures = {
-        "input": render._upscale(variant.image, render.display_scale(variant.image.shape)),
+        "input": variant.image,
         "annotated": render.annotate(variant.image, variant.object_mask, variant.removed_mask, variant.sticker_mask),
         "heatmap": render.heatmap_image(relevance, variant.object_mask, variant.sticker_mask),
         "overlay": render.overlay(variant.image, relevance),

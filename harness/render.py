@@ -1,4 +1,10 @@
-"""Pictures for humans: annotated inputs, signed heatmaps and overlays (uint8 RGB)."""
+"""Pictures for humans: annotated inputs, signed heatmaps and overlays (uint8 RGB).
+
+Pictures with outlines are drawn upscaled (thin lines on small model inputs); the
+others stay at the model's resolution, because the report enlarges small images with
+pixelated rendering, which shows exactly what a nearest-neighbour upscale would, and
+PNG encoding, the main cost of writing pictures, grows with the pixel count.
+"""
 
 from __future__ import annotations
 
@@ -72,12 +78,12 @@ def heatmap_image(relevance: np.ndarray, object_mask: np.ndarray | None = None,
 
 
 def overlay(image: np.ndarray, relevance: np.ndarray) -> np.ndarray:
-    """Heatmap blended over a dimmed grey copy of the input; strong relevance is opaque."""
-    scale_px = display_scale(image.shape)
+    """Heatmap blended over a dimmed grey copy of the input, at the input's resolution;
+    strong relevance is opaque."""
     scale = heatmap_scale(relevance)
     strength = np.clip(np.abs(relevance) / scale, 0, 1) if scale > 0 else np.zeros_like(relevance)
     alpha = np.sqrt(strength)[..., None].astype(np.float32)  # sqrt: faint relevance stays visible
     grey = cv2.cvtColor(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB).astype(np.float32)
     base = 0.35 * grey + 0.65 * 255.0 * 0.5
     mixed = alpha * signed_heatmap(relevance, scale).astype(np.float32) + (1 - alpha) * base
-    return _upscale(np.round(mixed).astype(np.uint8), scale_px)
+    return np.round(mixed).astype(np.uint8)
