@@ -169,6 +169,58 @@ def resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return cv2.resize(mask.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST) > 0
 
 
+def _load_state(name: str, registry: Registry, entry: ModelEntry) -> tuple[dict[str, Any], Path]:
+    weights = (registry.path.parent / str(entry.weights)).resolve()
+    if not weights.is_file():
+        raise ModelError(f"model {name!r}: weights file not found: {weights} (from {registry.path})")
+    try:
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ModelError(f"model {name!r}: cannot load {weights} as a state dict (weights_only=True): {exc}") from exc
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise ModelError(f"model {name!r}: {weights} holds a {type(state).__name__}, not a state dict")
+    return state, weights
+
+
+def _build_with_state(name: str, entry: ModelEntry, factory: Any, args: dict[str, Any],
+                      loaded: tuple[dict[str, Any], Path] | None) -> torch.nn.Module:
+    """Instantiate the architecture and load ``state`` into it.
+
+    With weights, the module is first built on the meta device and the loaded tensors
+    are assigned to it: random initialisation that the weights overwrite anyway costs
+    about a second for a vgg11, in every session and every xdist worker. Where that
+    does not give a complete float32 model (a factory that computes with its tensors,
+    buffers outside the state dict, weights of another dtype), it is built the plain way.
+    """
+    state, weights = loaded if loaded is not None else (None, None)
+    if state is not None:
+        try:
+            with torch.device("meta"):
+                module = factory(**args)
+            if isinstance(module, torch.nn.Module):
+                module.load_state_dict(state, strict=True, assign=True)
+                tensors = [*module.parameters(), *module.buffers()]
+                if all(not t.is_meta and (not t.is_floating_point() or t.dtype == torch.get_default_dtype())
+                       for t in tensors):
+                    return module
+        except Exception:  # noqa: BLE001 - any failure here is retried the plain way below
+            pass
+    try:
+        module = factory(**args)
+    except Exception as exc:  # the factory is user code: report whatever it raises
+        raise ModelError(f"model {name!r}: {entry.architecture}(**{args}) failed: {exc}") from exc
+    if not isinstance(module, torch.nn.Module):
+        raise ModelError(f"model {name!r}: {entry.architecture} returned {type(module).__name__}, not a torch.nn.Module")
+    if state is not None:
+        try:
+            module.load_state_dict(state, strict=True)
+        except RuntimeError as exc:
+            raise ModelError(f"model {name!r}: weights {weights} do not fit {entry.architecture}: {exc}") from None
+    return module
+
+
 def build_model(name: str, registry: Registry, device: torch.device) -> LoadedModel:
     """Instantiate, load weights (``weights_only=True``), freeze and move a registry model."""
     entry = registry.get(name)
@@ -176,26 +228,8 @@ def build_model(name: str, registry: Registry, device: torch.device) -> LoadedMo
     args = dict(entry.args)
     if entry.architecture.startswith("torchvision") and "weights" not in args:
         args["weights"] = None  # never let torchvision reach for a download
-    try:
-        module = factory(**args)
-    except Exception as exc:  # the factory is user code: report whatever it raises
-        raise ModelError(f"model {name!r}: {entry.architecture}(**{args}) failed: {exc}") from exc
-    if not isinstance(module, torch.nn.Module):
-        raise ModelError(f"model {name!r}: {entry.architecture} returned {type(module).__name__}, not a torch.nn.Module")
-    if entry.weights:
-        weights = (registry.path.parent / entry.weights).resolve()
-        if not weights.is_file():
-            raise ModelError(f"model {name!r}: weights file not found: {weights} (from {registry.path})")
-        try:
-            state = torch.load(weights, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise ModelError(f"model {name!r}: cannot load {weights} as a state dict (weights_only=True): {exc}") from exc
-        if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-            state = state["state_dict"]
-        try:
-            module.load_state_dict(state, strict=True)
-        except RuntimeError as exc:
-            raise ModelError(f"model {name!r}: weights {weights} do not fit {entry.architecture}: {exc}") from None
+    loaded = _load_state(name, registry, entry) if entry.weights else None
+    module = _build_with_state(name, entry, factory, args, loaded)
     module.eval()
     for param in module.parameters():
         # Frozen parameters: gradients are only needed w.r.t. the input, which halves LRP's cost.

@@ -11,7 +11,7 @@ import sys
 import time
 import warnings
 from concurrent.futures import Future, ThreadPoolExecutor
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -85,24 +85,21 @@ class XaiState:
     started: float = field(default_factory=time.time)
     _registry: Registry | ModelError | None = None
     _engine: Engine | None = None
-    _writer: ThreadPoolExecutor | None = None
-    _pending: list[Future[None]] = field(default_factory=list)
+    _pictures: PictureQueue | None = None
 
-    def picture_writer(self) -> "_TrackingWriter":
+    def picture_writer(self) -> PictureQueue:
         """One background thread renders and writes the items' PNGs, so the items
         (and the next LRP batch) do not wait for image encoding."""
-        if self._writer is None:
-            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="xai-pictures")
-        return _TrackingWriter(self._writer, self._pending)
+        if self._pictures is None:
+            self._pictures = PictureQueue()
+        return self._pictures
 
     def finish_pictures(self) -> list[BaseException]:
         """Wait for every picture; return the errors (written files are read after this)."""
-        errors = [exc for exc in (f.exception() for f in self._pending) if exc is not None]
-        self._pending.clear()
-        if self._writer is not None:
-            self._writer.shutdown(wait=True)
-            self._writer = None
-        return errors
+        if self._pictures is None:
+            return []
+        pictures, self._pictures = self._pictures, None
+        return pictures.close()
 
     @property
     def engine(self) -> Engine:
@@ -145,17 +142,34 @@ class XaiState:
             return str(path)
 
 
-class _TrackingWriter:
-    """Executor facade that remembers the futures, so failures are not lost."""
+class PictureQueue:
+    """A one-thread executor for picture jobs that keeps their errors and bounds the
+    backlog: each waiting job holds an image and a relevance map, so when writing
+    falls behind (a fast GPU, large inputs) the items wait instead of memory growing."""
 
-    def __init__(self, executor: ThreadPoolExecutor, pending: list[Future[None]]) -> None:
-        self._executor = executor
-        self._pending = pending
+    MAX_WAITING = 256
 
-    def submit(self, fn: Any, *args: Any) -> Future[None]:
-        future = self._executor.submit(fn, *args)
-        self._pending.append(future)
-        return future
+    def __init__(self) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="xai-pictures")
+        self._waiting: deque[Future[None]] = deque()
+        self._errors: list[BaseException] = []
+
+    def submit(self, fn: Any, *args: Any) -> None:
+        self._waiting.append(self._executor.submit(fn, *args))
+        while self._waiting and (self._waiting[0].done() or len(self._waiting) > self.MAX_WAITING):
+            self._settle(self._waiting.popleft())
+
+    def _settle(self, future: Future[None]) -> None:
+        error = future.exception()   # waits if still running
+        if error is not None:
+            self._errors.append(error)
+
+    def close(self) -> list[BaseException]:
+        """Wait for every job; return the errors of all jobs."""
+        while self._waiting:
+            self._settle(self._waiting.popleft())
+        self._executor.shutdown(wait=True)
+        return self._errors
 
 
 @pytest.hookimpl(wrapper=True)
