@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import threading
 from pathlib import Path
 
 import cv2
@@ -69,9 +71,22 @@ def read_label_image(path: str | Path) -> np.ndarray:
 
 
 def write_rgb(path: str | Path, image: np.ndarray) -> None:
-    """Write a uint8 RGB (or grey) array as PNG, creating parent folders."""
+    """Write a uint8 RGB (or grey) array as PNG, creating parent folders.
+
+    The file is written beside its target and renamed over it: a reader never sees
+    half a PNG, and a hard link to the previous file (a report's copy of it) keeps
+    the previous picture instead of changing under the report.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     out = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
-    if not cv2.imwrite(str(path), out):
-        raise HarnessError(f"cannot write image: {path}")
+    ok, data = cv2.imencode(".png", out)
+    if not ok:
+        raise HarnessError(f"cannot encode image for {path}")
+    partial = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.part")
+    try:
+        partial.write_bytes(data.tobytes())
+        os.replace(partial, path)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        raise HarnessError(f"cannot write image: {path}: {exc}") from None

@@ -54,6 +54,16 @@ def _slug(text: str, limit: int = 48) -> str:
     return slug[:limit] or "image"
 
 
+def _link_or_copy(source: Path, target: Path) -> None:
+    """A hard link where the file system allows one (no second copy of every PNG; the
+    core replaces its pictures by renaming, so a link keeps this run's picture), a
+    copy otherwise."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
+
+
 class AssetWriter:
     """Copy images next to the report, or inline them as data URIs.
 
@@ -124,7 +134,7 @@ class AssetWriter:
                 counter += 1
                 name = f"{_slug(hint)}-{digest}-{counter}{ext}"
             self._names.add(name)
-            shutil.copyfile(source, self.folder / name)
+            _link_or_copy(source, self.folder / name)
             url = f"{quote(self.folder.name)}/{quote(name)}"
         self._urls[source] = url
         return url

@@ -111,3 +111,21 @@ def test_empty_run_still_renders(tmp_path, payload_of):
 def test_static_files_cannot_close_their_inline_element(name):
     text = (Path(__import__("harness.report.render").report.render.__file__).parent / "static" / name).read_text()
     assert "</" not in text
+
+
+def test_assets_are_linked_and_keep_this_runs_picture_when_the_core_rewrites_it(tmp_path):
+    import numpy as np
+
+    from harness.imageio import read_rgb, write_rgb
+    from harness.report.render import AssetWriter
+
+    source = tmp_path / "core" / "a_heatmap.png"
+    write_rgb(source, np.full((4, 4, 3), 10, dtype=np.uint8))
+    writer = AssetWriter(tmp_path / "report.html")
+    asset = tmp_path / writer.url(str(source), "case-heatmap")
+    assert asset.stat().st_ino == source.stat().st_ino   # a link, not a second copy
+    # The next run rewrites the core's picture; the report keeps the old one.
+    write_rgb(source, np.full((4, 4, 3), 200, dtype=np.uint8))
+    assert read_rgb(asset)[0, 0].tolist() == [10, 10, 10]
+    assert read_rgb(source)[0, 0].tolist() == [200, 200, 200]
+    assert sorted(p.name for p in source.parent.iterdir()) == ["a_heatmap.png"]   # no partial files left
