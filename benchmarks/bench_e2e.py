@@ -174,7 +174,7 @@ def lrp_rows(images: list[tuple[CaseSpec, str, np.ndarray]], model: LoadedModel,
 
 def run_setup(setup: Setup, work: Path, registry_path: Path, args: argparse.Namespace) -> dict[str, Any]:
     suites = work / f"suites-{setup.name}"
-    cases_n = scale_suites(suites, setup.copies)
+    cases_n = scale_suites(suites, args.copies or setup.copies)
     model = build_model(setup.model, load_registry(registry_path), torch.device("cpu"))
     cases = suite_cases(suites)
     items = sum(len(case.variants) for case in cases)
@@ -299,6 +299,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--loop-rounds", type=int, default=1, help="rounds of the (slow) one-image loop")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--copies", type=int, default=None, help="copies of each shipped case in every setup "
+                        "(default: 7 for demo, 1 for vgg11)")
     parser.add_argument("--xdist-copies", type=int, default=7, help="copies of each shipped case for -n 2 vs -n 0")
     parser.add_argument("--skip-xdist", action="store_true")
     parser.add_argument("--json", type=Path)

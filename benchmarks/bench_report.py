@@ -13,6 +13,7 @@ until all items are rendered. Prints figures only; nothing is asserted.
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import sys
 import tempfile
@@ -50,17 +51,17 @@ def best_of(repeat: int, action):
     return best, result
 
 
-def time_in_browser(report: Path) -> None:
+def time_in_browser(report: Path) -> dict[str, float]:
     """Print load-to-first-cards and render-all times in headless Chromium."""
     executable = shutil.which("chromium")
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
         print("browser: skipped (playwright not installed)")
-        return
+        return {}
     if executable is None:
         print("browser: skipped (no chromium on PATH)")
-        return
+        return {}
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1440, "height": 1000})
@@ -85,6 +86,8 @@ def time_in_browser(report: Path) -> None:
               f"all {total} items built after {everything * 1000:.0f} ms (in slices, page stays responsive)")
         print(f"browser: filter 'all not passed' with all shown, until built: {refilter * 1000:.0f} ms")
         browser.close()
+    return {"first_page_ms": first * 1000, "show_all_first_slice_ms": responsive * 1000,
+            "show_all_built_ms": everything * 1000, "refilter_ms": refilter * 1000}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -95,7 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--out", type=Path, default=None, help="keep the outputs here")
     parser.add_argument("--no-browser", action="store_true")
+    parser.add_argument("--json", type=Path, help="write the figures here")
     args = parser.parse_args(argv)
+    figures: dict[str, object] = {"items": args.items, "size": args.size}
 
     out = args.out or Path(tempfile.mkdtemp(prefix="bench_report_"))
     out.mkdir(parents=True, exist_ok=True)
@@ -107,17 +112,21 @@ def main(argv: list[str] | None = None) -> int:
     linked = out / "report.html"
     seconds, _ = best_of(args.repeat, lambda: write_report(rows, linked, meta={"title": "benchmark"}))
     assets = out / "report_assets"
+    figures["render_assets_ms"] = seconds * 1000
     print(f"render with assets folder: {seconds * 1000:.0f} ms (best of {args.repeat})")
     print(f"  HTML {mib(linked.stat().st_size)}, assets {mib(folder_size(assets))} "
           f"in {sum(1 for _ in assets.glob('*.png'))} files")
 
     inline = out / "inline.html"
     seconds, _ = best_of(args.repeat, lambda: write_report(rows, inline, meta={"title": "benchmark"}, self_contained=True))
+    figures["render_self_contained_ms"] = seconds * 1000
     print(f"render self-contained:     {seconds * 1000:.0f} ms (best of {args.repeat})")
     print(f"  HTML {mib(inline.stat().st_size)}")
 
     if not args.no_browser:
-        time_in_browser(linked)
+        figures["browser"] = time_in_browser(linked)
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2))
     if args.out is None:
         shutil.rmtree(out)
     else:
