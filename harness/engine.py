@@ -124,6 +124,10 @@ class Engine:
         for key, count in consumers.items():
             self._consumers[key] = self._consumers.get(key, 0) + count
 
+    def groups(self) -> list[tuple[str, str]]:
+        """The planned (model, explainer) pairs, in run order."""
+        return list(dict.fromkeys((key.model, key.explainer) for key in self._order))
+
     # ------------------------------------------------------------------ models
 
     def model(self, name: str) -> LoadedModel:

@@ -81,6 +81,8 @@ class XaiState:
     assets_dir: Path | None
     is_worker: bool
     workers: int = 0   # xdist workers in the session, 0 outside xdist
+    announced: bool = False   # the backends were shown in the header
+    worker_engines: list[dict[str, Any]] = field(default_factory=list)   # xdist controller
     rows: dict[str, dict[str, Any]] = field(default_factory=dict)
     started: float = field(default_factory=time.time)
     _registry: Registry | ModelError | None = None
@@ -245,6 +247,7 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
     return None
 
 
+@pytest.hookimpl(tryfirst=True)   # before the terminal reporter asks for the header lines
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Plan every image the selected items need, in the order they will run."""
     state = session.config.stash.get(STATE_KEY, None)
@@ -321,6 +324,48 @@ class ResultsRecorder:
             write_results(list(self.state.rows.values()), self.state.results_path)
 
 
+def pytest_report_collectionfinish(config: pytest.Config, items: list[pytest.Item]) -> list[str]:
+    """One header line per model and explainer: which LRP backend runs it, and why.
+
+    This loads the models the run needs (it would on the first item anyway), so a
+    fallback to zennit or a model that cannot load shows before the items run.
+    """
+    state = config.stash.get(STATE_KEY, None)
+    if state is None or state._engine is None or config.option.collectonly:
+        return []
+    from harness.errors import HarnessError
+
+    lines = []
+    for model, name in state.engine.groups():
+        try:
+            explainer = state.engine.explainer(model, name)
+        except HarnessError as exc:
+            lines.append(f"xai: {model} / {name}: cannot be used, its items will error: {exc}")
+        else:
+            lines.append(f"xai: {model} / {explainer.name}: {explainer.backend} — {explainer.note}")
+    state.announced = True
+    return lines
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """xdist controller: gather what the workers' engines noted and counted."""
+    state = node.config.stash.get(STATE_KEY, None)
+    output = getattr(node, "workeroutput", None) or {}
+    if state is not None and "xai_engine" in output:
+        state.worker_engines.append(output["xai_engine"])
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    state = session.config.stash.get(STATE_KEY, None)
+    if state is not None and state.is_worker and state._engine is not None:
+        stats = state._engine.stats
+        session.config.workeroutput["xai_engine"] = {  # type: ignore[attr-defined]
+            "notes": list(state._engine.notes), "images": stats.images, "batches": stats.batches,
+            "lrp_rows": stats.lrp_rows, "seconds_variants": stats.seconds_variants,
+            "seconds_model": stats.seconds_model}
+
+
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     state = config.stash.get(STATE_KEY, None)
     if state is None or not state.rows:
@@ -329,13 +374,20 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     tr = terminalreporter
     tr.section("xai verdicts")
     tr.write_line(", ".join(f"{verdict}: {n}" for verdict, n in sorted(counts.items())))
-    engine = state._engine   # None in the xdist controller: the workers computed
-    for note in engine.notes if engine is not None else []:
+    engines = list(state.worker_engines)
+    if state._engine is not None:
+        stats = state._engine.stats
+        engines.append({"notes": [] if state.announced else state._engine.notes, "images": stats.images,
+                        "batches": stats.batches, "lrp_rows": stats.lrp_rows,
+                        "seconds_variants": stats.seconds_variants, "seconds_model": stats.seconds_model})
+    for note in dict.fromkeys(note for engine in engines for note in engine["notes"]):
         tr.write_line(f"note: {note}")
-    if engine is not None and engine.stats.images:
-        stats = engine.stats
-        tr.write_line(f"{stats.images} images in {stats.batches} batches ({stats.lrp_rows} LRP rows): "
-                      f"variants {stats.seconds_variants:.1f}s, model+LRP {stats.seconds_model:.1f}s")
+    total = {key: sum(engine[key] for engine in engines)
+             for key in ("images", "batches", "lrp_rows", "seconds_variants", "seconds_model")}
+    if total["images"]:
+        workers = f" on {len(state.worker_engines)} workers" if state.worker_engines else ""
+        tr.write_line(f"{total['images']} images in {total['batches']} batches ({total['lrp_rows']} LRP rows)"
+                      f"{workers}: variants {total['seconds_variants']:.1f}s, model+LRP {total['seconds_model']:.1f}s")
     if state.results_path is not None:
         tr.write_line(f"results: {state.results_path}")
 

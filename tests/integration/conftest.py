@@ -42,6 +42,11 @@ models:
     args: {size: [32, 32], region: [0, 0, 8, 8], threshold: 0.7, other_region: [24, 24, 32, 32], other_threshold: 0.75}
     classes: [thing, other]
     preprocessing: {size: [32, 32], mean: [0, 0, 0], std: [1, 1, 1]}
+  wrapped-object:
+    architecture: harness.probes:wrapped_region_probe
+    args: {size: [32, 32], region: [10, 10, 22, 22], threshold: 0.9}
+    classes: [thing, other]
+    preprocessing: {size: [32, 32], mean: [0, 0, 0], std: [1, 1, 1]}
 """
 
 

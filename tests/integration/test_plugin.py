@@ -260,3 +260,32 @@ def test_plugin_does_not_import_torch_for_sessions_without_suites(pytester):
     """)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
+
+
+def test_backend_per_model_is_announced_once_and_zennit_takes_over_what_the_fast_engine_lacks(world):
+    world.makefile(".xai.yaml", signs=SUITE.format(model="wrapped-object"),
+                   fast=SUITE.format(model="looks-at-object"))
+    result = world.runpytest("-rA", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=16)
+    # Same network, same verdicts, whichever backend explains it.
+    rows = read_rows(world.path / "reports" / "results.csv")
+    by_model = {}
+    for row in rows:
+        by_model.setdefault(row["model"], {})[(row["case_id"], row["variant"])] = row["verdict"]
+    assert by_model["wrapped-object"] == by_model["looks-at-object"]
+    text = result.stdout.str()
+    assert "xai: looks-at-object / lrp/epsilon_plus_flat: fast" in text
+    fallback = "xai: wrapped-object / lrp/epsilon_plus_flat: zennit — fast LRP does not cover model 'wrapped-object'"
+    assert text.count(fallback) == 1
+    assert "note: " not in text   # said in the header, not again in the summary
+
+
+def test_under_xdist_the_summary_gathers_the_workers_notes_and_counts(world):
+    world.makefile(".xai.yaml", signs=SUITE.format(model="wrapped-object"))
+    result = world.runpytest("-n", "2", "-p", "no:cacheprovider", "--xai-batch-size", "4")
+    result.assert_outcomes(passed=8)
+    result.stdout.fnmatch_lines([
+        "note: wrapped-object / lrp/epsilon_plus_flat: zennit — fast LRP does not cover model 'wrapped-object'*",
+        "8 images in 2 batches (8 LRP rows) on 2 workers*",
+    ])
+    assert result.stdout.str().count("note: wrapped-object") == 1
