@@ -307,7 +307,7 @@ class ResultsRecorder:
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         row = next((value for key, value in report.user_properties if key == "xai"), None)
-        if row is None:
+        if not isinstance(row, dict):
             return
         if report.when == "teardown" and report.nodeid in self.state.rows:
             return
@@ -428,7 +428,8 @@ def pytest_report_from_serializable(config: pytest.Config, data: Any) -> Any:
     if isinstance(data, dict) and data.get(_PACKED) and isinstance(report, pytest.TestReport):
         from harness.evaluate import row_properties
 
-        properties = [tuple(p) for p in report.user_properties]
+        # xdist sends tuples as lists; give every property back as a (name, value) pair.
+        properties: list[tuple[str, object]] = [(str(name), value) for name, value in report.user_properties]
         report.user_properties = properties + row_properties(json.loads(data[_PACKED]))
         report.__dict__.pop(_PACKED, None)
     return report

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Literal, get_args, get_origin, Union
+from typing import Any, Iterable, get_args, get_origin, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -33,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from harness.errors import SpecError
 from harness.perturb import DEFAULT_VARIANTS, VARIANTS, VariantSettings
 from harness.regions import Region
-from harness.yamlio import MarkedDict, MarkedList, line_of, load_marked
+from harness.yamlio import line_of, load_marked
 
 SUITE_SUFFIX = ".xai.yaml"
 
