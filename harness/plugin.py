@@ -275,8 +275,8 @@ def batch_size_of(config: pytest.Config) -> int:
     return int(value)
 
 
-# tryfirst: xdist's own implementation is registered later, so it would run first and,
-# the hook being firstresult, ours would never be asked.
+# The hook is firstresult: tryfirst so that no other plugin's scheduler is asked before
+# ours (xdist's own is trylast).
 @pytest.hookimpl(optionalhook=True, tryfirst=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     """With plain ``-n`` (dist=load), hand out whole chunks of cases (harness.distribute)."""
