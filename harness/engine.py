@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -149,13 +149,17 @@ class Engine:
                 explainer = make_explainer(name, self.model(model_name), self.backend)  # type: ignore[arg-type]
                 self._explainers[key] = explainer
                 if explainer.note:
-                    self.notes.append(f"{model_name} / {explainer.name}: {explainer.backend} — {explainer.note}")
+                    self.notes.append(backend_note(model_name, explainer))
             except HarnessError as exc:
                 self._explainers[key] = exc
         found = self._explainers[key]
         if isinstance(found, HarnessError):
             raise found
         return found
+
+    def summary(self) -> dict[str, Any]:
+        """Notes and counters, as plain data (an xdist worker sends them to the controller)."""
+        return {"notes": list(self.notes), **asdict(self.stats)}
 
     def loaded_models(self) -> list[LoadedModel]:
         return [m for m in self._models.values() if isinstance(m, LoadedModel)]
@@ -286,6 +290,11 @@ class Engine:
     def _store(self, key: ImageKey, result: ImageResult) -> None:
         self._results[key] = result
         self._summaries[key] = (result.predicted, result.probs)
+
+
+def backend_note(model_name: str, explainer: Explainer) -> str:
+    """Which backend explains a model, and why (run header and summary)."""
+    return f"{model_name} / {explainer.name}: {explainer.backend} — {explainer.note}"
 
 
 def case_uid(case: CaseSpec) -> str:

@@ -333,6 +333,7 @@ def pytest_report_collectionfinish(config: pytest.Config, items: list[pytest.Ite
     state = config.stash.get(STATE_KEY, None)
     if state is None or state._engine is None or config.option.collectonly:
         return []
+    from harness.engine import backend_note
     from harness.errors import HarnessError
 
     lines = []
@@ -342,7 +343,7 @@ def pytest_report_collectionfinish(config: pytest.Config, items: list[pytest.Ite
         except HarnessError as exc:
             lines.append(f"xai: {model} / {name}: cannot be used, its items will error: {exc}")
         else:
-            lines.append(f"xai: {model} / {explainer.name}: {explainer.backend} — {explainer.note}")
+            lines.append(f"xai: {backend_note(model, explainer)}")
     state.announced = True
     return lines
 
@@ -359,11 +360,7 @@ def pytest_testnodedown(node: Any, error: Any) -> None:
 def pytest_sessionfinish(session: pytest.Session) -> None:
     state = session.config.stash.get(STATE_KEY, None)
     if state is not None and state.is_worker and state._engine is not None:
-        stats = state._engine.stats
-        session.config.workeroutput["xai_engine"] = {  # type: ignore[attr-defined]
-            "notes": list(state._engine.notes), "images": stats.images, "batches": stats.batches,
-            "lrp_rows": stats.lrp_rows, "seconds_variants": stats.seconds_variants,
-            "seconds_model": stats.seconds_model}
+        session.config.workeroutput["xai_engine"] = state._engine.summary()  # type: ignore[attr-defined]
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
@@ -376,15 +373,14 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     tr.write_line(", ".join(f"{verdict}: {n}" for verdict, n in sorted(counts.items())))
     engines = list(state.worker_engines)
     if state._engine is not None:
-        stats = state._engine.stats
-        engines.append({"notes": [] if state.announced else state._engine.notes, "images": stats.images,
-                        "batches": stats.batches, "lrp_rows": stats.lrp_rows,
-                        "seconds_variants": stats.seconds_variants, "seconds_model": stats.seconds_model})
+        own = state._engine.summary()
+        if state.announced:
+            own["notes"] = []   # already in the header
+        engines.append(own)
     for note in dict.fromkeys(note for engine in engines for note in engine["notes"]):
         tr.write_line(f"note: {note}")
-    total = {key: sum(engine[key] for engine in engines)
-             for key in ("images", "batches", "lrp_rows", "seconds_variants", "seconds_model")}
-    if total["images"]:
+    total = {key: sum(engine[key] for engine in engines) for key in (engines[0] if engines else {}) if key != "notes"}
+    if total.get("images"):
         workers = f" on {len(state.worker_engines)} workers" if state.worker_engines else ""
         tr.write_line(f"{total['images']} images in {total['batches']} batches ({total['lrp_rows']} LRP rows)"
                       f"{workers}: variants {total['seconds_variants']:.1f}s, model+LRP {total['seconds_model']:.1f}s")
