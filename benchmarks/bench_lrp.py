@@ -1,4 +1,4 @@
-"""Micro-benchmark of LRP: zennit's composites versus the fast engine (harness.lrp_fast).
+"""Micro-benchmark of LRP: zennit's composites versus the fast engine (harness.explain.sequential).
 
 Usage::
 
@@ -46,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 import torchvision  # noqa: E402,F401  (imported up front so that no timing includes the import)
 
-from harness.lrp_fast import FastLRP, zennit_relevance  # noqa: E402
+from harness.explain.sequential import FastLRP, zennit_relevance  # noqa: E402
 
 RULE_SETS = FastLRP.RULE_SETS
 SHORT = {"epsilon_plus_flat": "plus_flat", "epsilon_gamma_box": "gamma_box", "epsilon_alpha2_beta1_flat": "a2b1_flat"}

@@ -20,7 +20,7 @@ if importlib.util.find_spec("pyarrow") is not None:
 # snapshot, so inner runs reuse these modules instead of registering operators again.
 import harness.collect  # noqa: E402,F401
 import harness.explain  # noqa: E402,F401
-import harness.lrp_fast  # noqa: E402,F401
+import harness.explain.sequential  # noqa: E402,F401
 import harness.results  # noqa: E402,F401
 import zennit.attribution  # noqa: E402,F401
 import zennit.composites  # noqa: E402,F401

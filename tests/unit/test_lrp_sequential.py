@@ -1,4 +1,4 @@
-"""The fast LRP engine must reproduce zennit's composites (harness.lrp_fast)."""
+"""The fast LRP engine must reproduce zennit's composites (harness.explain.sequential)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from zennit.attribution import Gradient
 from zennit.canonizers import SequentialMergeBatchNorm
 from zennit.composites import EpsilonAlpha2Beta1Flat, EpsilonGammaBox, EpsilonPlusFlat
 
-from harness.lrp_fast import FastLRP, UnsupportedModel
+from harness.explain.sequential import FastLRP, UnsupportedModel
 
 RULE_SETS = FastLRP.RULE_SETS
 # Per-channel box bounds as the harness passes them: (1, C, 1, 1), already normalised.

@@ -116,7 +116,7 @@ def make_explainer(name: str, model: LoadedModel, backend: Backend = "auto") -> 
         return Explainer(key, model, "autograd")
     if backend == "zennit":
         return Explainer(key, model, "zennit", "zennit requested")
-    from harness import lrp_fast
+    from harness.explain import sequential as lrp_fast
 
     reason = lrp_fast.FastLRP.check(model.module, rule)
     if reason is not None:
