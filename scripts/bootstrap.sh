@@ -15,7 +15,7 @@ fi
 if [ ! -f "$STAMP" ]; then
     echo "bootstrap: installing the project and its dependencies (torch is large: a few minutes the first time)"
     "$VENV/bin/python" -m pip install --quiet --upgrade pip
-    "$VENV/bin/python" -m pip install --quiet -e "$ROOT[test]"
+    "$VENV/bin/python" -m pip install --quiet -e "$ROOT[test,timm]"
     rm -f "$VENV"/.installed-*
     touch "$STAMP"
 fi
