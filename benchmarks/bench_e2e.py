@@ -49,9 +49,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -95,12 +96,15 @@ def scale_suites(out: Path, copies: int) -> int:
     for suite in sorted((ROOT / "testcases").rglob("*.xai.yaml")):
         text = suite.read_text()
         # Absolute paths, so the copies can live anywhere.
-        text = re.sub(r"(image|mask): (\.\./[^\s}]+)",
-                      lambda m: f"{m.group(1)}: {(suite.parent / m.group(2)).resolve()}", text)
+        text = re.sub(
+            r"(image|mask): (\.\./[^\s}]+)",
+            lambda m, suite=suite: f"{m.group(1)}: {(suite.parent / m.group(2)).resolve()}",
+            text,
+        )
         text = re.sub(r"^# yaml-language-server.*\n", "", text, flags=re.M)
         for copy in range(copies):
-            renamed = re.sub(r"- id: (\S+)", lambda m: f"- id: {m.group(1)}_c{copy}", text)
-            target = out / f"{suite.name[:-len('.xai.yaml')]}_c{copy}.xai.yaml"
+            renamed = re.sub(r"- id: (\S+)", lambda m, copy=copy: f"- id: {m.group(1)}_c{copy}", text)
+            target = out / f"{suite.name[: -len('.xai.yaml')]}_c{copy}.xai.yaml"
             target.write_text(renamed)
             cases += len(load_suite(target).cases)
     return cases
@@ -118,10 +122,16 @@ def write_registry(work: Path) -> Path:
     vgg = torchvision.models.vgg11(num_classes=len(demo["classes"]))
     torch.save(vgg.state_dict(), work / "vgg11.pt")
     entries["bench-vgg11"] = {
-        "architecture": "torchvision:vgg11", "args": {"num_classes": len(demo["classes"])},
-        "weights": str(work / "vgg11.pt"), "classes": demo["classes"],
-        "preprocessing": {"size": [224, 224], "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225],
-                          "value_range": [0, 1]},
+        "architecture": "torchvision:vgg11",
+        "args": {"num_classes": len(demo["classes"])},
+        "weights": str(work / "vgg11.pt"),
+        "classes": demo["classes"],
+        "preprocessing": {
+            "size": [224, 224],
+            "mean": [0.485, 0.456, 0.406],
+            "std": [0.229, 0.224, 0.225],
+            "value_range": [0, 1],
+        },
     }
     path = work / "models.yaml"
     path.write_text(yaml.safe_dump({"models": entries}))
@@ -164,11 +174,14 @@ def lrp_rows(images: list[tuple[CaseSpec, str, np.ndarray]], model: LoadedModel,
     explainer = make_explainer("lrp/epsilon_plus_flat", model)
     rows = 0
     for start in range(0, len(images), batch_size):
-        chunk = images[start:start + batch_size]
+        chunk = images[start : start + batch_size]
         labels = torch.tensor([model.classes.index(case.label) for case, _, _ in chunk])
         logits, _ = explainer(model.to_input([img for _, _, img in chunk]), labels)
-        rows += len(chunk) + sum(1 for (_, name, _), p, y in zip(chunk, logits.argmax(1).tolist(), labels.tolist())
-                                 if name == "sticker_added" and p != y)
+        rows += len(chunk) + sum(
+            1
+            for (_, name, _), p, y in zip(chunk, logits.argmax(1).tolist(), labels.tolist())
+            if name == "sticker_added" and p != y
+        )
     return rows
 
 
@@ -198,10 +211,27 @@ def run_setup(setup: Setup, work: Path, registry_path: Path, args: argparse.Name
     def run_pytest(pictures: bool) -> None:
         extra = [] if pictures else ["--xai-assets", ""]
         with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
-            code = pytest.main([str(suites), "-q", "-p", "no:cacheprovider", "--rootdir", str(work),
-                                "--xai-models", str(registry_path), "--xai-model", setup.model,
-                                "--xai-results", str(work / "results.csv"), "--xai-assets", str(work / "assets"),
-                                "--xai-batch-size", str(args.batch_size), *extra])
+            code = pytest.main(
+                [
+                    str(suites),
+                    "-q",
+                    "-p",
+                    "no:cacheprovider",
+                    "--rootdir",
+                    str(work),
+                    "--xai-models",
+                    str(registry_path),
+                    "--xai-model",
+                    setup.model,
+                    "--xai-results",
+                    str(work / "results.csv"),
+                    "--xai-assets",
+                    str(work / "assets"),
+                    "--xai-batch-size",
+                    str(args.batch_size),
+                    *extra,
+                ]
+            )
         assert code in (0, 1), f"pytest exited {code}"
 
     def loop() -> None:
@@ -210,8 +240,9 @@ def run_setup(setup: Setup, work: Path, registry_path: Path, args: argparse.Name
         def relevance(x: torch.Tensor, target: int) -> tuple[torch.Tensor, np.ndarray]:
             composite = zennit_composite("epsilon_plus_flat", model, x.shape)
             with Gradient(model=model.module, composite=composite) as attributor:
-                logits, rel = attributor(x, lambda out: out * torch.nn.functional.one_hot(
-                    torch.tensor([target]), out.shape[1]))
+                logits, rel = attributor(
+                    x, lambda out: out * torch.nn.functional.one_hot(torch.tensor([target]), out.shape[1])
+                )
             return logits, rel.sum(dim=1)[0].numpy()
 
         def metrics(rel: np.ndarray, mask: np.ndarray) -> None:
@@ -239,26 +270,38 @@ def run_setup(setup: Setup, work: Path, registry_path: Path, args: argparse.Name
 
     bare()  # warm-up (and the lazy parts of the engine)
     figures: dict[str, Any] = {
-        "setup": setup.name, "what": setup.what, "cases": cases_n, "items": items, "images": len(images),
-        "lrp_rows": lrp_rows(images, model, args.batch_size), "backend": explainer.backend,
+        "setup": setup.name,
+        "what": setup.what,
+        "cases": cases_n,
+        "items": items,
+        "images": len(images),
+        "lrp_rows": lrp_rows(images, model, args.batch_size),
+        "backend": explainer.backend,
         "input": list(model.preprocessing.size),
     }
-    print(f"\n[{setup.name}] {setup.what}: {cases_n} cases, {items} items, {len(images)} images, "
-          f"{figures['lrp_rows']} LRP rows, LRP backend {explainer.backend}, batch size {args.batch_size}",
-          flush=True)
+    print(
+        f"\n[{setup.name}] {setup.what}: {cases_n} cases, {items} items, {len(images)} images, "
+        f"{figures['lrp_rows']} LRP rows, LRP backend {explainer.backend}, batch size {args.batch_size}",
+        flush=True,
+    )
     figures["bare_s"] = median_time(bare, args.rounds)
     figures["pytest_no_pictures_s"] = median_time(lambda: run_pytest(False), args.rounds)
     figures["pytest_s"] = median_time(lambda: run_pytest(True), args.rounds)
     figures["loop_s"] = median_time(loop, args.loop_rounds)
     bare_s = figures["bare_s"]
     print(f"{'what':44s} {'median s':>9s} {'× bare':>7s}")
-    for label, key in (("bare batched LRP (same images, same rows)", "bare_s"),
-                       ("pytest, no pictures", "pytest_no_pictures_s"),
-                       ("pytest, with pictures (the default)", "pytest_s"),
-                       ("one-image-at-a-time loop (zennit)", "loop_s")):
+    for label, key in (
+        ("bare batched LRP (same images, same rows)", "bare_s"),
+        ("pytest, no pictures", "pytest_no_pictures_s"),
+        ("pytest, with pictures (the default)", "pytest_s"),
+        ("one-image-at-a-time loop (zennit)", "loop_s"),
+    ):
         print(f"{label:44s} {figures[key]:9.2f} {figures[key] / bare_s:7.2f}")
-    print(f"loop / pytest with pictures: {figures['loop_s'] / figures['pytest_s']:.1f}×; "
-          f"loop / pytest without: {figures['loop_s'] / figures['pytest_no_pictures_s']:.1f}×", flush=True)
+    print(
+        f"loop / pytest with pictures: {figures['loop_s'] / figures['pytest_s']:.1f}×; "
+        f"loop / pytest without: {figures['loop_s'] / figures['pytest_no_pictures_s']:.1f}×",
+        flush=True,
+    )
     return figures
 
 
@@ -267,10 +310,27 @@ def run_xdist(work: Path, registry_path: Path, args: argparse.Namespace) -> dict
     cases = scale_suites(suites, args.xdist_copies)
 
     def once(workers: int) -> tuple[float, float]:
-        cmd = [sys.executable, "-m", "pytest", str(suites), "-q", "-p", "no:cacheprovider", "-n", str(workers),
-               "--rootdir", str(work), "--xai-models", str(registry_path),
-               "--xai-results", str(work / "results.csv"), "--xai-assets", str(work / "assets"),
-               "--xai-batch-size", str(args.batch_size)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pytest",
+            str(suites),
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-n",
+            str(workers),
+            "--rootdir",
+            str(work),
+            "--xai-models",
+            str(registry_path),
+            "--xai-results",
+            str(work / "results.csv"),
+            "--xai-assets",
+            str(work / "assets"),
+            "--xai-batch-size",
+            str(args.batch_size),
+        ]
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
         done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": "0"})
@@ -299,8 +359,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--loop-rounds", type=int, default=1, help="rounds of the (slow) one-image loop")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--copies", type=int, default=None, help="copies of each shipped case in every setup "
-                        "(default: 7 for demo, 1 for vgg11)")
+    parser.add_argument(
+        "--copies",
+        type=int,
+        default=None,
+        help="copies of each shipped case in every setup (default: 7 for demo, 1 for vgg11)",
+    )
     parser.add_argument("--xdist-copies", type=int, default=7, help="copies of each shipped case for -n 2 vs -n 0")
     parser.add_argument("--skip-xdist", action="store_true")
     parser.add_argument("--json", type=Path)
@@ -311,11 +375,18 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="xai-bench-"))
     try:
         registry_path = write_registry(work)
-        print(f"{platform.platform()}, Python {platform.python_version()}, torch {torch.__version__}, "
-              f"{os.cpu_count()} cores, torch threads {torch.get_num_threads()}")
-        figures: dict[str, Any] = {"machine": platform.platform(), "python": platform.python_version(),
-                                   "torch": torch.__version__, "threads": torch.get_num_threads(),
-                                   "batch_size": args.batch_size, "setups": {}}
+        print(
+            f"{platform.platform()}, Python {platform.python_version()}, torch {torch.__version__}, "
+            f"{os.cpu_count()} cores, torch threads {torch.get_num_threads()}"
+        )
+        figures: dict[str, Any] = {
+            "machine": platform.platform(),
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+            "batch_size": args.batch_size,
+            "setups": {},
+        }
         for name in args.setups.split(","):
             figures["setups"][name] = run_setup(SETUPS[name], work, registry_path, args)
         if not args.skip_xdist:

@@ -82,12 +82,18 @@ def time_in_browser(report: Path) -> dict[str, float]:
         page.wait_for_selector("#cases[aria-busy=false]", state="attached")
         refilter = time.perf_counter() - start
         print(f"browser: first page ({items} items) on screen {first * 1000:.0f} ms after navigation")
-        print(f"browser: 'show all': first slice after {responsive * 1000:.0f} ms, "
-              f"all {total} items built after {everything * 1000:.0f} ms (in slices, page stays responsive)")
+        print(
+            f"browser: 'show all': first slice after {responsive * 1000:.0f} ms, "
+            f"all {total} items built after {everything * 1000:.0f} ms (in slices, page stays responsive)"
+        )
         print(f"browser: filter 'all not passed' with all shown, until built: {refilter * 1000:.0f} ms")
         browser.close()
-    return {"first_page_ms": first * 1000, "show_all_first_slice_ms": responsive * 1000,
-            "show_all_built_ms": everything * 1000, "refilter_ms": refilter * 1000}
+    return {
+        "first_page_ms": first * 1000,
+        "show_all_first_slice_ms": responsive * 1000,
+        "show_all_built_ms": everything * 1000,
+        "refilter_ms": refilter * 1000,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -106,19 +112,25 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     rows = sample_rows(out / "sources", n_items=args.items, seed=0, size=args.size, errors=max(1, args.items // 100))
-    print(f"fabricated {len(rows)} items ({folder_size(out / 'sources') // len(rows)} B of PNG per item, "
-          f"{args.size}x{args.size} px) in {time.perf_counter() - start:.1f} s")
+    print(
+        f"fabricated {len(rows)} items ({folder_size(out / 'sources') // len(rows)} B of PNG per item, "
+        f"{args.size}x{args.size} px) in {time.perf_counter() - start:.1f} s"
+    )
 
     linked = out / "report.html"
     seconds, _ = best_of(args.repeat, lambda: write_report(rows, linked, meta={"title": "benchmark"}))
     assets = out / "report_assets"
     figures["render_assets_ms"] = seconds * 1000
     print(f"render with assets folder: {seconds * 1000:.0f} ms (best of {args.repeat})")
-    print(f"  HTML {mib(linked.stat().st_size)}, assets {mib(folder_size(assets))} "
-          f"in {sum(1 for _ in assets.glob('*.png'))} files")
+    print(
+        f"  HTML {mib(linked.stat().st_size)}, assets {mib(folder_size(assets))} "
+        f"in {sum(1 for _ in assets.glob('*.png'))} files"
+    )
 
     inline = out / "inline.html"
-    seconds, _ = best_of(args.repeat, lambda: write_report(rows, inline, meta={"title": "benchmark"}, self_contained=True))
+    seconds, _ = best_of(
+        args.repeat, lambda: write_report(rows, inline, meta={"title": "benchmark"}, self_contained=True)
+    )
     figures["render_self_contained_ms"] = seconds * 1000
     print(f"render self-contained:     {seconds * 1000:.0f} ms (best of {args.repeat})")
     print(f"  HTML {mib(inline.stat().st_size)}")

@@ -9,7 +9,7 @@ planning, so both sides agree on the partition.
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from harness.spec import SUITE_SUFFIX
 

@@ -56,8 +56,12 @@ def _outline(canvas: np.ndarray, mask: np.ndarray | None, colour: tuple[int, int
     cv2.drawContours(canvas, contours, -1, colour, thickness=max(1, scale // 2))
 
 
-def annotate(image: np.ndarray, object_mask: np.ndarray, removed_mask: np.ndarray | None = None,
-             sticker_mask: np.ndarray | None = None) -> np.ndarray:
+def annotate(
+    image: np.ndarray,
+    object_mask: np.ndarray,
+    removed_mask: np.ndarray | None = None,
+    sticker_mask: np.ndarray | None = None,
+) -> np.ndarray:
     """Upscaled input with the object (green), removed region (amber) and sticker (magenta) outlined."""
     scale = display_scale(image.shape)
     canvas = _upscale(image, scale).copy()
@@ -67,8 +71,9 @@ def annotate(image: np.ndarray, object_mask: np.ndarray, removed_mask: np.ndarra
     return canvas
 
 
-def heatmap_image(relevance: np.ndarray, object_mask: np.ndarray | None = None,
-                  sticker_mask: np.ndarray | None = None) -> np.ndarray:
+def heatmap_image(
+    relevance: np.ndarray, object_mask: np.ndarray | None = None, sticker_mask: np.ndarray | None = None
+) -> np.ndarray:
     """Upscaled signed heatmap with thin region outlines for orientation."""
     scale = display_scale(relevance.shape)
     canvas = _upscale(signed_heatmap(relevance), scale).copy()

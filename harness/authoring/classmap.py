@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
 
 import yaml
 
@@ -58,8 +58,11 @@ class ClassMap:
             case.source_label, case.label = source, mapped
             kept.append(case)
         warnings = [f"skipped {n} annotation(s) of class {name!r} (mapped to nothing)" for name, n in dropped.items()]
-        warnings += [f"skipped {n} annotation(s) of class {name}: not a class of the model "
-                     "(map it with --map NAME=CLASS, or keep it with --keep-unknown)" for name, n in unknown.items()]
+        warnings += [
+            f"skipped {n} annotation(s) of class {name}: not a class of the model "
+            "(map it with --map NAME=CLASS, or keep it with --keep-unknown)"
+            for name, n in unknown.items()
+        ]
         return kept, warnings
 
 

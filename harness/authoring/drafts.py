@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -32,7 +33,7 @@ class RegionDraft:
     mask_value: int | None = None
 
     @classmethod
-    def todo(cls) -> "RegionDraft":
+    def todo(cls) -> RegionDraft:
         return cls("todo")
 
 

@@ -58,8 +58,13 @@ def expand(image_glob: str | Path, mask_pattern: str = DEFAULT_MASK_PATTERN) -> 
     text = str(image_glob)
     if Path(text).is_dir():
         text = str(Path(text) / "*")
-    found = sorted({Path(p) for p in globbing.glob(text, recursive=True)
-                    if Path(p).is_file() and Path(p).suffix.lower() in IMAGE_SUFFIXES})
+    found = sorted(
+        {
+            Path(p)
+            for p in globbing.glob(text, recursive=True)
+            if Path(p).is_file() and Path(p).suffix.lower() in IMAGE_SUFFIXES
+        }
+    )
     masks_of_others = {mask_path(p, mask_pattern).resolve() for p in found}
     name_regex = _mask_name_regex(mask_pattern)
     pairs: list[Pair] = []
@@ -67,8 +72,12 @@ def expand(image_glob: str | Path, mask_pattern: str = DEFAULT_MASK_PATTERN) -> 
         if path.resolve() in masks_of_others:
             continue
         mask = mask_path(path, mask_pattern)
-        if name_regex is not None and name_regex.match(path.name) and mask.resolve() != path.resolve() \
-                and not mask.is_file():
+        if (
+            name_regex is not None
+            and name_regex.match(path.name)
+            and mask.resolve() != path.resolve()
+            and not mask.is_file()
+        ):
             continue  # a mask whose image is missing, not an image without a mask
         pairs.append(Pair(path.resolve(), mask.resolve() if mask.is_file() else None))
     return pairs
@@ -84,9 +93,15 @@ def label_from_stem(stem: str, regex: str) -> str | None:
     return match.group(1) if match.groups() else match.group(0)
 
 
-def expand_cases(image_glob: str | Path, mask_pattern: str = DEFAULT_MASK_PATTERN, *, label: str | None = None,
-                 label_regex: str | None = None, id_pattern: str = "{stem}",
-                 missing: str = "skip") -> ImportResult:
+def expand_cases(
+    image_glob: str | Path,
+    mask_pattern: str = DEFAULT_MASK_PATTERN,
+    *,
+    label: str | None = None,
+    label_regex: str | None = None,
+    id_pattern: str = "{stem}",
+    missing: str = "skip",
+) -> ImportResult:
     """Cases for every image of ``image_glob`` that has a mask.
 
     Parameters
@@ -115,7 +130,13 @@ def expand_cases(image_glob: str | Path, mask_pattern: str = DEFAULT_MASK_PATTER
             result.warnings.append(f"{pair.image.name}: no mask {mask_path(pair.image, mask_pattern).name}; skipped")
             continue
         region = RegionDraft("mask", pair.mask) if pair.mask is not None else RegionDraft.todo()
-        result.cases.append(CaseDraft(
-            id=sanitise_id(id_pattern.replace("{stem}", pair.image.stem)), image=pair.image, label=case_label,
-            source_label=case_label, regions=[region]))
+        result.cases.append(
+            CaseDraft(
+                id=sanitise_id(id_pattern.replace("{stem}", pair.image.stem)),
+                image=pair.image,
+                label=case_label,
+                source_label=case_label,
+                regions=[region],
+            )
+        )
     return result

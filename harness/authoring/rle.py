@@ -12,7 +12,8 @@ string stores the difference to the count two places earlier.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 

@@ -7,9 +7,9 @@ struggles. The model runs on the CPU, in batches, at its own input size.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -33,17 +33,17 @@ class Scored:
     predicted_probability: float
 
 
-def score_images(model: LoadedModel, images: Sequence[Path], class_name: str,
-                 batch_size: int = 32) -> list[Scored]:
+def score_images(model: LoadedModel, images: Sequence[Path], class_name: str, batch_size: int = 32) -> list[Scored]:
     """Softmax probability of ``class_name`` for every image (in the given order)."""
     if class_name not in model.classes:
-        raise HarnessError(f"unknown class {class_name!r} for model {model.name!r}; "
-                           f"allowed values: {', '.join(model.classes)}")
+        raise HarnessError(
+            f"unknown class {class_name!r} for model {model.name!r}; allowed values: {', '.join(model.classes)}"
+        )
     target = model.classes.index(class_name)
     size = tuple(model.preprocessing.size)
     out: list[tuple[float, str, float]] = []
     for start in range(0, len(images), batch_size):
-        chunk = images[start:start + batch_size]
+        chunk = images[start : start + batch_size]
         batch = model.to_input([resize_image(read_rgb(p), size) for p in chunk])  # type: ignore[arg-type]
         with torch.no_grad():
             probs = torch.softmax(model.module(batch).float(), dim=1).cpu().numpy()
@@ -60,15 +60,21 @@ def choose(scored: Sequence[Scored], most: int, least: int) -> tuple[list[Scored
     """
     ranked = sorted(scored, key=lambda s: (-s.probability, s.image.name))
     top = ranked[:most]
-    rest = ranked[len(top):]
-    bottom = list(reversed(rest[len(rest) - least:])) if least > 0 else []
+    rest = ranked[len(top) :]
+    bottom = list(reversed(rest[len(rest) - least :])) if least > 0 else []
     return top, bottom
 
 
-def sample_cases(model: LoadedModel, class_name: str, images_glob: str | Path, most: int, least: int,
-                 mask_pattern: str = DEFAULT_MASK_PATTERN,
-                 annotations: dict[str, list[RegionDraft]] | None = None,
-                 batch_size: int = 32) -> ImportResult:
+def sample_cases(
+    model: LoadedModel,
+    class_name: str,
+    images_glob: str | Path,
+    most: int,
+    least: int,
+    mask_pattern: str = DEFAULT_MASK_PATTERN,
+    annotations: dict[str, list[RegionDraft]] | None = None,
+    batch_size: int = 32,
+) -> ImportResult:
     """Cases for the most and least confident images of ``class_name``.
 
     Parameters
@@ -99,14 +105,26 @@ def sample_cases(model: LoadedModel, class_name: str, images_glob: str | Path, m
         for rank, item in enumerate(picked, start=1):
             position = rank if group == "most" else total - rank + 1
             mask = masks.get(item.image)
-            regions = [RegionDraft("mask", mask)] if mask is not None else \
-                list((annotations or {}).get(item.image.name, [])) or [RegionDraft.todo()]
-            comment = (f"{group} confident ({rank} of {count}): p({class_name}) = {item.probability:.3f}, "
-                       f"rank {position} of {total}; predicted {item.predicted} ({item.predicted_probability:.3f})")
-            result.cases.append(CaseDraft(
-                id=sanitise_id(item.image.stem), image=item.image, label=class_name, source_label=class_name,
-                regions=regions, description=f"{group} confident {class_name} image no. {rank}",
-                comment=comment))
+            regions = (
+                [RegionDraft("mask", mask)]
+                if mask is not None
+                else list((annotations or {}).get(item.image.name, [])) or [RegionDraft.todo()]
+            )
+            comment = (
+                f"{group} confident ({rank} of {count}): p({class_name}) = {item.probability:.3f}, "
+                f"rank {position} of {total}; predicted {item.predicted} ({item.predicted_probability:.3f})"
+            )
+            result.cases.append(
+                CaseDraft(
+                    id=sanitise_id(item.image.stem),
+                    image=item.image,
+                    label=class_name,
+                    source_label=class_name,
+                    regions=regions,
+                    description=f"{group} confident {class_name} image no. {rank}",
+                    comment=comment,
+                )
+            )
     return result
 
 

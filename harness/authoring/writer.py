@@ -93,14 +93,19 @@ def render_header(head: SuiteHead) -> str:
     lines: list[str] = []
     if head.schema:
         lines.append(f"# yaml-language-server: $schema={head.schema}")
-    lines += [f"# Written by `{head.origin}`. Every default is spelled out so it can be seen and edited;",
-              "# delete what you do not need. Check the file with: python -m harness validate <this file>"]
+    lines += [
+        f"# Written by `{head.origin}`. Every default is spelled out so it can be seen and edited;",
+        "# delete what you do not need. Check the file with: python -m harness validate <this file>",
+    ]
     if head.name:
         lines.append(f"suite: {scalar(head.name)}")
     if head.description:
         lines.append(f"description: {scalar(head.description)}")
-    lines.append(f"model: {scalar(head.model)}" if head.model else
-                 "model: null  # TODO: the model under test (a name in the model registry)")
+    lines.append(
+        f"model: {scalar(head.model)}"
+        if head.model
+        else "model: null  # TODO: the model under test (a name in the model registry)"
+    )
     lines.append(f"explainer: {scalar(head.explainer)}")
     lines.append("defaults:")
     if head.label:
@@ -154,8 +159,10 @@ def render_case(case: CaseDraft, case_id: str, suite_dir: Path, mask_paths: dict
         lines.append(f"{inner}description: {scalar(case.description)}")
     values = [_region_value(r, suite_dir, mask_paths) for r in case.regions]
     if case.needs_annotation:
-        lines.append(f"{inner}# TODO: annotate the object: replace the placeholder below by "
-                     "{mask: file.png}, {polygon: [[x, y], ...]} or {box: [x0, y0, x1, y1]}")
+        lines.append(
+            f"{inner}# TODO: annotate the object: replace the placeholder below by "
+            "{mask: file.png}, {polygon: [[x, y], ...]} or {box: [x0, y0, x1, y1]}"
+        )
     if len(values) == 1:
         lines += _region_lines(f"{inner}object: ", values[0], indent + 2)
     else:
@@ -178,8 +185,10 @@ def _existing_cases(text: str, path: Path) -> tuple[MarkedDict, list[str]]:
     try:
         raw = load_marked(text)
     except yaml.YAMLError as exc:
-        raise HarnessError(f"{path}: cannot append to a suite with a YAML syntax error ({exc}); "
-                           f"run `python -m harness validate {path}`") from None
+        raise HarnessError(
+            f"{path}: cannot append to a suite with a YAML syntax error ({exc}); "
+            f"run `python -m harness validate {path}`"
+        ) from None
     if not isinstance(raw, MarkedDict) or "cases" not in raw:
         raise HarnessError(f"{path}: cannot append: the file is not a suite with a 'cases:' list")
     cases = raw["cases"]
@@ -194,8 +203,10 @@ def _insertion_point(raw: MarkedDict, lines: list[str], path: Path) -> tuple[int
     cases_line = raw.key_lines["cases"]
     after_colon = lines[cases_line - 1].split(":", 1)[1].split("#", 1)[0].strip()
     if after_colon.startswith("["):
-        raise HarnessError(f"{path}:{cases_line}: cannot append to a flow-style 'cases: [...]' list; "
-                           "write the cases as a block list ('- id: ...' lines)")
+        raise HarnessError(
+            f"{path}:{cases_line}: cannot append to a flow-style 'cases: [...]' list; "
+            "write the cases as a block list ('- id: ...' lines)"
+        )
     cases = raw["cases"]
     indent = 2
     if cases:

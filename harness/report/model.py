@@ -60,12 +60,8 @@ VERDICT_HELP: dict[str, str] = {
         "The class is not predicted: on the unmodified image, or once the background "
         "is removed (the model needs the context)."
     ),
-    "artifact_reliance": (
-        "A sticker changed the prediction or drew much of the relevance."
-    ),
-    "wrong_reasons": (
-        "The prediction is right, but too little relevance lies on the object."
-    ),
+    "artifact_reliance": ("A sticker changed the prediction or drew much of the relevance."),
+    "wrong_reasons": ("The prediction is right, but too little relevance lies on the object."),
     "error": "The case could not be evaluated; the error text says why.",
 }
 

@@ -178,10 +178,7 @@ class ReportPlugin:
             "rootdir": str(self.config.rootpath),
             "exitstatus": int(exitstatus),
             "interrupted": bool(
-                int(exitstatus) == pytest.ExitCode.INTERRUPTED
-                or session.shouldstop
-                or session.shouldfail
-                or not_run
+                int(exitstatus) == pytest.ExitCode.INTERRUPTED or session.shouldstop or session.shouldfail or not_run
             ),
         }
 

@@ -158,8 +158,7 @@ def _item_payload(item: Item, assets: AssetWriter) -> dict[str, Any]:
     data["images"] = {
         kind: url
         for kind in (*IMAGE_KINDS, *sorted(set(item.images) - set(IMAGE_KINDS)))
-        if kind in item.images
-        and (url := assets.url(item.images[kind], f"{item.case_id}-{item.variant}-{kind}"))
+        if kind in item.images and (url := assets.url(item.images[kind], f"{item.case_id}-{item.variant}-{kind}"))
     }
     return data
 
@@ -192,9 +191,7 @@ def _payload(report: Report, assets: AssetWriter) -> dict[str, Any]:
         "title": meta.title,
         "namespace": namespace,
         "run": meta.started.isoformat() if meta.started else "",
-        "verdicts": [
-            {"id": verdict, "label": verdict_label(verdict)} for verdict in report.summary.by_verdict
-        ],
+        "verdicts": [{"id": verdict, "label": verdict_label(verdict)} for verdict in report.summary.by_verdict],
         "variants": list(VARIANTS),
         "metrics": METRICS,
         "cases": cases,

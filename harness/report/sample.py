@@ -163,33 +163,69 @@ def sample_rows(
         if not is_error:
             # Values agree with the verdict, so the demo page reads sensibly.
             label_ok = verdict in ("passed", "wrong_reasons")
-            p_label = float(rng.uniform(0.5, 1.0) if (label_ok != (variant_name == "instance_removed")) else rng.uniform(0, 0.5))
-            checks.append({"name": "expected class", "metric": "p_label", "value": p_label,
-                           "threshold": 0.5, "op": "<=" if variant_name == "instance_removed" else ">=",
-                           "passed": verdict != "false_positive" and verdict != "false_negative"})
+            p_label = float(
+                rng.uniform(0.5, 1.0) if (label_ok != (variant_name == "instance_removed")) else rng.uniform(0, 0.5)
+            )
+            checks.append(
+                {
+                    "name": "expected class",
+                    "metric": "p_label",
+                    "value": p_label,
+                    "threshold": 0.5,
+                    "op": "<=" if variant_name == "instance_removed" else ">=",
+                    "passed": verdict != "false_positive" and verdict != "false_negative",
+                }
+            )
             mass_object = float(rng.uniform(0.05, 0.45) if verdict == "wrong_reasons" else rng.uniform(0.5, 0.95))
-            checks.append({"name": "relevance on object", "metric": "mass_object", "value": mass_object,
-                           "threshold": 0.5, "op": ">=", "passed": verdict != "wrong_reasons"})
+            checks.append(
+                {
+                    "name": "relevance on object",
+                    "metric": "mass_object",
+                    "value": mass_object,
+                    "threshold": 0.5,
+                    "op": ">=",
+                    "passed": verdict != "wrong_reasons",
+                }
+            )
             if mass_sticker is not None:
                 mass_sticker = float(rng.uniform(0.25, 0.6) if verdict == "artifact_reliance" else rng.uniform(0, 0.15))
-                checks.append({"name": "relevance on sticker", "metric": "mass_sticker", "value": mass_sticker,
-                               "threshold": 0.2, "op": "<=", "passed": verdict == "passed"})
+                checks.append(
+                    {
+                        "name": "relevance on sticker",
+                        "metric": "mass_sticker",
+                        "value": mass_sticker,
+                        "threshold": 0.2,
+                        "op": "<=",
+                        "passed": verdict == "passed",
+                    }
+                )
         if checks and predicted == label:
-            p_predicted = max(checks[0]["value"], 0.5)
+            p_predicted = max(float(checks[0]["value"]), 0.5)  # type: ignore[arg-type]
             checks[0]["value"] = p_predicted
         if checks:
-            checks.insert(0, {"name": "label predicted", "metric": "predicted", "value": predicted, "threshold": label,
-                              "op": "!=" if variant_name == "instance_removed" else "==",
-                              "passed": verdict not in ("false_positive", "false_negative", "artifact_reliance")})
+            checks.insert(
+                0,
+                {
+                    "name": "label predicted",
+                    "metric": "predicted",
+                    "value": predicted,
+                    "threshold": label,
+                    "op": "!=" if variant_name == "instance_removed" else "==",
+                    "passed": verdict not in ("false_positive", "false_negative", "artifact_reliance"),
+                },
+            )
         location = f"{suite}:{line}"
         message = {
             "passed": f"passed: {variant_name.replace('_', ' ')} behaves as expected ({_EXPLAINER}) — {location}",
-            "false_positive": f"false positive: instance removed, model still predicts {label} (p={p_predicted or 0:.2f}); "
-            f"positive relevance inside removed region {100 * (mass_removed or 0):.0f} % ({_EXPLAINER}) — {location}",
-            "false_negative": f"false negative: {variant_name.replace('_', ' ')}, model predicts {other} instead of {label} — {location}",
+            "false_positive": f"false positive: instance removed, model still predicts {label} "
+            f"(p={p_predicted or 0:.2f}); positive relevance inside removed region "
+            f"{100 * (mass_removed or 0):.0f} % ({_EXPLAINER}) — {location}",
+            "false_negative": f"false negative: {variant_name.replace('_', ' ')}, "
+            f"model predicts {other} instead of {label} — {location}",
             "artifact_reliance": f"artifact reliance: sticker changes the prediction to {other}; "
             f"relevance inside sticker {100 * (mass_sticker or 0):.0f} % — {location}",
-            "wrong_reasons": f"wrong reasons: relevance on the object {100 * (mass_object or 0):.0f} % < 50 % — {location}",
+            "wrong_reasons": f"wrong reasons: relevance on the object {100 * (mass_object or 0):.0f} % < 50 % "
+            f"— {location}",
             "error": f"error: relevance map is all zero, relevance mass undefined — {location}",
         }[verdict]
         rows.append(

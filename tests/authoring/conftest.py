@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import cv2
 import numpy as np
@@ -40,8 +40,7 @@ def registry(tmp_path: Path) -> Path:
 def write_image() -> Callable[..., Path]:
     """Write a seeded random RGB image (or a given array) as PNG/JPEG; returns the path."""
 
-    def write(path: Path, height: int = 30, width: int = 40, seed: int = 0,
-              array: np.ndarray | None = None) -> Path:
+    def write(path: Path, height: int = 30, width: int = 40, seed: int = 0, array: np.ndarray | None = None) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         if array is None:
             array = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)

@@ -34,26 +34,72 @@ def _coco(tmp_path: Path, write_image) -> tuple[Path, dict[int, np.ndarray]]:
     boxed = np.zeros((H, W), bool)
     boxed[4:10, 3:9] = True
     data = {
-        "info": {"description": "test"}, "licenses": [],
-        "images": [{"id": 7, "file_name": "a.png", "height": H, "width": W},
-                   {"id": 8, "file_name": "b.png", "height": H, "width": W}],
-        "categories": [{"id": 1, "name": "dog", "supercategory": "animal"},
-                       {"id": 2, "name": "cat", "supercategory": "animal"},
-                       {"id": 3, "name": "person", "supercategory": "person"}],
+        "info": {"description": "test"},
+        "licenses": [],
+        "images": [
+            {"id": 7, "file_name": "a.png", "height": H, "width": W},
+            {"id": 8, "file_name": "b.png", "height": H, "width": W},
+        ],
+        "categories": [
+            {"id": 1, "name": "dog", "supercategory": "animal"},
+            {"id": 2, "name": "cat", "supercategory": "animal"},
+            {"id": 3, "name": "person", "supercategory": "person"},
+        ],
         "annotations": [
-            {"id": 100, "image_id": 7, "category_id": 1, "iscrowd": 0, "area": 63.0, "bbox": [2, 2, 8, 6],
-             "segmentation": [[2, 2, 10, 2, 10, 8, 2, 8]]},
-            {"id": 101, "image_id": 7, "category_id": 2, "iscrowd": 0, "area": float(disc.sum()),
-             "bbox": [10, 6, 9, 9],
-             "segmentation": {"size": [H, W], "counts": encode_counts(mask_to_rle_counts(disc))}},
-            {"id": 102, "image_id": 7, "category_id": 3, "iscrowd": 0, "area": 30.0, "bbox": [0, 0, 5, 6],
-             "segmentation": [[0, 0, 5, 0, 5, 6]]},
-            {"id": 103, "image_id": 8, "category_id": 1, "iscrowd": 1, "area": float(crowd.sum()),
-             "bbox": [0, 0, 20, 16], "segmentation": {"size": [H, W], "counts": mask_to_rle_counts(crowd)}},
-            {"id": 104, "image_id": 8, "category_id": 2, "iscrowd": 0, "area": 4.0, "bbox": [0, 0, 2, 2],
-             "segmentation": [[0, 0, 1, 0, 1, 1, 0, 1]]},
-            {"id": 105, "image_id": 8, "category_id": 2, "iscrowd": 0, "area": 36.0, "bbox": [3, 4, 6, 6],
-             "segmentation": []},
+            {
+                "id": 100,
+                "image_id": 7,
+                "category_id": 1,
+                "iscrowd": 0,
+                "area": 63.0,
+                "bbox": [2, 2, 8, 6],
+                "segmentation": [[2, 2, 10, 2, 10, 8, 2, 8]],
+            },
+            {
+                "id": 101,
+                "image_id": 7,
+                "category_id": 2,
+                "iscrowd": 0,
+                "area": float(disc.sum()),
+                "bbox": [10, 6, 9, 9],
+                "segmentation": {"size": [H, W], "counts": encode_counts(mask_to_rle_counts(disc))},
+            },
+            {
+                "id": 102,
+                "image_id": 7,
+                "category_id": 3,
+                "iscrowd": 0,
+                "area": 30.0,
+                "bbox": [0, 0, 5, 6],
+                "segmentation": [[0, 0, 5, 0, 5, 6]],
+            },
+            {
+                "id": 103,
+                "image_id": 8,
+                "category_id": 1,
+                "iscrowd": 1,
+                "area": float(crowd.sum()),
+                "bbox": [0, 0, 20, 16],
+                "segmentation": {"size": [H, W], "counts": mask_to_rle_counts(crowd)},
+            },
+            {
+                "id": 104,
+                "image_id": 8,
+                "category_id": 2,
+                "iscrowd": 0,
+                "area": 4.0,
+                "bbox": [0, 0, 2, 2],
+                "segmentation": [[0, 0, 1, 0, 1, 1, 0, 1]],
+            },
+            {
+                "id": 105,
+                "image_id": 8,
+                "category_id": 2,
+                "iscrowd": 0,
+                "area": 36.0,
+                "bbox": [3, 4, 6, 6],
+                "segmentation": [],
+            },
         ],
     }
     path = tmp_path / "annotations" / "instances_val.json"
@@ -65,9 +111,25 @@ def _coco(tmp_path: Path, write_image) -> tuple[Path, dict[int, np.ndarray]]:
 def test_coco_round_trip(tmp_path: Path, write_image, registry: Path, cli) -> None:
     source, expected = _coco(tmp_path, write_image)
     suite = tmp_path / "testcases" / "coco.xai.yaml"
-    code, out, err = cli("import", "coco", source, "--images", tmp_path / "val", "--min-area", 10,
-                         "-o", suite, "--model", "pets", "--models", registry,
-                         "--map", "dog=canine", "--map", "cat=feline")
+    code, out, err = cli(
+        "import",
+        "coco",
+        source,
+        "--images",
+        tmp_path / "val",
+        "--min-area",
+        10,
+        "-o",
+        suite,
+        "--model",
+        "pets",
+        "--models",
+        registry,
+        "--map",
+        "dog=canine",
+        "--map",
+        "cat=feline",
+    )
     assert code == 0, err
     assert "'person'" in err
     spec = load_suite(suite)
@@ -82,7 +144,7 @@ def test_coco_round_trip(tmp_path: Path, write_image, registry: Path, cli) -> No
     # RLE instances became mask PNGs in masks/ beside the suite, referenced relatively.
     assert ids["a_1"].regions[0].mask == "masks/a_1.png"
     assert np.array_equal(read_label_image(suite.parent / "masks" / "b_0.png") > 0, expected[103])
-    assert ids["b_2"].regions[0].box == (3, 4, 9, 10)     # no segmentation: the bbox
+    assert ids["b_2"].regions[0].box == (3, 4, 9, 10)  # no segmentation: the bbox
     assert ids["a_0"].label == "canine" and ids["a_1"].label == "feline"
     code, out, _ = cli("validate", suite, "--models", registry)
     assert code == 0, out
@@ -91,7 +153,22 @@ def test_coco_round_trip(tmp_path: Path, write_image, registry: Path, cli) -> No
 def test_category_filter(tmp_path: Path, write_image, registry: Path, cli) -> None:
     source, _ = _coco(tmp_path, write_image)
     suite = tmp_path / "cats.xai.yaml"
-    code, _, err = cli("import", "coco", source, "--images", tmp_path / "val", "--category", "cat",
-                       "-o", suite, "--model", "pets", "--models", registry, "--map", "cat=feline")
+    code, _, err = cli(
+        "import",
+        "coco",
+        source,
+        "--images",
+        tmp_path / "val",
+        "--category",
+        "cat",
+        "-o",
+        suite,
+        "--model",
+        "pets",
+        "--models",
+        registry,
+        "--map",
+        "cat=feline",
+    )
     assert code == 0, err
     assert [c.case_id for c in load_suite(suite).cases] == ["a_1", "b_1", "b_2"]

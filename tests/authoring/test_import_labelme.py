@@ -15,8 +15,15 @@ H, W = 30, 40
 
 def _labelme(image_path: str, shapes: list[dict]) -> dict:
     # The published layout: version, flags, shapes, imagePath, imageData, imageHeight, imageWidth.
-    return {"version": "5.2.1", "flags": {}, "shapes": shapes, "imagePath": image_path, "imageData": None,
-            "imageHeight": H, "imageWidth": W}
+    return {
+        "version": "5.2.1",
+        "flags": {},
+        "shapes": shapes,
+        "imagePath": image_path,
+        "imageData": None,
+        "imageHeight": H,
+        "imageWidth": W,
+    }
 
 
 def _shape(label: str, kind: str, points: list[list[float]], group: int | None = None) -> dict:
@@ -25,9 +32,9 @@ def _shape(label: str, kind: str, points: list[list[float]], group: int | None =
 
 def _expected() -> dict[str, np.ndarray]:
     dog = np.zeros((H, W), bool)
-    dog[5:16, 5:21] = True                 # polygon corners are pixel centres: both ends included
+    dog[5:16, 5:21] = True  # polygon corners are pixel centres: both ends included
     cat = np.zeros((H, W), bool)
-    cat[3:20, 22:35] = True                # a rectangle is a box: corners are pixel edges
+    cat[3:20, 22:35] = True  # a rectangle is a box: corners are pixel edges
     pair = np.zeros((H, W), bool)
     pair[20:27, 2:9] = True
     pair[20:29, 10:15] = True
@@ -53,10 +60,23 @@ def _write_fixture(tmp_path: Path, write_image) -> Path:
 def test_labelme_round_trip(tmp_path: Path, write_image, registry: Path, cli) -> None:
     source = _write_fixture(tmp_path, write_image)
     suite = tmp_path / "suites" / "pets.xai.yaml"
-    code, out, err = cli("import", "labelme", source.parent, "-o", suite, "--model", "pets", "--models", registry,
-                         "--map", "dog=canine", "--map", "cat=feline")
+    code, out, err = cli(
+        "import",
+        "labelme",
+        source.parent,
+        "-o",
+        suite,
+        "--model",
+        "pets",
+        "--models",
+        registry,
+        "--map",
+        "dog=canine",
+        "--map",
+        "cat=feline",
+    )
     assert code == 0, err
-    assert "'person'" in err and "line" in err          # unknown class and non-area shape: warned, skipped
+    assert "'person'" in err and "line" in err  # unknown class and non-area shape: warned, skipped
     spec = load_suite(suite)
     assert spec.error is None
     assert [c.case_id for c in spec.cases] == ["photo_0", "photo_1", "photo_2"]
@@ -73,8 +93,9 @@ def test_labelme_round_trip(tmp_path: Path, write_image, registry: Path, cli) ->
 def test_keep_unknown_keeps_unmapped_classes(tmp_path: Path, write_image, registry: Path, cli) -> None:
     source = _write_fixture(tmp_path, write_image)
     suite = tmp_path / "all.xai.yaml"
-    code, _, err = cli("import", "labelme", source, "-o", suite, "--model", "pets", "--models", registry,
-                       "--keep-unknown")
+    code, _, err = cli(
+        "import", "labelme", source, "-o", suite, "--model", "pets", "--models", registry, "--keep-unknown"
+    )
     assert code == 0, err
     labels = [c.label for c in load_suite(suite).cases]
     assert labels == ["dog", "cat", "dog", "person"]
@@ -87,10 +108,19 @@ def test_points_slightly_outside_are_clipped(tmp_path: Path, write_image) -> Non
 
     write_image(tmp_path / "p.png", H, W)
     path = tmp_path / "p.json"
-    path.write_text(json.dumps(_labelme("p.png", [_shape("dog", "polygon", [[-0.4, 1], [40.3, 1], [20, 29]]),
-                                                  _shape("dog", "polygon", [[-9, 1], [10, 1], [5, 9]])])))
+    path.write_text(
+        json.dumps(
+            _labelme(
+                "p.png",
+                [
+                    _shape("dog", "polygon", [[-0.4, 1], [40.3, 1], [20, 29]]),
+                    _shape("dog", "polygon", [[-9, 1], [10, 1], [5, 9]]),
+                ],
+            )
+        )
+    )
     result = read_labelme(path)
     first, second = (c.regions[0].value for c in result.cases)
     assert min(x for x, _ in first) == 0 and max(x for x, _ in first) == W
     assert min(x for x, _ in second) == 0
-    assert len(result.warnings) == 1 and "clipped" in result.warnings[0]   # only the far one is worth a warning
+    assert len(result.warnings) == 1 and "clipped" in result.warnings[0]  # only the far one is worth a warning

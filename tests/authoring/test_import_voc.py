@@ -13,7 +13,7 @@ from harness.spec import load_suite
 
 H, W = 24, 32
 STEM = "2007_000032"
-DOG, CAT = 12, 8      # VOC class indices
+DOG, CAT = 12, 8  # VOC class indices
 
 
 def _palette() -> list[int]:
@@ -43,7 +43,8 @@ def _voc(tmp_path: Path, write_image) -> tuple[Path, np.ndarray, np.ndarray]:
     root = tmp_path / "VOC2012"
     write_image(root / "JPEGImages" / f"{STEM}.jpg", H, W, seed=4)
     (root / "Annotations").mkdir(parents=True)
-    (root / "Annotations" / f"{STEM}.xml").write_text(f"""<annotation>
+    (root / "Annotations" / f"{STEM}.xml").write_text(
+        f"""<annotation>
   <folder>VOC2012</folder>
   <filename>{STEM}.jpg</filename>
   <source><database>The VOC2007 Database</database></source>
@@ -56,7 +57,9 @@ def _voc(tmp_path: Path, write_image) -> tuple[Path, np.ndarray, np.ndarray]:
   <object><name>person</name><pose>Left</pose><truncated>0</truncated><difficult>1</difficult>
     <bndbox><xmin>1</xmin><ymin>15</ymin><xmax>8</xmax><ymax>24</ymax></bndbox></object>
 </annotation>
-""", encoding="utf-8")
+""",
+        encoding="utf-8",
+    )
     dog = np.zeros((H, W), bool)
     dog[4:11, 3:9] = True
     cat = np.zeros((H, W), bool)
@@ -69,7 +72,7 @@ def _voc(tmp_path: Path, write_image) -> tuple[Path, np.ndarray, np.ndarray]:
     border = np.zeros((H, W), bool)
     for mask in (dog, cat):
         ys, xs = np.nonzero(mask)
-        border[max(ys.min() - 1, 0):ys.max() + 2, max(xs.min() - 1, 0):xs.max() + 2] = True
+        border[max(ys.min() - 1, 0) : ys.max() + 2, max(xs.min() - 1, 0) : xs.max() + 2] = True
     border &= ~(dog | cat)
     classes[border] = objects[border] = 255
     _palette_png(root / "SegmentationClass" / f"{STEM}.png", classes)
@@ -86,25 +89,53 @@ def _masks(suite: Path) -> dict[str, np.ndarray]:
 def test_voc_boxes(tmp_path: Path, write_image, registry: Path, cli) -> None:
     root, _, _ = _voc(tmp_path, write_image)
     suite = tmp_path / "voc_boxes.xai.yaml"
-    code, _, err = cli("import", "voc", root / "Annotations", "-o", suite, "--model", "pets", "--models", registry,
-                       "--map", "dog=canine", "--map", "cat=feline")
+    code, _, err = cli(
+        "import",
+        "voc",
+        root / "Annotations",
+        "-o",
+        suite,
+        "--model",
+        "pets",
+        "--models",
+        registry,
+        "--map",
+        "dog=canine",
+        "--map",
+        "cat=feline",
+    )
     assert code == 0, err
     masks = _masks(suite)
-    assert sorted(masks) == [f"{STEM}_0", f"{STEM}_1"]     # person: not a class of the model
+    assert sorted(masks) == [f"{STEM}_0", f"{STEM}_1"]  # person: not a class of the model
     expected_dog = np.zeros((H, W), bool)
-    expected_dog[3:12, 2:10] = True     # 1-based inclusive xmin=3..xmax=10 -> columns 2..9
+    expected_dog[3:12, 2:10] = True  # 1-based inclusive xmin=3..xmax=10 -> columns 2..9
     expected_cat = np.zeros((H, W), bool)
     expected_cat[1:20, 14:30] = True
     assert np.array_equal(masks[f"{STEM}_0"], expected_dog)
     assert np.array_equal(masks[f"{STEM}_1"], expected_cat)
-    assert "truncated" in suite.read_text()   # VOC flags are kept as comments
+    assert "truncated" in suite.read_text()  # VOC flags are kept as comments
 
 
 def test_voc_instance_pngs(tmp_path: Path, write_image, registry: Path, cli) -> None:
     root, dog, cat = _voc(tmp_path, write_image)
     suite = tmp_path / "out" / "voc_objects.xai.yaml"
-    code, _, err = cli("import", "voc", "--segmentation", "object", root / "SegmentationObject",
-                       "-o", suite, "--model", "pets", "--models", registry, "--map", "dog=canine", "--map", "cat=feline")
+    code, _, err = cli(
+        "import",
+        "voc",
+        "--segmentation",
+        "object",
+        root / "SegmentationObject",
+        "-o",
+        suite,
+        "--model",
+        "pets",
+        "--models",
+        registry,
+        "--map",
+        "dog=canine",
+        "--map",
+        "cat=feline",
+    )
     assert code == 0, err
     masks = _masks(suite)
     # Instance ids match the box ids of the same objects (instance k is XML object k-1).

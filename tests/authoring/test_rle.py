@@ -30,17 +30,19 @@ def test_counts_after_the_third_are_differences() -> None:
 def test_string_written_by_the_coco_api() -> None:
     # A 50x70 mask published with a C-to-Python port of the COCO mask API (a ring-shaped
     # face). Decoding is right only if the runs add up to 50 * 70 exactly.
-    text = ("0g05b08J4M2N2NA^O1`0OCO=0E090H080IO68DH;>@C>a0_O_O`0j0OWOF<:CM72I24NL43JM92FN;1ENKO72L0LO91J0MO92INO0N"
-            "O122OO0M031O000NO31OO11MO40N011MO41MO21L06OL021L06OL021L06OL021L060J040L060J040L060J040L060J040L060J040L"
-            "060J040L060KO31L060KO31L06OL021L06OL021L06OL021MO41MO21MO40N100NO310O00M0310O00NO1220NO92IONO91KOMO72M0<1"
-            "EO:2GN63KM34OLM73JF<;=1G_O_Ob0=AC`07EH=1IO71H090F0:1DO>1_O1b0>2N2N3L6H]O")
+    text = (
+        "0g05b08J4M2N2NA^O1`0OCO=0E090H080IO68DH;>@C>a0_O_O`0j0OWOF<:CM72I24NL43JM92FN;1ENKO72L0LO91J0MO92INO0N"
+        "O122OO0M031O000NO31OO11MO40N011MO41MO21L06OL021L06OL021L06OL021L060J040L060J040L060J040L060J040L060J040L"
+        "060J040L060KO31L060KO31L06OL021L06OL021L06OL021MO41MO21MO40N100NO310O00M0310O00NO1220NO92IONO91KOMO72M0<1"
+        "EO:2GN63KM34OLM73JF<;=1G_O_Ob0=AC`07EH=1IO71H090F0:1DO>1_O1b0>2N2N3L6H]O"
+    )
     counts = decode_counts(text)
     assert sum(counts) == 50 * 70
     assert encode_counts(counts) == text
     mask = rle_to_mask({"size": [50, 70], "counts": text})
     assert mask.shape == (50, 70)
-    assert mask[0].all()            # the top row is foreground
-    assert not mask[3, 30]          # inside the ring
+    assert mask[0].all()  # the top row is foreground
+    assert not mask[3, 30]  # inside the ring
 
 
 def test_column_major_order() -> None:

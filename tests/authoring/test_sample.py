@@ -29,13 +29,30 @@ def _images(tmp_path: Path, write_image, write_mask) -> tuple[Path, list[str]]:
 def test_most_and_least_confident_are_chosen(tmp_path: Path, write_image, write_mask, registry: Path, cli) -> None:
     folder, brightest_first = _images(tmp_path, write_image, write_mask)
     suite = tmp_path / "suites" / "bright.xai.yaml"
-    code, out, err = cli("sample", "--model", "probe", "--class", "bright", "--images", folder,
-                         "--most", 3, "--least", 4, "--batch-size", 5, "--output", suite, "--models", registry)
+    code, out, err = cli(
+        "sample",
+        "--model",
+        "probe",
+        "--class",
+        "bright",
+        "--images",
+        folder,
+        "--most",
+        3,
+        "--least",
+        4,
+        "--batch-size",
+        5,
+        "--output",
+        suite,
+        "--models",
+        registry,
+    )
     assert code == 0, err
     spec = load_suite(suite)
     ids = [c.case_id for c in spec.cases]
-    assert ids[:3] == brightest_first[:3]                       # most confident first
-    assert ids[3:] == brightest_first[::-1][:4]                 # least confident first
+    assert ids[:3] == brightest_first[:3]  # most confident first
+    assert ids[3:] == brightest_first[::-1][:4]  # least confident first
     text = suite.read_text()
     assert "most confident (1 of 3): p(bright) = " in text
     # Images with a mask file got it; the others carry the TODO placeholder ...
@@ -50,19 +67,49 @@ def test_most_and_least_confident_are_chosen(tmp_path: Path, write_image, write_
     assert out.count("not annotated yet") == len(todo)
 
 
-def test_sample_takes_regions_from_a_coco_file(tmp_path: Path, write_image, write_mask, registry: Path,
-                                               cli) -> None:
+def test_sample_takes_regions_from_a_coco_file(tmp_path: Path, write_image, write_mask, registry: Path, cli) -> None:
     folder, brightest_first = _images(tmp_path, write_image, write_mask)
     images = [{"id": n, "file_name": f"img_{n:02d}.png", "height": 48, "width": 48} for n in range(12)]
-    annotations = [{"id": 100 + n, "image_id": n, "category_id": 1, "iscrowd": 0, "area": 100.0,
-                    "bbox": [5, 5, 10, 10], "segmentation": [[5, 5, 15, 5, 15, 15, 5, 15]]} for n in range(12)]
+    annotations = [
+        {
+            "id": 100 + n,
+            "image_id": n,
+            "category_id": 1,
+            "iscrowd": 0,
+            "area": 100.0,
+            "bbox": [5, 5, 10, 10],
+            "segmentation": [[5, 5, 15, 5, 15, 15, 5, 15]],
+        }
+        for n in range(12)
+    ]
     coco = tmp_path / "photos.json"
-    coco.write_text(json.dumps({"images": images, "annotations": annotations,
-                                "categories": [{"id": 1, "name": "lamp"}]}))
+    coco.write_text(
+        json.dumps({"images": images, "annotations": annotations, "categories": [{"id": 1, "name": "lamp"}]})
+    )
     suite = tmp_path / "lamps.xai.yaml"
-    code, _, err = cli("sample", "--model", "probe", "--class", "bright", "--images", folder / "img_??.png",
-                       "--most", 2, "--least", 0, "--annotations", coco, "--map", "lamp=bright",
-                       "--mask-pattern", "{stem}_nomask.png", "-o", suite, "--models", registry)
+    code, _, err = cli(
+        "sample",
+        "--model",
+        "probe",
+        "--class",
+        "bright",
+        "--images",
+        folder / "img_??.png",
+        "--most",
+        2,
+        "--least",
+        0,
+        "--annotations",
+        coco,
+        "--map",
+        "lamp=bright",
+        "--mask-pattern",
+        "{stem}_nomask.png",
+        "-o",
+        suite,
+        "--models",
+        registry,
+    )
     assert code == 0, err
     spec = load_suite(suite)
     assert [c.case_id for c in spec.cases] == brightest_first[:2]

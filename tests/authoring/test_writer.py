@@ -41,8 +41,9 @@ explainer: lrp/epsilon_gamma_box
 
 
 def _case(tmp_path: Path, case_id: str = "new case!", **kwargs) -> CaseDraft:
-    return CaseDraft(id=case_id, image=tmp_path / "img.png", label="canine",
-                     regions=[RegionDraft("box", (2, 2, 12, 12))], **kwargs)
+    return CaseDraft(
+        id=case_id, image=tmp_path / "img.png", label="canine", regions=[RegionDraft("box", (2, 2, 12, 12))], **kwargs
+    )
 
 
 def test_ids_are_sanitised_and_unique() -> None:
@@ -63,7 +64,7 @@ def test_scaffold_spells_out_every_default(tmp_path: Path, write_image, registry
     assert case.case_id == "new_case"
     assert [v.name for v in case.variants] == list(VARIANTS)
     assert case.variants[0].thresholds == DEFAULT_THRESHOLDS
-    for variant in case.variants:       # written-out defaults equal the built-in ones
+    for variant in case.variants:  # written-out defaults equal the built-in ones
         assert variant.settings == VARIANTS[variant.name].settings()
     assert validate_suite(suite, load_registry(registry))[1] == []
 
@@ -72,8 +73,9 @@ def test_append_keeps_the_text(tmp_path: Path, write_image) -> None:
     write_image(tmp_path / "img.png")
     suite = tmp_path / "hand.xai.yaml"
     suite.write_text(EXISTING)
-    result = write_suite(suite, [_case(tmp_path, "first"), _case(tmp_path, "second", xfail="known issue")],
-                         SuiteHead(model=None))
+    result = write_suite(
+        suite, [_case(tmp_path, "first"), _case(tmp_path, "second", xfail="known issue")], SuiteHead(model=None)
+    )
     assert result.appended and result.ids == ["first_2", "second"]
     text = suite.read_text()
     assert text.startswith(EXISTING.split("\n# trailing")[0])
@@ -82,7 +84,7 @@ def test_append_keeps_the_text(tmp_path: Path, write_image) -> None:
     assert [c.case_id for c in spec.cases] == ["first", "first_2", "second"]
     assert spec.cases[2].xfail == "known issue"
     assert all(not c.errors for c in spec.cases)
-    assert "- id: first_2\n" in text          # the file's own indentation (items at column 0)
+    assert "- id: first_2\n" in text  # the file's own indentation (items at column 0)
 
 
 def test_append_before_a_later_key(tmp_path: Path, write_image) -> None:
@@ -97,11 +99,14 @@ def test_append_before_a_later_key(tmp_path: Path, write_image) -> None:
     assert "    - id: second\n      image: img.png\n" in text
 
 
-@pytest.mark.parametrize("content, message", [
-    ("model: pets\ncases: [{id: a, image: img.png, object: {box: [1, 1, 2, 2]}}]\n", "flow-style"),
-    ("model: pets\ncases:\n  - id: a\n   image: b\n", "syntax error"),
-    ("just: a mapping\n", "not a suite"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("model: pets\ncases: [{id: a, image: img.png, object: {box: [1, 1, 2, 2]}}]\n", "flow-style"),
+        ("model: pets\ncases:\n  - id: a\n   image: b\n", "syntax error"),
+        ("just: a mapping\n", "not a suite"),
+    ],
+)
 def test_append_refuses_what_it_cannot_extend(tmp_path: Path, content: str, message: str) -> None:
     suite = tmp_path / "odd.xai.yaml"
     suite.write_text(content)
@@ -114,8 +119,12 @@ def test_long_polygons_wrap_and_parse_back(tmp_path: Path, write_image) -> None:
     write_image(tmp_path / "img.png", 200, 200)
     points = [(100 + 80 * math.cos(a / 10), 100 + 80 * math.sin(a / 10)) for a in range(63)]
     suite = tmp_path / "poly.xai.yaml"
-    case = CaseDraft(id="ring", image=tmp_path / "img.png", label="canine",
-                     regions=[RegionDraft("polygon", points), RegionDraft("box", (0, 0, 5, 5))])
+    case = CaseDraft(
+        id="ring",
+        image=tmp_path / "img.png",
+        label="canine",
+        regions=[RegionDraft("polygon", points), RegionDraft("box", (0, 0, 5, 5))],
+    )
     write_suite(suite, [case], SuiteHead(model="pets"))
     case_text = suite.read_text().split("cases:\n", 1)[1]
     assert len(case_text.splitlines()) > 8 and max(len(line) for line in case_text.splitlines()) <= 100

@@ -18,12 +18,13 @@ if importlib.util.find_spec("pyarrow") is not None:
 
 # Same reason for torch extensions: import everything a run needs before pytester's
 # snapshot, so inner runs reuse these modules instead of registering operators again.
+import zennit.attribution  # noqa: E402,F401
+import zennit.composites  # noqa: E402,F401
+
 import harness.collect  # noqa: E402,F401
 import harness.explain  # noqa: E402,F401
 import harness.explain.sequential  # noqa: E402,F401
 import harness.results  # noqa: E402,F401
-import zennit.attribution  # noqa: E402,F401
-import zennit.composites  # noqa: E402,F401
 
 MODELS_YAML = """\
 models:
@@ -52,8 +53,8 @@ models:
 
 def make_world(root: Path) -> None:
     """Write the scene image, its mask and the model registry under ``root``."""
-    image = np.full((32, 32, 3), 204, np.uint8)   # background brightness 0.8
-    image[10:22, 10:22] = 255                      # the object, brightness 1.0
+    image = np.full((32, 32, 3), 204, np.uint8)  # background brightness 0.8
+    image[10:22, 10:22] = 255  # the object, brightness 1.0
     cv2.imwrite(str(root / "scene.png"), image)
     mask = np.zeros((32, 32), np.uint8)
     mask[10:22, 10:22] = 255

@@ -14,9 +14,26 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.mark.slow
 def test_bench_e2e_runs_and_counts_the_harness_lrp_rows(tmp_path):
     out = tmp_path / "e2e.json"
-    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_e2e.py"), "--setups", "demo", "--copies", "1", "--rounds", "1",
-                    "--xdist-copies", "1", "--json", str(out)], cwd=ROOT, check=True, timeout=900,
-                   capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "bench_e2e.py"),
+            "--setups",
+            "demo",
+            "--copies",
+            "1",
+            "--rounds",
+            "1",
+            "--xdist-copies",
+            "1",
+            "--json",
+            str(out),
+        ],
+        cwd=ROOT,
+        check=True,
+        timeout=900,
+        capture_output=True,
+    )
     figures = json.loads(out.read_text())
     demo = figures["setups"]["demo"]
     assert demo["items"] == 120 and demo["images"] == 120

@@ -21,9 +21,26 @@ def run_demo(tmp_path: Path, model: str) -> list[dict[str, str]]:
     import subprocess
 
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "testcases", "-q", "-p", "no:cacheprovider", "--xai-model", model,
-         "--xai-results", str(results), "--xai-assets", ""],
-        cwd=ROOT, capture_output=True, text=True, timeout=600)
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "testcases",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--xai-model",
+            model,
+            "--xai-results",
+            str(results),
+            "--xai-assets",
+            "",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode in (0, 1), done.stdout[-3000:] + done.stderr[-3000:]
     with open(results, newline="") as handle:
         return list(csv.DictReader(handle))
@@ -54,8 +71,12 @@ def rate(cell: Counter, verdict: str) -> float:
 def test_suites_have_enough_cases_and_every_variant(shortcut_rows):
     cases = {(r["suite"], r["case_id"]) for r in shortcut_rows}
     assert len(cases) >= 20
-    assert {r["variant"] for r in shortcut_rows} == {"original", "instance_removed", "background_removed",
-                                                     "sticker_added"}
+    assert {r["variant"] for r in shortcut_rows} == {
+        "original",
+        "instance_removed",
+        "background_removed",
+        "sticker_added",
+    }
     assert not [r for r in shortcut_rows if r["verdict"] == "error"]
 
 
@@ -72,7 +93,7 @@ def test_shortcut_model_is_caught(shortcut_rows):
 def test_shortcut_model_verdicts_only_fire_where_shortcuts_are(shortcut_rows):
     m = matrix(shortcut_rows)
     allowed = {
-        "original": {"passed", "wrong_reasons"},        # yield: relevance on the wall
+        "original": {"passed", "wrong_reasons"},  # yield: relevance on the wall
         "instance_removed": {"passed", "false_positive"},
         "background_removed": {"passed", "false_negative"},
         "sticker_added": {"passed", "artifact_reliance"},

@@ -59,21 +59,27 @@ def test_background_model_is_caught(world):
     result = world.runpytest("-rA", "-p", "no:cacheprovider")
     outcomes = outcomes_by_item(result)
     assert outcomes == {
-        "scene[original]": "failed", "scene[instance_removed]": "failed",
-        "scene[background_removed]": "failed", "scene[sticker_added]": "passed",
-        "boxed[original]": "failed", "boxed[instance_removed]": "failed",
-        "boxed[background_removed]": "failed", "boxed[sticker_added]": "passed",
+        "scene[original]": "failed",
+        "scene[instance_removed]": "failed",
+        "scene[background_removed]": "failed",
+        "scene[sticker_added]": "passed",
+        "boxed[original]": "failed",
+        "boxed[instance_removed]": "failed",
+        "boxed[background_removed]": "failed",
+        "boxed[sticker_added]": "passed",
     }
     verdicts = {(r["case_id"], r["variant"]): r["verdict"] for r in read_rows(world.path / "reports" / "results.csv")}
     assert verdicts[("scene", "original")] == "wrong_reasons"
     assert verdicts[("scene", "instance_removed")] == "false_positive"
     assert verdicts[("scene", "background_removed")] == "false_negative"
-    result.stdout.fnmatch_lines([
-        "false positive: instance removed, model still predicts thing (p=0.73); positive relevance for thing "
-        "inside removed region 0 %, outside 100 % (lrp/epsilon_plus_flat) — signs.xai.yaml:10",
-        "*FAIL label not predicted without the object: predicted = thing (required != thing)",
-        ">   10 |   - id: scene",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "false positive: instance removed, model still predicts thing (p=0.73); positive relevance for thing "
+            "inside removed region 0 %, outside 100 % (lrp/epsilon_plus_flat) — signs.xai.yaml:10",
+            "*FAIL label not predicted without the object: predicted = thing (required != thing)",
+            ">   10 |   - id: scene",
+        ]
+    )
 
 
 def test_model_option_overrides_the_suite(world):
@@ -90,7 +96,9 @@ def test_keyword_selects_single_items(world):
 
 
 def test_sticker_that_flips_the_prediction_is_artifact_reliance(world):
-    world.makefile(".xai.yaml", signs="""\
+    world.makefile(
+        ".xai.yaml",
+        signs="""\
 model: two-corners
 defaults: {label: thing}
 cases:
@@ -99,7 +107,8 @@ cases:
     object: {mask: scene_mask.png}
     variants:
       sticker_added: {position: top_left, size: 0.35, relative_to: image, color: [0, 0, 0]}
-""")
+""",
+    )
     # "thing" is read from the bright top-left corner; a black sticker there flips the
     # prediction to "other", whose evidence is the bottom-right corner.
     result = world.runpytest("-rA", "-p", "no:cacheprovider")
@@ -111,7 +120,9 @@ cases:
 
 
 def test_broken_cases_fail_alone(world):
-    world.makefile(".xai.yaml", signs="""\
+    world.makefile(
+        ".xai.yaml",
+        signs="""\
 model: looks-at-object
 defaults:
   label: thing
@@ -134,14 +145,21 @@ cases:
     image: scene.png
     label: zebra
     object: {mask: scene_mask.png}
-""")
+""",
+    )
     world.makefile(".xai.yaml", other="model: looks-at-object\ncases:\n  - id: [unclosed\n")
     result = world.runpytest("-rA", "-p", "no:cacheprovider")
     outcomes = outcomes_by_item(result)
     assert outcomes["good[original]"] == outcomes["good[instance_removed]"] == "passed"
     assert outcomes["odd_variant[original]"] == "passed"
-    for name in ("missing_image[original]", "missing_image[instance_removed]", "small_mask[original]",
-                 "odd_variant[blurred]", "zebra[original]", "other.xai.yaml"):
+    for name in (
+        "missing_image[original]",
+        "missing_image[instance_removed]",
+        "small_mask[original]",
+        "odd_variant[blurred]",
+        "zebra[original]",
+        "other.xai.yaml",
+    ):
         assert outcomes[name] == "error", name
     text = result.stdout.str()
     for expected in (
@@ -162,25 +180,31 @@ cases:
 
 
 def test_empty_object_region_is_an_error_of_the_case(world):
-    world.makefile(".xai.yaml", signs="""\
+    world.makefile(
+        ".xai.yaml",
+        signs="""\
 model: looks-at-object
 defaults: {label: thing, variants: [original]}
 cases:
   - {id: outside, image: scene.png, object: {box: [40, 40, 50, 50]}}
-""")
+""",
+    )
     result = world.runpytest("-rA", "-p", "no:cacheprovider")
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*object region is empty*"])
 
 
 def test_skip_xfail_and_tags(world):
-    world.makefile(".xai.yaml", signs="""\
+    world.makefile(
+        ".xai.yaml",
+        signs="""\
 model: looks-at-background
 defaults: {label: thing, variants: [instance_removed]}
 cases:
   - {id: a, image: scene.png, object: {mask: scene_mask.png}, skip: "annotation under review"}
   - {id: b, image: scene.png, object: {mask: scene_mask.png}, xfail: "known shortcut", tags: [regression]}
-""")
+""",
+    )
     result = world.runpytest("-rA", "-p", "no:cacheprovider", "-m", "regression or not regression")
     result.assert_outcomes(skipped=1, xfailed=1)
     rows = {r["case_id"]: r for r in read_rows(world.path / "reports" / "results.csv")}
@@ -197,6 +221,7 @@ def test_junit_properties_and_pictures(world):
     assert float(props["mass_removed"]) == pytest.approx(0.0)
     row = next(r for r in read_rows(world.path / "reports" / "results.csv") if r["variant"] == "sticker_added")
     import json
+
     images = json.loads(row["images"])
     for kind in ("input", "annotated", "heatmap", "overlay"):
         assert (world.path / "reports" / "assets").exists()
@@ -213,8 +238,9 @@ def test_batches_are_planned_not_per_item(world):
 
 def test_xdist_workers_share_the_work_and_the_controller_writes_results(world):
     world.makefile(".xai.yaml", signs=SUITE.format(model="looks-at-background"))
-    result = world.runpytest("-n", "2", "-v", "-p", "no:cacheprovider", "--xai-batch-size", "4",
-                             "--junitxml=parallel.xml")
+    result = world.runpytest(
+        "-n", "2", "-v", "-p", "no:cacheprovider", "--xai-batch-size", "4", "--junitxml=parallel.xml"
+    )
     result.assert_outcomes(passed=2, failed=6)
     rows = read_rows(world.path / "reports" / "results.csv")
     assert len(rows) == 8
@@ -231,12 +257,13 @@ def test_xdist_workers_share_the_work_and_the_controller_writes_results(world):
         try:
             return round(float(value), 5)
         except ValueError:
-            return value if not value.startswith("{") else value[:value.find("'p_predicted'")]
+            return value if not value.startswith("{") else value[: value.find("'p_predicted'")]
 
     parallel, serial = properties("parallel.xml"), properties("serial.xml")
     assert len(serial) == 8 and all(len(props) > 20 for props in serial.values())
-    assert {case: [(n, comparable(v)) for n, v in props] for case, props in parallel.items()} == \
-        {case: [(n, comparable(v)) for n, v in props] for case, props in serial.items()}
+    assert {case: [(n, comparable(v)) for n, v in props] for case, props in parallel.items()} == {
+        case: [(n, comparable(v)) for n, v in props] for case, props in serial.items()
+    }
     assert sorted(r["verdict"] for r in rows).count("false_positive") == 2
     # A batch of 4 is one case per work unit: each case's four items run on one worker.
     workers: dict[str, set[str]] = {}
@@ -251,20 +278,21 @@ def test_xdist_workers_share_the_work_and_the_controller_writes_results(world):
 def test_plugin_does_not_import_torch_for_sessions_without_suites(pytester):
     # The plugin is installed for every pytest run of the environment; a project's
     # ordinary tests should not pay for importing torch.
-    pytester.makepyfile(test_plain="""
+    pytester.makepyfile(
+        test_plain="""
         import sys
 
         def test_plain():
             assert "harness.plugin" in sys.modules
             assert "torch" not in sys.modules
-    """)
+    """
+    )
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
 
 
 def test_backend_per_model_is_announced_once_and_zennit_takes_over_what_the_fast_engine_lacks(world):
-    world.makefile(".xai.yaml", signs=SUITE.format(model="wrapped-object"),
-                   fast=SUITE.format(model="looks-at-object"))
+    world.makefile(".xai.yaml", signs=SUITE.format(model="wrapped-object"), fast=SUITE.format(model="looks-at-object"))
     result = world.runpytest("-rA", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=16)
     # Same network, same verdicts, whichever backend explains it.
@@ -277,15 +305,17 @@ def test_backend_per_model_is_announced_once_and_zennit_takes_over_what_the_fast
     assert "xai: looks-at-object / lrp/epsilon_plus_flat: fast" in text
     fallback = "xai: wrapped-object / lrp/epsilon_plus_flat: zennit — fast LRP does not cover model 'wrapped-object'"
     assert text.count(fallback) == 1
-    assert "note: " not in text   # said in the header, not again in the summary
+    assert "note: " not in text  # said in the header, not again in the summary
 
 
 def test_under_xdist_the_summary_gathers_the_workers_notes_and_counts(world):
     world.makefile(".xai.yaml", signs=SUITE.format(model="wrapped-object"))
     result = world.runpytest("-n", "2", "-p", "no:cacheprovider", "--xai-batch-size", "4")
     result.assert_outcomes(passed=8)
-    result.stdout.fnmatch_lines([
-        "note: wrapped-object / lrp/epsilon_plus_flat: zennit — fast LRP does not cover model 'wrapped-object'*",
-        "8 images in 2 batches (8 LRP rows) on 2 workers*",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "note: wrapped-object / lrp/epsilon_plus_flat: zennit — fast LRP does not cover model 'wrapped-object'*",
+            "8 images in 2 batches (8 LRP rows) on 2 workers*",
+        ]
+    )
     assert result.stdout.str().count("note: wrapped-object") == 1

@@ -13,19 +13,40 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.mark.slow
 def test_retrained_sticker_shortcut_is_detected(tmp_path):
-    subprocess.run([sys.executable, str(ROOT / "fixtures" / "signs" / "train.py"), "--out", str(tmp_path), "--quick"],
-                   cwd=ROOT, check=True, timeout=900)
+    subprocess.run(
+        [sys.executable, str(ROOT / "fixtures" / "signs" / "train.py"), "--out", str(tmp_path), "--quick"],
+        cwd=ROOT,
+        check=True,
+        timeout=900,
+    )
     weights = tmp_path / "signs-shortcut.pt"
     assert weights.is_file()
-    registry = (ROOT / "fixtures" / "models.yaml").read_text().replace(
-        "models/signs-shortcut.pt", str(weights))
+    registry = (ROOT / "fixtures" / "models.yaml").read_text().replace("models/signs-shortcut.pt", str(weights))
     (tmp_path / "models.yaml").write_text(registry)
     results = tmp_path / "results.csv"
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "testcases/signs/speed_50.xai.yaml", "-q", "-p", "no:cacheprovider",
-         "--xai-models", str(tmp_path / "models.yaml"), "--xai-model", "signs-shortcut",
-         "--xai-results", str(results), "--xai-assets", ""],
-        cwd=ROOT, capture_output=True, text=True, timeout=600)
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "testcases/signs/speed_50.xai.yaml",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--xai-models",
+            str(tmp_path / "models.yaml"),
+            "--xai-model",
+            "signs-shortcut",
+            "--xai-results",
+            str(results),
+            "--xai-assets",
+            "",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode in (0, 1), done.stdout[-3000:]
     rows = list(csv.DictReader(open(results, newline="")))
     stickers = [r for r in rows if r["variant"] == "sticker_added"]

@@ -54,9 +54,17 @@ def page(context: Any, written: tuple[Path, list[dict[str, Any]]]) -> Any:
     path, _ = written
     page = context.new_page()
     problems: list[str] = []
-    page.on("console", lambda msg: problems.append(f"console {msg.type}: {msg.text}") if msg.type in ("error", "warning") else None)
+    page.on(
+        "console",
+        lambda msg: problems.append(f"console {msg.type}: {msg.text}") if msg.type in ("error", "warning") else None,
+    )
     page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
-    page.on("request", lambda req: problems.append(f"network: {req.url}") if not req.url.startswith(("file:", "data:", "blob:")) else None)
+    page.on(
+        "request",
+        lambda req: (
+            problems.append(f"network: {req.url}") if not req.url.startswith(("file:", "data:", "blob:")) else None
+        ),
+    )
     page.goto(path.as_uri())
     page.wait_for_selector("body[data-ready=true]")
     page.problems = problems
@@ -136,11 +144,15 @@ def test_filters_hide_what_they_should(page, written):
     keys = visible_keys(page)
     expected = [r for r in rows if r["verdict"] == "false_positive"]
     assert len(keys) == len(expected) > 0
-    assert set(page.eval_on_selector_all("[data-item-key]", "els => els.map(e => e.dataset.verdict)")) == {"false_positive"}
+    assert set(page.eval_on_selector_all("[data-item-key]", "els => els.map(e => e.dataset.verdict)")) == {
+        "false_positive"
+    }
 
     choose(page, "#f-verdict", "")
     choose(page, "#f-variant", "sticker_added")
-    assert set(page.eval_on_selector_all("[data-item-key]", "els => els.map(e => e.dataset.variant)")) == {"sticker_added"}
+    assert set(page.eval_on_selector_all("[data-item-key]", "els => els.map(e => e.dataset.variant)")) == {
+        "sticker_added"
+    }
     assert len(visible_keys(page)) == sum(r["variant"] == "sticker_added" for r in rows)
 
     choose(page, "#f-variant", "")
@@ -190,7 +202,9 @@ def test_review_mark_is_kept_and_exported(page, written, tmp_path):
     info.value.save_as(json_path)
     doc = json.loads(json_path.read_text())
     marked = [r for r in doc["reviews"] if r["review"]]
-    assert [(r["case_id"], r["variant"], r["review"]) for r in marked] == [(mine[0]["case_id"], mine[0]["variant"], "confirmed")]
+    assert [(r["case_id"], r["variant"], r["review"]) for r in marked] == [
+        (mine[0]["case_id"], mine[0]["variant"], "confirmed")
+    ]
 
     page.reload()
     page.wait_for_selector("body[data-ready=true]")

@@ -33,7 +33,9 @@ def row(case_id: str = "c1", variant: str = "original", verdict: str = "passed",
 
 
 def test_item_from_row_turns_nan_and_junk_into_none():
-    item = item_from_row(row(mass_object=math.nan, p_label="0.25", rank_accuracy=math.inf, line="12", pointing_game=None))
+    item = item_from_row(
+        row(mass_object=math.nan, p_label="0.25", rank_accuracy=math.inf, line="12", pointing_game=None)
+    )
     assert item.mass_object is None
     assert item.rank_accuracy is None
     assert item.p_label == 0.25
@@ -51,19 +53,49 @@ def test_item_from_row_tolerates_missing_keys():
 def test_checks_and_images_are_parsed_and_empty_paths_dropped():
     item = item_from_row(
         row(
-            checks=[{"name": "on object", "metric": "mass_object", "value": 0.3, "threshold": 0.5, "op": ">=", "passed": False}, "junk"],
+            checks=[
+                {
+                    "name": "on object",
+                    "metric": "mass_object",
+                    "value": 0.3,
+                    "threshold": 0.5,
+                    "op": ">=",
+                    "passed": False,
+                },
+                "junk",
+            ],
             images={"input": "/a.png", "heatmap": "", "overlay": None},
         )
     )
-    assert [(c.name, c.value, c.threshold, c.op, c.passed) for c in item.checks] == [("on object", 0.3, 0.5, ">=", False)]
+    assert [(c.name, c.value, c.threshold, c.op, c.passed) for c in item.checks] == [
+        ("on object", 0.3, 0.5, ">=", False)
+    ]
     assert item.images == {"input": "/a.png"}
 
 
 def test_checks_on_the_prediction_keep_class_names():
-    item = item_from_row(row(checks=[{"name": "label predicted", "metric": "predicted", "value": "stop",
-                                      "threshold": "stop", "op": "==", "passed": True},
-                                     {"name": "peak", "metric": "pointing_game", "value": True, "op": "==",
-                                      "threshold": True, "passed": True}]))
+    item = item_from_row(
+        row(
+            checks=[
+                {
+                    "name": "label predicted",
+                    "metric": "predicted",
+                    "value": "stop",
+                    "threshold": "stop",
+                    "op": "==",
+                    "passed": True,
+                },
+                {
+                    "name": "peak",
+                    "metric": "pointing_game",
+                    "value": True,
+                    "op": "==",
+                    "threshold": True,
+                    "passed": True,
+                },
+            ]
+        )
+    )
     assert [(c.value, c.threshold) for c in item.checks] == [("stop", "stop"), (True, True)]
 
 
@@ -161,8 +193,12 @@ def test_meta_reads_timestamps_command_and_items():
     start = datetime(2025, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
     report = build_report(
         [row(), row("x", model="m2", device="cuda")],
-        {"started": start.timestamp(), "finished": start.timestamp() + 75, "command": ["pytest", "-k", "x"],
-         "versions": {"torch": "9.9"}},
+        {
+            "started": start.timestamp(),
+            "finished": start.timestamp() + 75,
+            "command": ["pytest", "-k", "x"],
+            "versions": {"torch": "9.9"},
+        },
     )
     meta = report.meta
     assert meta.duration_s == 75

@@ -25,9 +25,20 @@ def session(items=()):
 
 
 def xai_row(case_id: str, variant: str, verdict: str) -> dict:
-    return {"suite": "s.xai.yaml", "line": 2, "case_id": case_id, "variant": variant, "model": "m",
-            "explainer": "e", "label": "cat", "verdict": verdict, "passed": verdict == "passed",
-            "message": verdict, "checks": [], "images": {}}
+    return {
+        "suite": "s.xai.yaml",
+        "line": 2,
+        "case_id": case_id,
+        "variant": variant,
+        "model": "m",
+        "explainer": "e",
+        "label": "cat",
+        "verdict": verdict,
+        "passed": verdict == "passed",
+        "message": verdict,
+        "checks": [],
+        "images": {},
+    }
 
 
 def test_plugin_records_rows_errors_and_not_run_items(tmp_path, pytestconfig, payload_of):
@@ -37,7 +48,11 @@ def test_plugin_records_rows_errors_and_not_run_items(tmp_path, pytestconfig, pa
     plugin.pytest_collection_finish(session(ids + ["tests/test_plain.py::test_x"]))
     plugin.pytest_runtest_logreport(make_report(ids[0], "setup"))
     plugin.pytest_runtest_logreport(make_report(ids[0], row=xai_row("c", "original", "passed")))
-    plugin.pytest_runtest_logreport(make_report(ids[1], outcome="failed", row=xai_row("c", "instance_removed", "false_positive"), longrepr="fp text"))
+    plugin.pytest_runtest_logreport(
+        make_report(
+            ids[1], outcome="failed", row=xai_row("c", "instance_removed", "false_positive"), longrepr="fp text"
+        )
+    )
     # Crash in setup before the row existed.
     plugin.pytest_runtest_logreport(make_report(ids[2], "setup", "failed", longrepr="RuntimeError: no model"))
     # An ordinary failing Python test is not a case: left out.
@@ -58,9 +73,13 @@ def test_plugin_records_rows_errors_and_not_run_items(tmp_path, pytestconfig, pa
 def test_plugin_marks_teardown_failure_and_failed_pass_as_error(tmp_path, pytestconfig, payload_of):
     plugin = ReportPlugin(pytestconfig, tmp_path / "r.html")
     plugin.pytest_runtest_logreport(make_report("s.xai.yaml::a[original]", row=xai_row("a", "original", "passed")))
-    plugin.pytest_runtest_logreport(make_report("s.xai.yaml::a[original]", "teardown", "failed", longrepr="OSError: disk"))
     plugin.pytest_runtest_logreport(
-        make_report("s.xai.yaml::b[original]", outcome="failed", row=xai_row("b", "original", "passed"), longrepr="KeyError: x")
+        make_report("s.xai.yaml::a[original]", "teardown", "failed", longrepr="OSError: disk")
+    )
+    plugin.pytest_runtest_logreport(
+        make_report(
+            "s.xai.yaml::b[original]", outcome="failed", row=xai_row("b", "original", "passed"), longrepr="KeyError: x"
+        )
     )
     plugin.pytest_sessionfinish(session(), 1)
     items = {it["key"]: it for case in payload_of(plugin.written)["cases"] for it in case["items"]}
@@ -83,7 +102,9 @@ def test_crash_with_the_cores_placeholder_row_is_an_error(tmp_path, pytestconfig
 
 def test_expected_failure_keeps_its_verdict_with_a_note(tmp_path, pytestconfig, payload_of):
     plugin = ReportPlugin(pytestconfig, tmp_path / "r.html")
-    report = make_report("s.xai.yaml::a[instance_removed]", outcome="skipped", row=xai_row("a", "instance_removed", "false_positive"))
+    report = make_report(
+        "s.xai.yaml::a[instance_removed]", outcome="skipped", row=xai_row("a", "instance_removed", "false_positive")
+    )
     report.wasxfail = "known shortcut"
     plugin.pytest_runtest_logreport(report)
     plugin.pytest_sessionfinish(session(), 0)
@@ -116,7 +137,7 @@ def test_relative_path_is_taken_from_the_invocation_dir(pytestconfig):
     assert plugin.path == Path(pytestconfig.invocation_params.dir) / "reports" / "x.html"
 
 
-CONFTEST = '''
+CONFTEST = """
 import pytest
 from harness.report import ReportPlugin
 
@@ -150,7 +171,7 @@ class CaseFile(pytest.File):
 def pytest_collect_file(file_path, parent):
     if file_path.name.endswith(".xai.yaml"):
         return CaseFile.from_parent(parent, path=file_path)
-'''
+"""
 
 
 def run_pytest(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -158,7 +179,11 @@ def run_pytest(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env.pop("PYTEST_ADDOPTS", None)
     return subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:xai", "-p", "no:randomly", *args],
-        cwd=project, env=env, capture_output=True, text=True, timeout=120,
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
@@ -166,7 +191,9 @@ def run_pytest(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def project(tmp_path: Path) -> Path:
     (tmp_path / "conftest.py").write_text(CONFTEST)
     (tmp_path / "pytest.ini").write_text("[pytest]\n")
-    (tmp_path / "cases.xai.yaml").write_text("tench[original]: ok\ntench[instance_removed]: fp\ntench[background_removed]: crash\n")
+    (tmp_path / "cases.xai.yaml").write_text(
+        "tench[original]: ok\ntench[instance_removed]: fp\ntench[background_removed]: crash\n"
+    )
     return tmp_path
 
 

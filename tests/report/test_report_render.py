@@ -35,7 +35,12 @@ def test_writes_html_and_copies_images_with_sanitised_unique_names(tmp_path, row
 def test_missing_images_are_left_out_not_fatal(tmp_path, rows, payload_of):
     rows[0]["images"]["heatmap"] = str(tmp_path / "does-not-exist.png")
     payload = payload_of(write_report(rows, tmp_path / "r.html"))
-    first = next(it for case in payload["cases"] for it in case["items"] if it["key"].endswith("[original]") and "0000" in it["key"])
+    first = next(
+        it
+        for case in payload["cases"]
+        for it in case["items"]
+        if it["key"].endswith("[original]") and "0000" in it["key"]
+    )
     assert "heatmap" not in first["images"]
     assert "overlay" in first["images"]
 
@@ -64,8 +69,13 @@ def test_rewriting_replaces_stale_assets_but_never_foreign_folders(tmp_path, row
 
 
 def test_user_strings_are_escaped_in_html_and_data_island(tmp_path, rows, payload_of):
-    rows[0].update(case_id=EVIL, label="</script><b>x", description="</SCRIPT ><img src=x onerror=alert(1)>",
-                   model="<i>m</i>", message="a & b </script>")
+    rows[0].update(
+        case_id=EVIL,
+        label="</script><b>x",
+        description="</SCRIPT ><img src=x onerror=alert(1)>",
+        model="<i>m</i>",
+        message="a & b </script>",
+    )
     report = write_report(rows, tmp_path / "r.html", meta={"title": "<title>", "command": "pytest -k '</script>'"})
     html = report.read_text(encoding="utf-8")
     # The only raw <script> tags are the two the template writes.
@@ -93,7 +103,9 @@ def test_page_loads_nothing_from_the_internet(tmp_path, rows):
 
 def test_summary_shows_counts_and_meta(tmp_path, rows):
     rows.append(error_item("testcases/x.xai.yaml::boom[original]", "RuntimeError: boom"))  # type: ignore[arg-type]
-    html = write_report(rows, tmp_path / "r.html", meta={"command": "pytest --xai-report r.html", "duration_s": 3.5}).read_text()
+    html = write_report(
+        rows, tmp_path / "r.html", meta={"command": "pytest --xai-report r.html", "duration_s": 3.5}
+    ).read_text()
     for label in ("passed", "false positive", "false negative", "artifact reliance", "wrong reasons", "error"):
         assert f">{label}<" in html
     assert "pytest --xai-report r.html" in html
@@ -123,9 +135,9 @@ def test_assets_are_linked_and_keep_this_runs_picture_when_the_core_rewrites_it(
     write_rgb(source, np.full((4, 4, 3), 10, dtype=np.uint8))
     writer = AssetWriter(tmp_path / "report.html")
     asset = tmp_path / writer.url(str(source), "case-heatmap")
-    assert asset.stat().st_ino == source.stat().st_ino   # a link, not a second copy
+    assert asset.stat().st_ino == source.stat().st_ino  # a link, not a second copy
     # The next run rewrites the core's picture; the report keeps the old one.
     write_rgb(source, np.full((4, 4, 3), 200, dtype=np.uint8))
     assert read_rgb(asset)[0, 0].tolist() == [10, 10, 10]
     assert read_rgb(source)[0, 0].tolist() == [200, 200, 200]
-    assert sorted(p.name for p in source.parent.iterdir()) == ["a_heatmap.png"]   # no partial files left
+    assert sorted(p.name for p in source.parent.iterdir()) == ["a_heatmap.png"]  # no partial files left

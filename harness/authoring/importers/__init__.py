@@ -6,9 +6,9 @@ de-duplication and mask PNGs happen when the suite is written.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from harness.authoring.drafts import CaseDraft
 
@@ -22,7 +22,7 @@ class ImportResult:
     cases: list[CaseDraft] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
-    def extend(self, other: "ImportResult") -> None:
+    def extend(self, other: ImportResult) -> None:
         self.cases += other.cases
         self.warnings += other.warnings
 
@@ -39,8 +39,9 @@ def files_under(paths: Iterable[str | Path], suffixes: Sequence[str]) -> list[Pa
     return out
 
 
-def clip_points(points: Sequence[tuple[float, float]], width: int, height: int,
-                tolerance: float = 1.0) -> tuple[list[tuple[float, float]], bool]:
+def clip_points(
+    points: Sequence[tuple[float, float]], width: int, height: int, tolerance: float = 1.0
+) -> tuple[list[tuple[float, float]], bool]:
     """Clip polygon points to the image; report whether any lay more than ``tolerance`` outside.
 
     Annotation tools routinely put points a fraction of a pixel past the border; those

@@ -8,8 +8,9 @@ mask PNGs; an annotation with no segmentation falls back to its ``bbox``.
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from pathlib import Path
-from typing import Any, Collection
+from typing import Any
 
 from harness.authoring.drafts import CaseDraft, RegionDraft, instance_id, mask_from_array
 from harness.authoring.importers import ImportResult, clip_points
@@ -17,8 +18,7 @@ from harness.authoring.rle import rle_to_mask
 from harness.errors import HarnessError
 
 
-def _regions(ann: dict[str, Any], width: int, height: int, where: str
-             ) -> tuple[list[RegionDraft], float, list[str]]:
+def _regions(ann: dict[str, Any], width: int, height: int, where: str) -> tuple[list[RegionDraft], float, list[str]]:
     """Regions of one annotation, its area in pixels and warnings."""
     notes: list[str] = []
     seg = ann.get("segmentation")
@@ -39,8 +39,11 @@ def _regions(ann: dict[str, Any], width: int, height: int, where: str
         except HarnessError as exc:
             return [], 0.0, notes + [f"{where}: {exc}; skipped"]
         if mask.shape != (height, width):
-            return [], 0.0, notes + [f"{where}: RLE size {list(mask.shape)} differs from the image's "
-                                     f"{[height, width]}; skipped"]
+            return (
+                [],
+                0.0,
+                notes + [f"{where}: RLE size {list(mask.shape)} differs from the image's {[height, width]}; skipped"],
+            )
         return [mask_from_array(mask)], float(ann.get("area") or mask.sum()), notes
     bbox = ann.get("bbox")
     if isinstance(bbox, list) and len(bbox) == 4 and bbox[2] > 0 and bbox[3] > 0:
@@ -49,8 +52,12 @@ def _regions(ann: dict[str, Any], width: int, height: int, where: str
     return [], 0.0, notes + [f"{where}: no segmentation and no bbox; skipped"]
 
 
-def import_coco(path: str | Path, images_dir: str | Path | None = None,
-                categories: Collection[str] | None = None, min_area: float = 0.0) -> ImportResult:
+def import_coco(
+    path: str | Path,
+    images_dir: str | Path | None = None,
+    categories: Collection[str] | None = None,
+    min_area: float = 0.0,
+) -> ImportResult:
     """Cases from a COCO instances file.
 
     Parameters
@@ -77,8 +84,10 @@ def import_coco(path: str | Path, images_dir: str | Path | None = None,
     names = {cat["id"]: str(cat["name"]) for cat in data["categories"]}
     unknown = set(categories or ()) - set(names.values())
     if unknown:
-        result.warnings.append(f"{path}: no category called {', '.join(sorted(unknown))}; "
-                               f"categories: {', '.join(sorted(set(names.values())))}")
+        result.warnings.append(
+            f"{path}: no category called {', '.join(sorted(unknown))}; "
+            f"categories: {', '.join(sorted(set(names.values())))}"
+        )
     seen_in_image: dict[Any, int] = {}
     missing_images: set[str] = set()
     for ann in data["annotations"]:
@@ -106,9 +115,14 @@ def import_coco(path: str | Path, images_dir: str | Path | None = None,
             missing_images.add(str(image["file_name"]))
             result.warnings.append(f"{path.name}: image {image['file_name']} not found in {folder} (use --images)")
         crowd = " (crowd)" if ann.get("iscrowd") else ""
-        result.cases.append(CaseDraft(
-            id=instance_id(Path(str(image["file_name"])).stem, index), image=file_path, label=label,
-            source_label=label, regions=regions,
-            comment=f"from {path.name}: annotation {ann.get('id', '?')}, {label}{crowd}, area {area:.0f} px"))
+        result.cases.append(
+            CaseDraft(
+                id=instance_id(Path(str(image["file_name"])).stem, index),
+                image=file_path,
+                label=label,
+                source_label=label,
+                regions=regions,
+                comment=f"from {path.name}: annotation {ann.get('id', '?')}, {label}{crowd}, area {area:.0f} px",
+            )
+        )
     return result
-

@@ -8,8 +8,9 @@ an object of its own. Each object becomes one case.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import cv2
 import numpy as np
@@ -18,8 +19,9 @@ from harness.authoring.drafts import CaseDraft, RegionDraft, instance_id
 from harness.authoring.importers import ImportResult, clip_points, files_under
 
 
-def _region(shape: dict[str, Any], width: int | None, height: int | None, where: str
-            ) -> tuple[RegionDraft | None, str | None]:
+def _region(
+    shape: dict[str, Any], width: int | None, height: int | None, where: str
+) -> tuple[RegionDraft | None, str | None]:
     kind = shape.get("shape_type") or "polygon"
     points = [(float(p[0]), float(p[1])) for p in shape.get("points") or []]
     if kind == "circle" and len(points) == 2:
@@ -87,9 +89,16 @@ def read_labelme(path: Path) -> ImportResult:
         objects[key].append(region)
     for index, key in enumerate(order):
         label = key[0]
-        result.cases.append(CaseDraft(
-            id=instance_id(Path(str(image_ref)).stem, index), image=image, label=label, source_label=label,
-            regions=objects[key], comment=f"from {path.name}: object {index} ({label})"))
+        result.cases.append(
+            CaseDraft(
+                id=instance_id(Path(str(image_ref)).stem, index),
+                image=image,
+                label=label,
+                source_label=label,
+                regions=objects[key],
+                comment=f"from {path.name}: object {index} ({label})",
+            )
+        )
     return result
 
 

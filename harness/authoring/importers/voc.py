@@ -10,8 +10,9 @@ in the order of the XML's objects); 255 marks the 'void' border and is never obj
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Literal, Sequence
+from typing import Literal
 
 import numpy as np
 from PIL import Image
@@ -21,8 +22,28 @@ from harness.authoring.importers import ImportResult, files_under, find_image
 from harness.errors import HarnessError
 
 VOC_CLASSES: tuple[str, ...] = (
-    "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
-    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor")
+    "background",
+    "aeroplane",
+    "bicycle",
+    "bird",
+    "boat",
+    "bottle",
+    "bus",
+    "car",
+    "cat",
+    "chair",
+    "cow",
+    "diningtable",
+    "dog",
+    "horse",
+    "motorbike",
+    "person",
+    "pottedplant",
+    "sheep",
+    "sofa",
+    "train",
+    "tvmonitor",
+)
 VOID = 255
 
 
@@ -42,8 +63,10 @@ def read_index_png(path: str | Path) -> np.ndarray:
             mode = image.mode
     except OSError as exc:
         raise HarnessError(f"cannot read {path}: {exc}") from None
-    raise HarnessError(f"{path} is a {mode} image; VOC segmentation PNGs are palette ('P') images "
-                       "whose indices are the classes or instances")
+    raise HarnessError(
+        f"{path} is a {mode} image; VOC segmentation PNGs are palette ('P') images "
+        "whose indices are the classes or instances"
+    )
 
 
 def _default_folder(anchor: Path, name: str) -> Path:
@@ -95,14 +118,27 @@ def import_voc_boxes(paths: Iterable[str | Path], images_dir: str | Path | None 
                 continue
             flags = [k for k in ("difficult", "truncated", "occluded") if (obj.findtext(k) or "0").strip() == "1"]
             note = f", {', '.join(flags)}" if flags else ""
-            result.cases.append(CaseDraft(
-                id=instance_id(Path(filename).stem, index), image=image, label=label, source_label=label,
-                regions=[RegionDraft("box", box)], comment=f"from {path.name}: object {index} ({label}{note})"))
+            result.cases.append(
+                CaseDraft(
+                    id=instance_id(Path(filename).stem, index),
+                    image=image,
+                    label=label,
+                    source_label=label,
+                    regions=[RegionDraft("box", box)],
+                    comment=f"from {path.name}: object {index} ({label}{note})",
+                )
+            )
     return result
 
 
-def _instance_labels(png: Path, instances: np.ndarray, values: Sequence[int], classes: Sequence[str],
-                     class_dir: Path | None, xml_dir: Path | None) -> dict[int, str | None]:
+def _instance_labels(
+    png: Path,
+    instances: np.ndarray,
+    values: Sequence[int],
+    classes: Sequence[str],
+    class_dir: Path | None,
+    xml_dir: Path | None,
+) -> dict[int, str | None]:
     """Class of each instance: majority class index in SegmentationClass, else the XML object order."""
     class_png = (class_dir or _default_folder(png, "SegmentationClass")) / png.name
     if class_png.is_file() and class_png.resolve() != png.resolve():
@@ -120,14 +156,21 @@ def _instance_labels(png: Path, instances: np.ndarray, values: Sequence[int], cl
     if xml.is_file():
         _, objects = _xml_objects(xml)
         # VOC numbers instances 1, 2, ... in the order of the XML's <object> elements.
-        return {v: ((objects[v - 1].findtext("name") or "").strip() or None) if v - 1 < len(objects) else None
-                for v in values}
+        return {
+            v: ((objects[v - 1].findtext("name") or "").strip() or None) if v - 1 < len(objects) else None
+            for v in values
+        }
     return {v: None for v in values}
 
 
-def import_voc_segmentation(paths: Iterable[str | Path], kind: Literal["class", "object"] = "object",
-                            images_dir: str | Path | None = None, classes: Sequence[str] = VOC_CLASSES,
-                            class_dir: str | Path | None = None, xml_dir: str | Path | None = None) -> ImportResult:
+def import_voc_segmentation(
+    paths: Iterable[str | Path],
+    kind: Literal["class", "object"] = "object",
+    images_dir: str | Path | None = None,
+    classes: Sequence[str] = VOC_CLASSES,
+    class_dir: str | Path | None = None,
+    xml_dir: str | Path | None = None,
+) -> ImportResult:
     """Cases from VOC segmentation PNGs, one per instance (``object``) or per class (``class``).
 
     Parameters
@@ -160,19 +203,36 @@ def import_voc_segmentation(paths: Iterable[str | Path], kind: Literal["class", 
                 if label is None:
                     result.warnings.append(f"{png.name}: class index {value} has no name; skipped")
                     continue
-                result.cases.append(CaseDraft(
-                    id=sanitise_id(f"{png.stem}_{label}"), image=image.resolve(), label=label, source_label=label,
-                    regions=[mask_from_array(indices == value)], comment=f"from {png.name}: class {value} ({label})"))
+                result.cases.append(
+                    CaseDraft(
+                        id=sanitise_id(f"{png.stem}_{label}"),
+                        image=image.resolve(),
+                        label=label,
+                        source_label=label,
+                        regions=[mask_from_array(indices == value)],
+                        comment=f"from {png.name}: class {value} ({label})",
+                    )
+                )
             continue
-        labels = _instance_labels(png, indices, values, classes, Path(class_dir) if class_dir else None,
-                                  Path(xml_dir) if xml_dir else None)
+        labels = _instance_labels(
+            png, indices, values, classes, Path(class_dir) if class_dir else None, Path(xml_dir) if xml_dir else None
+        )
         for value in values:
             label = labels[value]
             if label is None:
-                result.warnings.append(f"{png.name}: no class found for instance {value} (needs "
-                                       "SegmentationClass/<same name>.png or Annotations/<stem>.xml); skipped")
+                result.warnings.append(
+                    f"{png.name}: no class found for instance {value} (needs "
+                    "SegmentationClass/<same name>.png or Annotations/<stem>.xml); skipped"
+                )
                 continue
-            result.cases.append(CaseDraft(
-                id=instance_id(png.stem, value - 1), image=image.resolve(), label=label, source_label=label,
-                regions=[mask_from_array(indices == value)], comment=f"from {png.name}: instance {value} ({label})"))
+            result.cases.append(
+                CaseDraft(
+                    id=instance_id(png.stem, value - 1),
+                    image=image.resolve(),
+                    label=label,
+                    source_label=label,
+                    regions=[mask_from_array(indices == value)],
+                    comment=f"from {png.name}: instance {value} ({label})",
+                )
+            )
     return result
