@@ -1,117 +1,26 @@
-"""The model registry: names in YAML map to an architecture, local weights, classes and
-input preprocessing. Models are built once per session, frozen, in eval mode."""
+"""Building registry models: architecture, weights (``weights_only=True``), freezing.
+
+Models are built once per session, frozen, in eval mode. Parsing the registry lives in
+:mod:`harness.registry`, the input geometry and normalisation in :mod:`harness.preprocess`;
+both are re-exported here for the code that has always imported them from this module.
+"""
 
 from __future__ import annotations
 
-import importlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-import cv2
 import numpy as np
 import torch
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from harness.architectures import default_args, resolve_factory
 from harness.errors import ModelError
+from harness.preprocess import Preprocessing, resize_image, resize_mask
+from harness.registry import ModelEntry, Registry, load_registry
 
-
-class Preprocessing(BaseModel):
-    """How uint8 RGB pixels become the model's input tensor."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    size: tuple[int, int] = Field(..., description="input height, width")
-    mean: tuple[float, ...] = (0.0, 0.0, 0.0)
-    std: tuple[float, ...] = (1.0, 1.0, 1.0)
-    value_range: tuple[float, float] = Field((0.0, 1.0), description="0..255 is scaled linearly to this range before normalising")
-
-    @model_validator(mode="after")
-    def _check(self) -> "Preprocessing":
-        if len(self.mean) != 3 or len(self.std) != 3:
-            raise ValueError("mean and std need three values (R, G, B)")
-        if any(s <= 0 for s in self.std):
-            raise ValueError("std values must be positive")
-        if min(self.size) < 1:
-            raise ValueError("size must be positive")
-        return self
-
-    def bounds(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Lowest and highest normalised input value per channel, shape (1, 3, 1, 1).
-
-        The z^B (box) rule of LRP needs these.
-        """
-        mean = torch.tensor(self.mean).view(1, 3, 1, 1)
-        std = torch.tensor(self.std).view(1, 3, 1, 1)
-        lo, hi = self.value_range
-        return (lo - mean) / std, (hi - mean) / std
-
-
-class ModelEntry(BaseModel):
-    """One model in the registry file."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    architecture: str = Field(..., description="'package.module:factory' or 'torchvision:<model name>'")
-    args: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of the factory")
-    weights: str | None = Field(None, description="state dict file relative to the registry file (loaded with weights_only=True)")
-    classes: list[str] = Field(..., min_length=2)
-    preprocessing: Preprocessing
-    description: str = ""
-    canonizer: Literal["auto", "batchnorm", "none"] = Field(
-        "auto", description="BatchNorm merging for LRP: auto merges whenever the model has BatchNorm layers")
-
-
-@dataclass
-class Registry:
-    """Parsed registry file."""
-
-    path: Path
-    models: dict[str, ModelEntry]
-
-    def get(self, name: str) -> ModelEntry:
-        if name not in self.models:
-            raise ModelError(f"unknown model {name!r} in {self.path}; known models: {', '.join(self.models) or '(none)'}")
-        return self.models[name]
-
-
-def load_registry(path: str | Path) -> Registry:
-    """Read and validate a model registry YAML (``models: {name: entry}``)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ModelError(f"model registry not found: {path} (set --xai-models or the xai_models ini option)")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ModelError(f"{path}: YAML syntax error: {exc}") from None
-    if not isinstance(raw, dict) or not isinstance(raw.get("models"), dict):
-        raise ModelError(f"{path}: expected a mapping 'models: {{name: {{architecture, weights, classes, preprocessing}}}}'")
-    models: dict[str, ModelEntry] = {}
-    for name, entry in raw["models"].items():
-        try:
-            models[str(name)] = ModelEntry.model_validate(entry)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            raise ModelError(f"{path}: models.{name}.{where}: {first['msg']}") from None
-    return Registry(path=path, models=models)
-
-
-def _factory(spec: str) -> Any:
-    module_name, sep, attr = spec.partition(":")
-    if not sep or not module_name or not attr:
-        raise ModelError(f"architecture {spec!r} must look like 'package.module:factory' or 'torchvision:vgg11'")
-    if module_name == "torchvision":
-        module_name = "torchvision.models"
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ModelError(f"cannot import {module_name!r} for architecture {spec!r}: {exc}") from None
-    try:
-        return getattr(module, attr)
-    except AttributeError:
-        raise ModelError(f"{module_name!r} has no {attr!r} (architecture {spec!r})") from None
+__all__ = ["LoadedModel", "ModelEntry", "Preprocessing", "Registry", "build_model", "load_registry",
+           "resize_image", "resize_mask", "resolve_device"]
 
 
 def resolve_device(requested: str | None) -> torch.device:
@@ -132,6 +41,8 @@ class LoadedModel:
     entry: ModelEntry
     module: torch.nn.Module
     device: torch.device
+    # Explainers bound to this model by harness.api.explain, by (explainer, backend).
+    explainers: dict[tuple[str, str], Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def classes(self) -> list[str]:
@@ -142,35 +53,17 @@ class LoadedModel:
         return self.entry.preprocessing
 
     def to_input(self, images: list[np.ndarray]) -> torch.Tensor:
-        """Stack uint8 RGB images (already at the input size) into a normalised batch."""
-        pre = self.preprocessing
-        batch = torch.from_numpy(np.stack(images)).to(self.device).permute(0, 3, 1, 2).float()
-        lo, hi = pre.value_range
-        batch = batch * ((hi - lo) / 255.0) + lo
-        mean = torch.tensor(pre.mean, device=self.device).view(1, 3, 1, 1)
-        std = torch.tensor(pre.std, device=self.device).view(1, 3, 1, 1)
-        return (batch - mean) / std
+        """Stack uint8 RGB images (already fitted to the input size) into a normalised batch."""
+        return self.preprocessing.to_tensor(images, self.device)
 
-
-def resize_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Resize to (height, width): area averaging when shrinking, bilinear when growing."""
-    height, width = size
-    if image.shape[:2] == (height, width):
-        return image
-    shrinking = image.shape[0] >= height and image.shape[1] >= width
-    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
-
-
-def resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Nearest-neighbour resize of a boolean mask, as the oracle prescribes."""
-    height, width = size
-    if mask.shape == (height, width):
-        return mask
-    return cv2.resize(mask.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST) > 0
+    def prepare(self, images: list[np.ndarray]) -> torch.Tensor:
+        """uint8 RGB images of any size -> the model's input, exactly as the harness makes it
+        (resize policy, then normalisation)."""
+        return self.to_input([resize_image(image, self.preprocessing) for image in images])
 
 
 def _load_state(name: str, registry: Registry, entry: ModelEntry) -> tuple[dict[str, Any], Path]:
-    weights = (registry.path.parent / str(entry.weights)).resolve()
+    weights = (entry.base_dir / str(entry.weights)).resolve()
     if not weights.is_file():
         raise ModelError(f"model {name!r}: weights file not found: {weights} (from {registry.path})")
     try:
@@ -212,7 +105,8 @@ def _build_with_state(name: str, entry: ModelEntry, factory: Any, args: dict[str
     except Exception as exc:  # the factory is user code: report whatever it raises
         raise ModelError(f"model {name!r}: {entry.architecture}(**{args}) failed: {exc}") from exc
     if not isinstance(module, torch.nn.Module):
-        raise ModelError(f"model {name!r}: {entry.architecture} returned {type(module).__name__}, not a torch.nn.Module")
+        raise ModelError(f"model {name!r}: {entry.architecture} returned {type(module).__name__}, "
+                         "not a torch.nn.Module")
     if state is not None:
         try:
             module.load_state_dict(state, strict=True)
@@ -224,10 +118,8 @@ def _build_with_state(name: str, entry: ModelEntry, factory: Any, args: dict[str
 def build_model(name: str, registry: Registry, device: torch.device) -> LoadedModel:
     """Instantiate, load weights (``weights_only=True``), freeze and move a registry model."""
     entry = registry.get(name)
-    factory = _factory(entry.architecture)
-    args = dict(entry.args)
-    if entry.architecture.startswith("torchvision") and "weights" not in args:
-        args["weights"] = None  # never let torchvision reach for a download
+    factory = resolve_factory(entry.architecture, entry.base_dir)
+    args = default_args(entry.architecture, entry.args, len(entry.classes))
     loaded = _load_state(name, registry, entry) if entry.weights else None
     module = _build_with_state(name, entry, factory, args, loaded)
     module.eval()

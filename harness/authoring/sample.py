@@ -40,11 +40,11 @@ def score_images(model: LoadedModel, images: Sequence[Path], class_name: str, ba
             f"unknown class {class_name!r} for model {model.name!r}; allowed values: {', '.join(model.classes)}"
         )
     target = model.classes.index(class_name)
-    size = tuple(model.preprocessing.size)
+    size = model.preprocessing  # input size and resize policy, as in a run
     out: list[tuple[float, str, float]] = []
     for start in range(0, len(images), batch_size):
         chunk = images[start : start + batch_size]
-        batch = model.to_input([resize_image(read_rgb(p), size) for p in chunk])  # type: ignore[arg-type]
+        batch = model.to_input([resize_image(read_rgb(p), size) for p in chunk])
         with torch.no_grad():
             probs = torch.softmax(model.module(batch).float(), dim=1).cpu().numpy()
         for row in probs:

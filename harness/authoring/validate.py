@@ -175,7 +175,8 @@ class _Checker:
             if size is None:
                 continue
             try:
-                check_usable(resize_mask(mask, tuple(size)), f"object region at {model!r}'s input size "
+                check_usable(resize_mask(mask, self.registry.get(model).preprocessing),  # type: ignore[union-attr]
+                             f"object region at {model!r}'s input size "
                              f"{size[1]}x{size[0]}")
             except HarnessError as exc:
                 self.error(obj_loc, obj_where, str(exc))
