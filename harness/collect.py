@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from harness.engine import ImageKey, Request, case_uid
 from harness.errors import HarnessError, ModelError, SpecError
-from harness.evaluate import PROPERTY_COLUMNS, Evaluation, ItemContext, base_row, evaluate, row_properties
+from harness.evaluate import (
+    PROPERTY_COLUMNS,
+    RESULT_COLUMNS,
+    Evaluation,
+    ItemContext,
+    base_row,
+    evaluate,
+    row_properties,
+)
 from harness.explain import canonical_name
 from harness.perturb import OriginalSettings
-from harness.spec import CaseSpec, SuiteSpec, VariantSpec, load_suite
+from harness.spec import PYTEST_MARKERS, CaseSpec, SuiteSpec, VariantSpec, load_suite
 from harness.verdicts import Judgement
 
 if TYPE_CHECKING:
@@ -39,19 +48,44 @@ def _error_text(error: BaseException) -> str:
     return error.format() if isinstance(error, SpecError) else str(error)
 
 
-def _state(config: pytest.Config) -> "XaiState":
+def _state(config: pytest.Config) -> XaiState:
     from harness.plugin import STATE_KEY
 
     return config.stash[STATE_KEY]
+
+
+_RESERVED_KEY = pytest.StashKey[frozenset[str]]()
+
+
+def _reserved_markers(config: pytest.Config) -> frozenset[str]:
+    """Marker names that mean something to pytest, a plugin or the ini file: a tag of
+    that name would act (skip, xfail, time out, ...) instead of labelling. Taken once,
+    before the first suite registers its own tags."""
+    reserved = config.stash.get(_RESERVED_KEY, None)
+    if reserved is None:
+        names = {str(line).split(":")[0].split("(")[0].strip() for line in config.getini("markers")}
+        reserved = frozenset(names | PYTEST_MARKERS)
+        config.stash[_RESERVED_KEY] = reserved
+    return reserved
 
 
 class SuiteFile(pytest.File):
     """A ``*.xai.yaml`` file."""
 
     def collect(self) -> Iterator[pytest.Item]:
+        # One broken file must not stop the session: whatever escapes becomes an error
+        # item of this file, after the items already yielded.
+        try:
+            yield from self._collect()
+        except Exception as exc:  # noqa: BLE001
+            rel = _state(self.config).relative(self.path)
+            yield SuiteErrorItem.from_parent(self, name=f"{self.path.name}[collection]", error=SpecError(
+                rel, None, "", f"cannot collect this file: {type(exc).__name__}: {exc}"))
+
+    def _collect(self) -> Iterator[pytest.Item]:
         state = _state(self.config)
-        suite = load_suite(self.path)
         rel = state.relative(self.path)
+        suite = load_suite(self.path)
         if suite.error is not None:
             yield SuiteErrorItem.from_parent(self, name=self.path.name, error=_relocated(suite.error, rel))
             return
@@ -63,7 +97,10 @@ class SuiteFile(pytest.File):
         try:
             explainer = canonical_name(state.explainer_override or suite.explainer)
         except HarnessError as exc:
-            yield SuiteErrorItem.from_parent(self, name=self.path.name, error=SpecError(rel, 1, "explainer", str(exc)))
+            field_name, line = ("--xai-explainer", None) if state.explainer_override else \
+                ("explainer", suite.explainer_line or 1)
+            yield SuiteErrorItem.from_parent(self, name=self.path.name, error=SpecError(
+                rel, line, field_name, str(exc)))
             return
         classes: dict[str, list[str] | None] = {}
         registry_error: ModelError | None = None
@@ -74,23 +111,54 @@ class SuiteFile(pytest.File):
         except ModelError as exc:
             registry_error = exc
         for case in suite.cases:
-            for variant in case.variants:
-                for model in models:
-                    name = f"{case.case_id}[{variant.name}]" if len(models) == 1 else \
-                        f"{case.case_id}[{variant.name}-{model}]"
-                    item = XaiItem.from_parent(self, name=name, suite=suite, case=case, variant=variant,
-                                               model=model, explainer=explainer, suite_rel=rel,
-                                               classes=classes.get(model), registry_error=registry_error)
-                    if case.skip:
-                        item.add_marker(pytest.mark.skip(reason=case.skip if isinstance(case.skip, str) else "skip: true in the suite"))
-                    if case.xfail:
-                        item.add_marker(pytest.mark.xfail(reason=case.xfail if isinstance(case.xfail, str) else "xfail: true in the suite", strict=False))
+            try:
+                items = list(self._case_items(case, suite, models, explainer, rel, classes, registry_error))
+            except Exception as exc:  # noqa: BLE001 - one case must not take the file down
+                items = [SuiteErrorItem.from_parent(
+                    self, name=case.case_id, case_id=case.case_id, error=SpecError(
+                        rel, case.line, f"cases[{case.index}]", f"cannot collect this case: {type(exc).__name__}: {exc}"))]
+            yield from items
+
+    def _case_items(self, case: CaseSpec, suite: SuiteSpec, models: list[str], explainer: str, rel: str,
+                    classes: dict[str, list[str] | None], registry_error: ModelError | None) -> Iterator[pytest.Item]:
+        tag_errors = self._tag_errors(case, rel)
+        if not case.variants:
+            # Nothing to run, which must not look like nothing to report (spec.py says why).
+            errors = [_relocated(e, rel) for e in case.errors + tag_errors] or [SpecError(
+                rel, case.line, f"cases[{case.index}].variants", "no variants to run")]
+            yield SuiteErrorItem.from_parent(self, name=case.case_id, case_id=case.case_id, errors=errors)
+            return
+        for variant in case.variants:
+            for model in models:
+                name = f"{case.case_id}[{variant.name}]" if len(models) == 1 else \
+                    f"{case.case_id}[{variant.name}-{model}]"
+                item = XaiItem.from_parent(self, name=name, suite=suite, case=case, variant=variant,
+                                           model=model, explainer=explainer, suite_rel=rel,
+                                           classes=classes.get(model), registry_error=registry_error)
+                item.problems += tag_errors
+                if case.skip:
+                    item.add_marker(pytest.mark.skip(reason=case.skip if isinstance(case.skip, str) else "skip: true in the suite"))
+                if case.xfail:
+                    # Only the oracle's verdict is expected to fail: an input error or a
+                    # crash of the harness still shows as an error.
+                    item.add_marker(pytest.mark.xfail(
+                        reason=case.xfail if isinstance(case.xfail, str) else "xfail: true in the suite",
+                        raises=VerdictFailure, strict=False))
+                if not tag_errors:
                     for tag in case.tags:
-                        # Tags are the suite author's own markers: register them so
-                        # --strict-markers accepts them and `-m tag` selects them.
+                        # Registered, so --strict-markers accepts them and `-m tag` selects them.
                         self.config.addinivalue_line("markers", f"{tag}: tag from {rel}")
                         item.add_marker(getattr(pytest.mark, tag))
-                    yield item
+                yield item
+
+    def _tag_errors(self, case: CaseSpec, rel: str) -> list[BaseException]:
+        """Tags named like a marker that pytest or a plugin acts on are refused: a tag
+        is a label for selection and must never change an outcome."""
+        reserved = _reserved_markers(self.config)
+        return [SpecError(rel, case.tags_line or case.line, f"cases[{case.index}].tags",
+                          f"tag {tag!r} is the name of a pytest marker that changes how tests run; choose another "
+                          f"word (use the case's own 'skip:' / 'xfail:' keys for those)")
+                for tag in case.tags if tag in reserved]
 
 
 def _relocated(error: SpecError, rel: str) -> SpecError:
@@ -99,21 +167,35 @@ def _relocated(error: SpecError, rel: str) -> SpecError:
 
 class SuiteErrorItem(pytest.Item):
     """Stands in for a suite that could not be split into cases (syntax or header error),
-    so the problem is reported without stopping the other suites."""
+    or for a case that has no variant to run, so the problem is reported (as an error,
+    with its row in the results) without stopping the other suites."""
 
-    def __init__(self, *, error: SpecError, **kwargs: Any) -> None:
+    def __init__(self, *, error: SpecError | None = None, errors: list[SpecError] | None = None,
+                 case_id: str = "", **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.error = error
+        self.errors = list(errors or []) + ([error] if error is not None else [])
+        self.error = self.errors[0]
+        self.case_id = case_id
+        row: dict[str, Any] = {column: None for column in RESULT_COLUMNS}
+        row.update(suite=self.error.path, line=self.error.line, case_id=case_id, variant="", model="",
+                   explainer="", label="", description="", verdict="error", passed=False,
+                   message=f"error: {'; '.join(e.format() for e in self.errors)}", nodeid=self.nodeid,
+                   checks=[], images={}, heatmap_scale=None, thresholds={})
+        self.user_properties.extend(row_properties(row))
+
+    def _text(self) -> str:
+        what = "invalid case" if self.case_id else "invalid suite"
+        return "\n".join(f"{what}: {e.format()}" for e in self.errors)
 
     def setup(self) -> None:
-        pytest.fail(f"invalid suite: {self.error.format()}", pytrace=False)
+        pytest.fail(self._text(), pytrace=False)
 
     def runtest(self) -> None:  # pragma: no cover - setup always raises
-        raise CaseError([self.error])
+        raise CaseError(list(self.errors))
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
         if isinstance(excinfo.value, CaseError):
-            return f"invalid suite: {excinfo.value}"
+            return self._text()
         return str(super().repr_failure(excinfo))
 
     def reportinfo(self) -> tuple[Path, int | None, str]:

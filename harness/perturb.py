@@ -7,8 +7,9 @@ functions never touch files or global random state: randomness comes from a
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Literal, Union
+from typing import Annotated, Literal, Union
 
 import cv2
 import numpy as np
@@ -35,7 +36,16 @@ class VariantImage:
 class VariantSettings(BaseModel):
     """Base of the per-variant settings accepted in YAML (unknown keys are errors)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # No NaN/inf in any float setting: a NaN passes no range check but poisons the image.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+# Seeds feed numpy's SeedSequence, which takes non-negative integers only; the upper
+# bound keeps them within what every numpy API (and a results table) accepts.
+Seed = Annotated[int, Field(ge=0, le=2**63 - 1, description="seed (a non-negative integer)")]
+Channel = Annotated[int, Field(ge=0, le=255)]
+# A sticker centre may lie off the image (the part inside is pasted); beyond this it cannot be meant.
+Coordinate = Annotated[int, Field(ge=-1_000_000, le=1_000_000)]
 
 
 class OriginalSettings(VariantSettings):
@@ -46,7 +56,7 @@ InstanceFill = Literal["inpaint_telea", "inpaint_ns", "blur", "mean", "grey", "n
 BackgroundFill = Literal["grey", "black", "mean", "blur", "noise", "image"]
 Corner = Literal["top_left", "top_right", "bottom_left", "bottom_right"]
 StickerPosition = Union[Literal["on_object", "object_center", "off_object", "top_left", "top_right",
-                                "bottom_left", "bottom_right"], tuple[int, int]]
+                                "bottom_left", "bottom_right"], tuple[Coordinate, Coordinate]]
 
 
 class InstanceRemovedSettings(VariantSettings):
@@ -56,20 +66,20 @@ class InstanceRemovedSettings(VariantSettings):
     dilate: int = Field(2, ge=0, le=64, description="grow the mask by this many pixels first, so no object edge survives")
     inpaint_radius: int = Field(3, ge=1, le=32, description="neighbourhood radius for the inpaint fills")
     grey_value: int = Field(128, ge=0, le=255)
-    seed: int = Field(0, description="seed of the noise fill")
+    seed: Seed = Field(0, description="seed of the noise fill (a non-negative integer)")
 
 
 class BackgroundRemovedSettings(VariantSettings):
     """Keep only the object."""
 
     fill: BackgroundFill = Field("grey", description="what replaces everything outside the object")
-    image: str | None = Field(None, description="with fill: image, the replacement background (path relative to the YAML file)")
+    image: str | None = Field(None, min_length=1, description="with fill: image, the replacement background (path relative to the YAML file)")
     grey_value: int = Field(128, ge=0, le=255)
     blur_sigma: float = Field(8.0, gt=0, le=100, description="with fill: blur, Gaussian sigma in pixels")
-    seed: int = Field(0, description="seed of the noise fill")
+    seed: Seed = Field(0, description="seed of the noise fill (a non-negative integer)")
 
     @model_validator(mode="after")
-    def _image_given(self) -> "BackgroundRemovedSettings":
+    def _image_given(self) -> BackgroundRemovedSettings:
         if self.fill == "image" and not self.image:
             raise ValueError("fill 'image' needs 'image': the path of the replacement background")
         return self
@@ -79,13 +89,13 @@ class StickerAddedSettings(VariantSettings):
     """Paste a patch (the seed experiment's black sticker)."""
 
     shape: Literal["square", "circle"] = "square"
-    color: tuple[int, int, int] = Field((0, 0, 0), description="RGB, 0..255")
-    image: str | None = Field(None, description="a PNG (alpha respected) pasted instead of a plain shape")
+    color: tuple[Channel, Channel, Channel] = Field((0, 0, 0), description="RGB, each 0..255")
+    image: str | None = Field(None, min_length=1, description="a PNG (alpha respected) pasted instead of a plain shape")
     size: float = Field(0.25, gt=0, le=1, description="side length as a fraction of the object's (or image's) larger side")
     relative_to: Literal["object", "image"] = "object"
     position: StickerPosition = Field(
         "on_object", description="on_object (seeded spot inside the object), object_center, off_object, a corner, or [x, y] of the sticker's centre")
-    seed: int = Field(0, description="seed of the on_object / off_object placement")
+    seed: Seed = Field(0, description="seed of the on_object / off_object placement (a non-negative integer)")
 
 
 # --------------------------------------------------------------------------- helpers

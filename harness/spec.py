@@ -23,9 +23,12 @@ Validation happens per case, so one broken case fails alone.
 
 from __future__ import annotations
 
+import os
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, get_args, get_origin, Union
+from typing import Any, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -36,6 +39,14 @@ from harness.regions import Region
 from harness.yamlio import line_of, load_marked
 
 SUITE_SUFFIX = ".xai.yaml"
+
+# Tags select cases with `-m` / `-k`: they must be words those expressions can name.
+TAG_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
+_EXPRESSION_WORDS = frozenset({"and", "or", "not", "True", "False", "None"})
+# Markers pytest itself acts on: a tag of that name would skip or xfail instead of
+# labelling (the plugin refuses those of installed plugins too).
+PYTEST_MARKERS = frozenset({"skip", "skipif", "xfail", "parametrize", "usefixtures", "filterwarnings",
+                            "tryfirst", "trylast"})
 
 # --------------------------------------------------------------------------- thresholds
 
@@ -108,7 +119,16 @@ class CaseModel(BaseModel):
     variants: _VariantsField = None
     skip: bool | str = Field(False, description="skip the case (a string gives the reason)")
     xfail: bool | str = Field(False, description="expect the case to fail (a string gives the reason)")
-    tags: list[str] = Field(default_factory=list)
+    tags: list[str] = Field(default_factory=list, description="words that select the case with pytest -m / -k")
+
+    @field_validator("tags")
+    @classmethod
+    def _tags_are_words(cls, value: list[str]) -> list[str]:
+        for tag in value:
+            if not TAG_PATTERN.fullmatch(tag) or tag in _EXPRESSION_WORDS:
+                raise ValueError(f"tag {tag!r} is not a word pytest -m can select: use letters, digits, '_' and '-', "
+                                 f"starting with a letter (not and/or/not)")
+        return value
 
     @field_validator("object", mode="before")
     @classmethod
@@ -152,6 +172,7 @@ class CaseSpec:
     skip: bool | str = False
     xfail: bool | str = False
     tags: list[str] = field(default_factory=list)
+    tags_line: int | None = None
     errors: list[SpecError] = field(default_factory=list)
 
     @property
@@ -170,6 +191,8 @@ class SuiteSpec:
     description: str = ""
     cases: list[CaseSpec] = field(default_factory=list)
     error: SpecError | None = None
+    explainer_line: int | None = None   # where 'explainer' is written (None: the default)
+    model_line: int | None = None
 
 
 # --------------------------------------------------------------------------- error text
@@ -289,6 +312,11 @@ def _variant_entries(value: Any, where: str, path: Path, root: Any, root_loc: tu
     else:
         errors.append(SpecError(path, line_of(root, root_loc), where,
                                 "expected a list of variant names or a mapping name: settings"))
+    if isinstance(value, (dict, list)) and not value:
+        # An empty list would silently drop the case: there would be no item to fail.
+        errors.append(SpecError(path, line_of(root, root_loc), where,
+                                f"no variants: list at least one of {', '.join(VARIANTS)} (or leave the key out "
+                                f"for all of them)"))
     seen: set[str] = set()
     for name, _, loc in entries:
         if name in seen:
@@ -409,20 +437,40 @@ def _resolve_case(raw: Any, index: int, header: SuiteHeader, suite_raw: Any, pat
     case.label_line = line_of(suite_raw, loc + ("label",)) if model.label else line_of(suite_raw, ("defaults", "label"))
     case.regions = model.object
     case.skip, case.xfail, case.tags = model.skip, model.xfail, model.tags
+    case.tags_line = line_of(suite_raw, loc + ("tags",)) if model.tags else None
     if case.label is None:
         errors.append(SpecError(path, line, f"{where}.label", "no label: give 'label' in the case or in defaults"))
-    case.image = (path.parent / model.image).resolve()
-    if not case.image.is_file():
-        errors.append(SpecError(path, line_of(suite_raw, loc + ("image",)), f"{where}.image",
-                                f"image file not found: {model.image} (looked in {path.parent})"))
+    image_problem = file_problem(path.parent, model.image, "image")
+    if image_problem is None:
+        case.image = (path.parent / model.image).resolve()
+    else:
+        # Not resolved (a loop cannot be), but still the path the author meant.
+        case.image = Path(os.path.abspath(path.parent / model.image))
+        errors.append(SpecError(path, line_of(suite_raw, loc + ("image",)), f"{where}.image", image_problem))
     for r_index, region in enumerate(model.object):
-        if region.mask is not None and not (path.parent / region.mask).is_file():
+        mask_problem = file_problem(path.parent, region.mask, "mask") if region.mask is not None else None
+        if mask_problem is not None:
             single = isinstance(raw.get("object"), dict)
             field_name = f"{where}.object.mask" if single else f"{where}.object[{r_index}].mask"
             region_loc = loc + (("object",) if single else ("object", r_index))
-            errors.append(SpecError(path, line_of(suite_raw, region_loc + ("mask",)), field_name,
-                                    f"mask file not found: {region.mask} (looked in {path.parent})"))
+            errors.append(SpecError(path, line_of(suite_raw, region_loc + ("mask",)), field_name, mask_problem))
     return case
+
+
+def file_problem(base: Path, name: str, what: str) -> str | None:
+    """Why ``base / name`` is not a readable file, or ``None`` when it is one."""
+    target = base / name
+    try:
+        target.resolve(strict=True)
+    except FileNotFoundError:
+        return f"{what} file not found: {name} (looked in {base})"
+    except RuntimeError:
+        return f"{what} path is a symlink loop: {name} (looked in {base})"
+    except OSError as exc:
+        return f"cannot open {what} {name}: {exc.strerror or exc} (looked in {base})"
+    if not target.is_file():
+        return f"{what} path is not a file: {name} (looked in {base})"
+    return None
 
 
 def load_suite(path: str | Path, text: str | None = None) -> SuiteSpec:
@@ -461,6 +509,9 @@ def load_suite(path: str | Path, text: str | None = None) -> SuiteSpec:
     suite.description = header.description
     suite.models = header.models or ([header.model] if header.model else [])
     suite.explainer = header.explainer
+    suite.explainer_line = line_of(raw, ("explainer",)) if "explainer" in raw else None
+    suite.model_line = line_of(raw, ("models",) if "models" in raw else ("model",)) if (
+        "models" in raw or "model" in raw) else None
     seen: dict[str, int] = {}
     for index, case_raw in enumerate(header.cases):
         case = _resolve_case(case_raw, index, header, raw, path)

@@ -6,8 +6,9 @@ validation error at ``cases[3].object.mask`` can be reported as ``file.yaml:27``
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import yaml
 

@@ -6,18 +6,19 @@ checked here, and every problem is reported as ``file:line: field: message``.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
 from harness.authoring.drafts import TODO_KEY
 from harness.errors import HarnessError, ModelError, SpecError
-from harness.imageio import read_label_image, read_rgb, read_rgba
+from harness.imageio import read_rgb, read_rgba
 from harness.models import Registry, resize_mask
-from harness.regions import Region, check_usable, rasterize
-from harness.spec import SUITE_SUFFIX, CaseSpec, SuiteSpec, load_suite
+from harness.regions import Region, check_usable, rasterize, read_mask
+from harness.spec import PYTEST_MARKERS, SUITE_SUFFIX, CaseSpec, SuiteSpec, file_problem, load_suite
 from harness.yamlio import line_of, load_marked
 
 
@@ -109,6 +110,11 @@ class _Checker:
             self.error(loc + ("object",), f"{where}.object",
                        "not annotated yet: replace the placeholder by {mask: ...}, {polygon: ...} or {box: ...}")
         self.check_label(case, raw, classes)
+        for tag in case.tags:
+            if tag in PYTEST_MARKERS:
+                self.error(loc + ("tags",), f"{where}.tags",
+                           f"tag {tag!r} is the name of a pytest marker that changes how tests run; choose another "
+                           f"word (use the case's own 'skip:' / 'xfail:' keys for those)")
         image = self.check_image(case, raw, loc, where)
         if image is not None and case.regions and not placeholder:
             self.check_regions(case, raw, image.shape[:2], classes)
@@ -132,16 +138,16 @@ class _Checker:
         if case.image is None:
             # The case failed the schema, so load_suite did not look at its files.
             value = raw.get("image") if isinstance(raw, dict) else None
-            if isinstance(value, str) and value and not (self.suite.path.parent / value).is_file():
-                self.error(loc + ("image",), f"{where}.image",
-                           f"image file not found: {value} (looked in {self.suite.path.parent})")
+            problem = file_problem(self.suite.path.parent, value, "image") if isinstance(value, str) and value else None
+            if problem is not None:
+                self.error(loc + ("image",), f"{where}.image", problem)
             return None
-        if not case.image.is_file():
+        if any(err.field == f"{where}.image" for err in case.errors):
             return None  # load_suite reported it
         try:
             return read_rgb(case.image)
-        except HarnessError as exc:
-            self.error(loc + ("image",), f"{where}.image", str(exc))
+        except Exception as exc:  # noqa: BLE001 - an unreadable image is one problem among others
+            self.error(loc + ("image",), f"{where}.image", f"cannot read image {case.image}: {exc}")
             return None
 
     def _region_loc(self, raw: Any, case: CaseSpec, index: int) -> tuple[tuple[Any, ...], str]:
@@ -188,16 +194,12 @@ class _Checker:
         An empty message means a problem that ``load_suite`` has already reported.
         """
         if region.mask is not None:
-            path = base / region.mask
-            if not path.is_file():
+            if file_problem(base, region.mask, "mask") is not None:
                 return "mask", ""
             try:
-                labels = read_label_image(path)
+                labels = read_mask(base / region.mask, (height, width))
             except HarnessError as exc:
                 return "mask", str(exc)
-            if labels.shape[:2] != (height, width):
-                return "mask", (f"mask {region.mask} is {labels.shape[1]}x{labels.shape[0]} (w x h) but the image "
-                                f"is {width}x{height}; a mask must have the image's size")
             inside = labels == region.mask_value if region.mask_value is not None else labels > 0
             if not inside.any():
                 what = f"no pixel equals mask_value {region.mask_value}" if region.mask_value is not None \
@@ -229,7 +231,7 @@ class _Checker:
             where, line = self._setting_location(raw, case, variant.name, "image")
             try:
                 read_rgba(path) if variant.name == "sticker_added" else read_rgb(path)
-            except HarnessError as exc:
+            except Exception as exc:  # noqa: BLE001 - reported, then the next file is checked
                 self.error((), where, f"{variant.name} image: {exc}", line=line)
 
     def _setting_location(self, raw: Any, case: CaseSpec, variant: str, key: str) -> tuple[str, int]:
@@ -280,7 +282,10 @@ def validate_paths(paths: Iterable[str | Path], registry: Registry | None = None
     suites, errors = find_suites(paths)
     report = Report(errors=errors)
     for path in suites:
-        cases, found = validate_suite(path, registry, model_override)
+        try:
+            cases, found = validate_suite(path, registry, model_override)
+        except Exception as exc:  # noqa: BLE001 - every file is reported, never a traceback
+            cases, found = 0, [SpecError(path, None, "", f"cannot validate this file: {type(exc).__name__}: {exc}")]
         report.suites += 1
         report.cases += cases
         report.errors += found
