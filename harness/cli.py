@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from harness.errors import HarnessError
 
@@ -20,6 +20,7 @@ Run the suites themselves with pytest:  pytest testcases/ --xai-report reports/i
 EPILOG = """\
 workflow:
   python -m harness import labelme annotations/ -o testcases/dogs.xai.yaml --model imagenette
+  python -m harness models                    # what the registry holds, and how each model is explained
   python -m harness validate testcases/
   pytest testcases/ --xai-report reports/index.html
 
@@ -45,7 +46,8 @@ def _writer_options(parser: argparse.ArgumentParser, model_option: bool = True) 
     if model_option:
         parser.add_argument("--model", metavar="NAME", help="model under test, written into a new suite "
                             "(default: the existing suite's model)")
-    parser.add_argument("--explainer", default="lrp/epsilon_plus_flat", help="explainer of a new suite (default: %(default)s)")
+    parser.add_argument("--explainer", default="lrp/epsilon_plus_flat",
+                        help="explainer of a new suite (default: %(default)s)")
     parser.add_argument("--overwrite", action="store_true", help="replace the output file instead of appending")
     parser.add_argument("--schema-hook", metavar="PATH",
                         help="write '# yaml-language-server: $schema=PATH' at the top of a new suite")
@@ -74,6 +76,19 @@ examples:
   python -m harness validate testcases/
   python -m harness validate testcases/signs.xai.yaml --model signs-clean
   python -m harness validate suites/ --models my/models.yaml"""
+
+MODELS_EPILOG = """\
+Builds every model of the registry on the CPU (weights loaded, one probe forward) and
+prints its architecture, input size, class count, the preprocessing the harness
+applies (preset, effective value range, mean, std and resize policy) and the LRP
+backend that explains it: the fast engine, or zennit and why. Every registry key is
+described in docs/registry.md.
+
+Exit status: 0 when every listed model builds, 1 otherwise.
+
+examples:
+  python -m harness models
+  python -m harness models --registry my/models.yaml --model resnet50-pets"""
 
 SCHEMA_EPILOG = """\
 examples:
@@ -140,6 +155,14 @@ def build_parser() -> argparse.ArgumentParser:
     _registry_options(p)
     p.add_argument("--no-models", action="store_true", help="skip the registry (model names and labels)")
 
+    p = _add(sub, "models", "list the registered models and how they are run and explained", MODELS_EPILOG)
+    p.add_argument("--registry", "--models", dest="models", default="fixtures/models.yaml", metavar="FILE",
+                   help="model registry YAML (default: %(default)s)")
+    p.add_argument("--model", action="append", default=[], metavar="NAME",
+                   help="list only this model (repeatable)")
+    p.add_argument("--explainer", default="lrp/epsilon_plus_flat",
+                   help="LRP explainer whose backend is reported (default: %(default)s)")
+
     p = _add(sub, "schema", "print the JSON Schema of a suite file", SCHEMA_EPILOG)
     p.add_argument("--output", metavar="FILE", help="write to FILE instead of standard output")
 
@@ -174,7 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-area", type=float, default=0.0, help="coco: skip instances smaller than this (pixels)")
     p.add_argument("--segmentation", choices=("object", "class"),
                    help="voc: inputs are SegmentationObject (instance) or SegmentationClass PNGs")
-    p.add_argument("--mask-pattern", default="{stem}_mask.png", help="masks: mask file per image (default: %(default)s)")
+    p.add_argument("--mask-pattern", default="{stem}_mask.png",
+                   help="masks: mask file per image (default: %(default)s)")
     p.add_argument("--label", help="masks: the class of every image")
     p.add_argument("--label-regex", help="masks: take the class from the file stem, e.g. '^(?P<label>.+)_\\d+$'")
     _mapping_options(p)
@@ -201,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     handlers: dict[str, Callable[[argparse.Namespace], int]] = {
-        "validate": commands.validate, "schema": commands.schema, "new": commands.new,
+        "validate": commands.validate, "models": commands.models, "schema": commands.schema, "new": commands.new,
         "import": commands.import_, "sample": commands.sample}
     try:
         return handlers[args.command](args)

@@ -35,14 +35,18 @@ def _registry(path: str) -> Any:
     return load_registry(path)
 
 
-def _classes(registry_path: str, model: str | None) -> tuple[list[str] | None, str | None]:
-    """The model's classes, or ``None`` and why not."""
+def _classes(registry_path: str, model: str | None) -> list[str] | None:
+    """The model's classes (``None`` when no model is named).
+
+    A named model whose classes cannot be read (no registry, unknown name, an entry
+    without classes) is an error: cases written against it could not be checked.
+    """
     if not model:
-        return None, None
+        return None
     try:
-        return _registry(registry_path).get(model).classes, None
+        return _registry(registry_path).get(model).classes
     except ModelError as exc:
-        return None, str(exc)
+        raise ModelError(f"cannot check class names against model {model!r}: {exc}") from None
 
 
 def _suite_model(path: Path) -> str | None:
@@ -51,7 +55,7 @@ def _suite_model(path: Path) -> str | None:
 
     try:
         raw = load_marked(path.read_text(encoding="utf-8"))
-    except Exception:  # a broken suite is reported by write_suite; here it only means "unknown"
+    except Exception:  # noqa: BLE001 - a broken suite is reported by write_suite; here it only means "unknown"
         return None
     if not isinstance(raw, dict):
         return None
@@ -98,10 +102,7 @@ def _class_map(args: argparse.Namespace) -> ClassMap:
     if args.map_file:
         mapping.update(read_map_file(args.map_file))
     mapping.update(parse_map_args(args.map))
-    model = _target_model(args)
-    classes, why = _classes(args.models, model)
-    if why:
-        _warn([f"cannot check class names against the model: {why}"])
+    classes = _classes(args.models, _target_model(args))
     return ClassMap(mapping=mapping, classes=classes, keep_unknown=args.keep_unknown)
 
 
@@ -120,11 +121,57 @@ def validate(args: argparse.Namespace) -> int:
         except ModelError as exc:
             registry_errors.append(SpecError(args.models, None, "", f"{exc} (model and label checks skipped)"))
     report = validate_paths(args.paths, registry, args.model)
+    if registry is not None:
+        registry_errors += _registry_problems(registry, args.model or _suite_models(args.paths))
     report.errors = registry_errors + report.errors
     for error in report.errors:
         print(error.format())
     print(report.summary())
     return 1 if report.errors else 0
+
+
+def _suite_models(paths: list[str]) -> list[str]:
+    """The models the suites under ``paths`` name (in first-seen order)."""
+    from harness.authoring.validate import find_suites
+    from harness.yamlio import load_marked
+
+    names: dict[str, None] = {}
+    for path in find_suites(paths)[0]:
+        try:
+            raw = load_marked(path.read_text(encoding="utf-8"))
+        except Exception:  # noqa: BLE001 - a broken suite is reported by validate_paths
+            continue
+        if not isinstance(raw, dict):
+            continue
+        listed = raw.get("models")
+        found: list[Any] = listed if isinstance(listed, list) else [raw.get("model")]
+        names.update((n, None) for n in found if isinstance(n, str))
+    return list(names)
+
+
+def _registry_problems(registry: Any, models: list[str]) -> list[SpecError]:
+    """Errors of the registry file for the entries in use: broken keys, architectures that
+    do not import, missing weights (nothing is built)."""
+    found: list[SpecError] = []
+    for name in models:
+        if name in registry.names():
+            found += registry.problems(name)
+    return found
+
+
+def models(args: argparse.Namespace) -> int:
+    """``models``: every registered model, its input, classes, preprocessing and LRP backend."""
+    from harness.inventory import describe, format_info
+
+    registry = _registry(args.models)
+    names = args.model or registry.names()
+    errors = 0
+    for index, name in enumerate(names):
+        info = describe(registry, name, args.explainer)
+        errors += bool(info.error)
+        print(("\n" if index else "") + format_info(info))
+    print(f"\n{len(names)} models, {errors} errors ({args.models})")
+    return 1 if errors or not names else 0
 
 
 def schema(args: argparse.Namespace) -> int:
@@ -204,12 +251,10 @@ def new(args: argparse.Namespace) -> int:
         print("nothing to write", file=sys.stderr)
         return 1
     model = _target_model(args)
-    classes, why = _classes(args.models, model)
-    unknown = sorted({c.label for c in cases if classes is not None and c.label not in classes})
+    classes = _classes(args.models, model)
+    unknown = sorted({c.label for c in cases if classes is not None and c.label and c.label not in classes})
     if unknown:
         _warn([f"class {name!r} is not a class of model {model!r} ({', '.join(classes or [])})" for name in unknown])
-    elif why:
-        _warn([f"cannot check the label against the model: {why}"])
     _write(args, cases, "python -m harness new")
     return 0
 
