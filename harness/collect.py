@@ -107,7 +107,9 @@ class SuiteFile(pytest.File):
         try:
             registry = state.registry()
             for model in models:
-                classes[model] = registry.get(model).classes
+                # An unknown name errors only its own items (the engine cannot load it).
+                if model in registry.models:
+                    classes[model] = registry.get(model).classes
         except ModelError as exc:
             registry_error = exc
         for case in suite.cases:
@@ -177,7 +179,8 @@ class SuiteErrorItem(pytest.Item):
         self.error = self.errors[0]
         self.case_id = case_id
         row: dict[str, Any] = {column: None for column in RESULT_COLUMNS}
-        row.update(suite=self.error.path, line=self.error.line, case_id=case_id, variant="", model="",
+        # A whole-file problem without a line (an unreadable file) is filed under line 1.
+        row.update(suite=self.error.path, line=self.error.line or 1, case_id=case_id, variant="", model="",
                    explainer="", label="", description="", verdict="error", passed=False,
                    message=f"error: {'; '.join(e.format() for e in self.errors)}", nodeid=self.nodeid,
                    checks=[], images={}, heatmap_scale=None, thresholds={})
@@ -265,6 +268,7 @@ class XaiItem(pytest.Item):
                 self.evaluation = evaluate(self.context, state.engine, state.assets_dir, state.picture_writer())
             except HarnessError as exc:
                 problems.append(HarnessError(f"{self.context.location}: {exc}"))
+                self._measured = dict(getattr(exc, "columns", {}))   # e.g. an unhealthy explanation's values
             finally:
                 state.engine.release(self.key)
                 if self.original_key is not None:
@@ -283,6 +287,7 @@ class XaiItem(pytest.Item):
     def _error_row(self, problems: list[BaseException]) -> None:
         row = base_row(self.context, str(_state(self.config).device))
         row.update(verdict="error", passed=False, message=f"error: {'; '.join(_error_text(p) for p in problems)}")
+        row.update(getattr(self, "_measured", {}))
         self._set_row(row)
 
     def runtest(self) -> None:

@@ -23,6 +23,7 @@ Validation happens per case, so one broken case fails alone.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Iterable
@@ -34,6 +35,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from harness.errors import SpecError
+from harness.health import DEFAULT_CONSERVATION
 from harness.perturb import DEFAULT_VARIANTS, VARIANTS, VariantSettings
 from harness.regions import Region
 from harness.yamlio import line_of, load_marked
@@ -66,6 +68,16 @@ class Thresholds(BaseModel):
         None, description="original: require the most relevant pixel to lie on the object")
     pointing_tolerance: int | None = Field(
         None, ge=0, le=64, description="pixels by which the pointing game may miss the object")
+    conservation: tuple[float, float] | None = Field(
+        None, description="[lo, hi]: an LRP explanation whose relevance sum / target logit lies outside this band is "
+                          "an error ('explanation unreliable'); null switches the check off (docs/reliability.md)")
+
+    @field_validator("conservation")
+    @classmethod
+    def _band(cls, value: tuple[float, float] | None) -> tuple[float, float] | None:
+        if value is not None and not (math.isfinite(value[0]) and math.isfinite(value[1]) and value[0] < value[1]):
+            raise ValueError(f"conservation must be [lo, hi] with finite lo < hi (got {list(value)})")
+        return value
 
 
 DEFAULT_THRESHOLDS: dict[str, Any] = {
@@ -74,6 +86,7 @@ DEFAULT_THRESHOLDS: dict[str, Any] = {
     "min_rank_accuracy": None,
     "pointing_game": False,
     "pointing_tolerance": 0,
+    "conservation": DEFAULT_CONSERVATION,
 }
 
 # --------------------------------------------------------------------------- raw models
@@ -366,6 +379,7 @@ def _resolve_variants(case_raw: Any, case: CaseModel | None, defaults: Defaults,
                                          f"unknown variant {name!r}; allowed values: {', '.join(VARIANTS)}"))
             continue
         merged: dict[str, Any] = {}
+        image_at: tuple[str, int] = (f"{field_name}.image", spec.line)   # where the last 'image' setting was
         threshold_levels: list[Thresholds | None] = [defaults.thresholds, case.thresholds if case else None]
         problems: list[SpecError] = []
         for source, source_loc, label in (
@@ -386,14 +400,29 @@ def _resolve_variants(case_raw: Any, case: CaseModel | None, defaults: Defaults,
                     problems += _errors_from_validation(exc, Thresholds, raw_thresholds, path, f"{label}.thresholds",
                                                         suite_raw, source_loc + ("thresholds",))
             merged.update(source)
+            if "image" in source:
+                image_at = (f"{label}.image", line_of(suite_raw, source_loc + ("image",)) or spec.line)
             try:
                 kind.settings.model_validate(source)
             except ValidationError as exc:
                 problems += _errors_from_validation(exc, kind.settings, source, path, label, suite_raw, source_loc)
+        if not problems:
+            try:
+                spec.settings = kind.settings.model_validate(merged)
+            except ValidationError as exc:
+                # Each level was valid alone, their combination is not (e.g. fill: image from the case,
+                # no image anywhere): report it where the variant is.
+                problems += [SpecError(path, spec.line, field_name, e.message)
+                             for e in _errors_from_validation(exc, kind.settings, merged, path, "", suite_raw, ())]
+        image = getattr(spec.settings, "image", None)
+        if image and not (name == "background_removed" and getattr(spec.settings, "fill", None) != "image"):
+            problem = file_problem(path.parent, image, "image")
+            if problem is not None:
+                problems.append(SpecError(path, image_at[1], image_at[0], problem))
         if problems:
+            spec.settings = None
             spec.errors += problems
             continue
-        spec.settings = kind.settings.model_validate(merged)
         spec.thresholds = _merge_thresholds(*threshold_levels)
     return specs, errors
 
@@ -473,6 +502,11 @@ def file_problem(base: Path, name: str, what: str) -> str | None:
     return None
 
 
+def _read_text(path: Path) -> str:
+    # Decoded here, not by read_text, so a decoding error keeps the bytes (for its line).
+    return path.read_bytes().decode("utf-8")
+
+
 def load_suite(path: str | Path, text: str | None = None) -> SuiteSpec:
     """Parse and validate a suite file.
 
@@ -483,13 +517,18 @@ def load_suite(path: str | Path, text: str | None = None) -> SuiteSpec:
     name = path.name[: -len(SUITE_SUFFIX)] if path.name.endswith(SUITE_SUFFIX) else path.stem
     suite = SuiteSpec(path=path, name=name, models=[], explainer="lrp/epsilon_plus_flat")
     try:
-        raw = load_marked(path.read_text(encoding="utf-8") if text is None else text)
+        raw = load_marked(_read_text(path) if text is None else text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         problem = getattr(exc, "problem", None) or str(exc)
         suite.error = SpecError(path, mark.line + 1 if mark else None, "", f"YAML syntax error: {problem}")
         return suite
-    except (OSError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:
+        line = exc.object[: exc.start].count(b"\n") + 1
+        suite.error = SpecError(path, line, "", f"cannot read file: not UTF-8 text (byte {exc.object[exc.start]:#04x} "
+                                                f"at offset {exc.start}); save the suite as UTF-8")
+        return suite
+    except (OSError, RuntimeError) as exc:
         suite.error = SpecError(path, None, "", f"cannot read file: {exc}")
         return suite
     if not isinstance(raw, dict):
