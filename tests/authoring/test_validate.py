@@ -200,3 +200,106 @@ def test_missing_paths_and_registry(tmp_path: Path, cli) -> None:
     assert code == 1
     assert "none.yaml: model registry not found" in out
     assert f"{tmp_path / 'nowhere'}: no such file or folder" in out
+
+
+# Input-side mistakes that once passed `validate` silently or stopped it with a traceback.
+RELIABILITY = """\
+model: pets
+defaults:
+  label: canine
+cases:
+  - id: nan_vertex
+    image: img.png
+    object: {polygon: [[.nan, 1], [10, 1], [10, 10]]}  # @nan_vertex
+  - id: inf_box
+    image: img.png
+    object: {box: [0, 0, .inf, 10]}                    # @inf_box
+  - id: mask_not_image
+    image: img.png
+    object: {mask: not_an_image.png}                   # @mask_not_image
+  - id: mask_bomb
+    image: img.png
+    object: {mask: bomb.png}                           # @mask_bomb
+  - id: image_loop
+    image: loop_a.png                                  # @image_loop
+    object: {box: [1, 1, 10, 10]}
+  - id: no_variants
+    image: img.png
+    object: {box: [1, 1, 10, 10]}
+    variants: []                                       # @no_variants
+  - id: marker_tag
+    image: img.png
+    object: {box: [1, 1, 10, 10]}
+    tags: [xfail]                                      # @marker_tag
+  - id: sticker_colour
+    image: img.png
+    object: {box: [1, 1, 10, 10]}
+    variants:
+      sticker_added: {color: [300, -5, 0]}             # @sticker_colour
+  - id: negative_seed
+    image: img.png
+    object: {box: [1, 1, 10, 10]}
+    variants:
+      instance_removed: {fill: noise, seed: -1}        # @negative_seed
+  - id: underscore_tag
+    image: img.png
+    object: {box: [1, 1, 10, 10]}
+    tags: [_private]                                   # @underscore_tag
+"""
+
+RELIABILITY_EXPECT = [
+    ("nan_vertex", "cases[0].object.polygon", "coordinates must be finite numbers (got nan)"),
+    ("inf_box", "cases[1].object.box", "coordinates must be finite numbers (got inf)"),
+    ("mask_not_image", "cases[2].object.mask", "cannot read mask"),
+    ("mask_bomb", "cases[3].object.mask", "cannot read mask"),
+    ("image_loop", "cases[4].image", "image path is a symlink loop: loop_a.png"),
+    ("no_variants", "cases[5].variants", "no variants"),
+    ("marker_tag", "cases[6].tags", "tag 'xfail' is the name of a pytest marker"),
+    ("sticker_colour", "cases[7].variants.sticker_added.color[0]", "less than or equal to 255"),
+    ("negative_seed", "cases[8].variants.instance_removed.seed", "greater than or equal to 0"),
+    ("underscore_tag", "cases[9].tags", "tag '_private' is not a word"),
+]
+
+
+def test_every_input_problem_is_reported_without_a_traceback(broken: Path, registry: Path, cli) -> None:
+    import os
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    # A PNG whose header claims 10^10 pixels: a decompression bomb for a reader that trusts it.
+    header = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 0, 0, 0, 0)
+    (broken / "bomb.png").write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) +
+                                      chunk(b"IDAT", zlib.compress(bytes(64))) + chunk(b"IEND", b""))
+    os.symlink("loop_b.png", broken / "loop_a.png")
+    os.symlink("loop_a.png", broken / "loop_b.png")
+    (broken / "reliability.xai.yaml").write_text(RELIABILITY)
+    # A second file with the same unreadable mask: validation goes on past the first.
+    (broken / "second.xai.yaml").write_text(RELIABILITY.replace("pets", "pets  # second"))
+    code, out, err = cli("validate", broken, "--models", registry)
+    assert code == 1 and "Traceback" not in out + err
+    for name in ("reliability", "second"):
+        suite = broken / f"{name}.xai.yaml"
+        for marker, field, words in RELIABILITY_EXPECT:
+            prefix = f"{suite}:{_line(RELIABILITY, marker)}: {field}: "
+            hits = [line for line in out.splitlines() if line.startswith(prefix)]
+            assert any(words in hit for hit in hits), f"{name} {marker}: expected {prefix}...{words}\n{out}"
+
+
+def test_an_internal_failure_is_one_located_problem(tmp_path: Path, write_image, monkeypatch) -> None:
+    from harness.authoring import validate as module
+
+    write_image(tmp_path / "img.png", H, W)
+    for name in ("a", "b"):
+        (tmp_path / f"{name}.xai.yaml").write_text(HEADER.replace("wolves", "pets").replace("lrp/magic", "lrp"))
+
+    def explode(*args, **kwargs):
+        raise ZeroDivisionError("boom")
+
+    monkeypatch.setattr(module._Checker, "check_case", explode)
+    report = module.validate_paths([tmp_path])
+    assert [(Path(e.path).name, e.message) for e in report.errors] == [
+        ("a.xai.yaml", "cannot validate this file: ZeroDivisionError: boom"),
+        ("b.xai.yaml", "cannot validate this file: ZeroDivisionError: boom")]

@@ -193,3 +193,108 @@ def test_shipped_json_schema_is_current():
     shipped = Path(__file__).resolve().parents[2] / "docs" / "suite.schema.json"
     assert json.loads(shipped.read_text()) == suite_json_schema(), \
         "regenerate with: python -m harness schema --output docs/suite.schema.json"
+
+
+# ------------------------------------------------------------------ input-side reliability (issue 10)
+
+CASE = """\
+model: m
+defaults: {label: cat}
+cases:
+  - id: a
+    image: a.png
+"""
+
+
+@pytest.mark.parametrize(("region", "message"), [
+    ("{polygon: [[.nan, 1], [10, 1], [10, 10]]}", "coordinates must be finite numbers (got nan)"),
+    ("{polygon: [[1, 1], [-.inf, 1], [10, 10]]}", "coordinates must be finite numbers (got -inf)"),
+    ("{box: [0, 0, .inf, 10]}", "coordinates must be finite numbers (got inf)"),
+    ("{box: [.nan, 0, 10, 10]}", "coordinates must be finite numbers (got nan)"),
+    ("{polygon: [[1, 1], [1.0e+7, 1], [10, 10]]}", "coordinate 10000000.0 is out of range (at most 1000000 pixels)"),
+])
+def test_non_finite_or_huge_coordinates_are_located_errors(folder, region, message):
+    field = "polygon" if "polygon" in region else "box"
+    suite = load_suite(write(folder, CASE + f"    object: {region}\n"))
+    assert errors_of(suite) == [f"{folder / 's.xai.yaml'}:6: cases[0].object.{field}: {message}"]
+
+
+@pytest.mark.parametrize("empty", ["[]", "{}"])
+def test_empty_variants_are_located_errors_not_a_dropped_case(folder, empty):
+    in_case = load_suite(write(folder, CASE + f"    object: {{box: [1, 1, 5, 5]}}\n    variants: {empty}\n"))
+    assert in_case.cases[0].variants == []
+    assert errors_of(in_case) == [f"{folder / 's.xai.yaml'}:7: cases[0].variants: no variants: list at least one "
+                                  f"of original, instance_removed, background_removed, sticker_added (or leave the "
+                                  f"key out for all of them)"]
+    in_defaults = load_suite(write(folder, CASE.replace("{label: cat}", f"{{label: cat, variants: {empty}}}")
+                                   + "    object: {box: [1, 1, 5, 5]}\n"))
+    assert [e.split(": ", 1)[1] for e in errors_of(in_defaults)][0].startswith("defaults.variants: no variants")
+
+
+@pytest.mark.parametrize(("settings", "field", "message"), [
+    ("sticker_added: {color: [300, -5, 0]}", "sticker_added.color[0]", "less than or equal to 255 (got 300)"),
+    ("sticker_added: {seed: -1}", "sticker_added.seed", "greater than or equal to 0 (got -1)"),
+    ("instance_removed: {fill: noise, seed: -3}", "instance_removed.seed", "greater than or equal to 0 (got -3)"),
+    ("background_removed: {fill: noise, seed: -1}", "background_removed.seed", "greater than or equal to 0"),
+    ("background_removed: {fill: blur, blur_sigma: .nan}", "background_removed.blur_sigma", "finite number"),
+    ("sticker_added: {size: .inf}", "sticker_added.size", "finite number"),
+    ("sticker_added: {position: [1, 99999999]}", "sticker_added.position[1]", "less than or equal to 1000000"),
+    ("sticker_added: {image: ''}", "sticker_added.image", "at least 1 character"),
+])
+def test_variant_settings_out_of_range_are_located_errors(folder, settings, field, message):
+    suite = load_suite(write(folder, CASE + f"    object: {{box: [1, 1, 5, 5]}}\n    variants:\n      {settings}\n"))
+    prefix = f"{folder / 's.xai.yaml'}:8: cases[0].variants.{field}: "
+    assert any(e.startswith(prefix) and message in e for e in errors_of(suite)), errors_of(suite)
+
+
+def test_sticker_colour_bounds_are_inclusive():
+    assert StickerAddedSettings(color=(0, 255, 128)).color == (0, 255, 128)
+    with pytest.raises(ValueError):
+        StickerAddedSettings(color=(256, 0, 0))
+
+
+@pytest.mark.parametrize("tag", ["_private", "a: b", "two words", "and", "9lives", ""])
+def test_tags_must_be_words_pytest_can_select(folder, tag):
+    suite = load_suite(write(folder, CASE + f"    object: {{box: [1, 1, 5, 5]}}\n    tags: [{tag!r}]\n"))
+    assert errors_of(suite) == [f"{folder / 's.xai.yaml'}:7: cases[0].tags: tag {tag!r} is not a word pytest -m can "
+                                f"select: use letters, digits, '_' and '-', starting with a letter (not and/or/not)"]
+
+
+def test_good_tags_are_kept_with_their_line(folder):
+    suite = load_suite(write(folder, CASE + "    object: {box: [1, 1, 5, 5]}\n    tags: [sticker, night-time]\n"))
+    assert errors_of(suite) == []
+    assert (suite.cases[0].tags, suite.cases[0].tags_line) == (["sticker", "night-time"], 7)
+
+
+def test_image_symlink_loop_and_folder_are_located(folder):
+    import os
+
+    os.symlink("loop_b.png", folder / "loop_a.png")
+    os.symlink("loop_a.png", folder / "loop_b.png")
+    (folder / "dir.png").mkdir()
+    suite = load_suite(write(folder, CASE.replace("a.png", "loop_a.png") + "    object: {mask: dir.png}\n"))
+    assert errors_of(suite) == [
+        f"{folder / 's.xai.yaml'}:5: cases[0].image: image path is a symlink loop: loop_a.png (looked in {folder})",
+        f"{folder / 's.xai.yaml'}:6: cases[0].object.mask: mask path is not a file: dir.png (looked in {folder})"]
+
+
+def test_missing_variant_image_is_located_at_its_setting(folder):
+    suite = load_suite(write(folder, CASE + "    object: {box: [1, 1, 5, 5]}\n    variants:\n"
+                                            "      background_removed: {fill: image,\n"
+                                            "                           image: nope.png}\n"))
+    assert errors_of(suite) == [f"{folder / 's.xai.yaml'}:9: cases[0].variants.background_removed.image: "
+                                f"image file not found: nope.png (looked in {folder})"]
+
+
+def test_non_utf8_file_is_located_at_its_line(folder):
+    path = folder / "s.xai.yaml"
+    path.write_bytes(b"model: m\ncases:\n  - id: caf\xe9\n")
+    suite = load_suite(path)
+    assert suite.error is not None and suite.error.line == 3
+    assert suite.error.message.startswith("cannot read file: not UTF-8 text (byte 0xe9 at offset 27)")
+
+
+def test_explainer_line_is_recorded(folder):
+    suite = load_suite(write(folder, "model: m\n\nexplainer: lrp/nope\n" + CASE.split("\n", 1)[1]
+                             + "    object: {box: [1, 1, 5, 5]}\n"))
+    assert suite.explainer_line == 3 and suite.model_line == 1
