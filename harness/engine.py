@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 
+from harness import health as health_checks
 from harness.errors import HarnessError, ModelError
 from harness.explain import Explainer, make_explainer
 from harness.imageio import read_rgb, read_rgba
@@ -56,11 +58,24 @@ class ImageResult:
     """Model output and relevance for one image, at the model's input resolution."""
 
     variant: VariantImage | None = None
+    logits: np.ndarray | None = None
     probs: np.ndarray | None = None
     predicted: int | None = None
     relevance_label: np.ndarray | None = None
     relevance_predicted: np.ndarray | None = None   # None: not requested (see Request)
+    health_label: health_checks.Health | None = None
+    health_predicted: health_checks.Health | None = None
     error: BaseException | None = None
+
+
+@dataclass
+class _Prepared:
+    """An image whose inputs were all loaded and checked: it may join a batch."""
+
+    key: ImageKey
+    variant: VariantImage
+    label: int
+    x: torch.Tensor   # (1, C, H, W) model input
 
 
 @dataclass
@@ -72,6 +87,7 @@ class EngineStats:
     lrp_rows: int = 0
     seconds_variants: float = 0.0
     seconds_model: float = 0.0
+    retried_batches: int = 0   # batches that failed as a whole and ran image by image
 
 
 class Engine:
@@ -106,6 +122,9 @@ class Engine:
         self._case_cache: OrderedDict[str, tuple[np.ndarray, np.ndarray] | BaseException] = OrderedDict()
         self.stats = EngineStats()
         self.notes: list[str] = []
+        # Per "model / explainer": backend and the conservation of every label map whose
+        # target logit is not near zero (the run's summary gives the median).
+        self.health: dict[str, dict[str, Any]] = {}
         # Under xdist each worker runs whole chunks (see harness.distribute), so its
         # batches must stay inside one; otherwise it would compute other workers' images.
         self.confine_to_chunk = False
@@ -137,6 +156,8 @@ class Engine:
                 self._models[name] = build_model(name, self._registry_loader(), self.device)
             except ModelError as exc:
                 self._models[name] = exc
+            except Exception as exc:  # noqa: BLE001 - the architecture is user code: any failure is its items' error
+                self._models[name] = ModelError(f"model {name!r} cannot be loaded: {describe(exc)}")
         loaded = self._models[name]
         if isinstance(loaded, ModelError):
             raise loaded
@@ -152,6 +173,9 @@ class Engine:
                     self.notes.append(backend_note(model_name, explainer))
             except HarnessError as exc:
                 self._explainers[key] = exc
+            except Exception as exc:  # noqa: BLE001 - one model's explainer must not stop the others
+                self._explainers[key] = HarnessError(f"explainer {name!r} cannot explain model {model_name!r}: "
+                                                     f"{describe(exc)}")
         found = self._explainers[key]
         if isinstance(found, HarnessError):
             raise found
@@ -159,7 +183,8 @@ class Engine:
 
     def summary(self) -> dict[str, Any]:
         """Notes and counters, as plain data (an xdist worker sends them to the controller)."""
-        return {"notes": list(self.notes), **asdict(self.stats)}
+        return {"notes": list(self.notes), "health": {k: dict(v) for k, v in self.health.items()},
+                **asdict(self.stats)}
 
     def loaded_models(self) -> list[LoadedModel]:
         return [m for m in self._models.values() if isinstance(m, LoadedModel)]
@@ -185,7 +210,9 @@ class Engine:
         remaining = self._consumers.get(key, 0) - 1
         self._consumers[key] = remaining
         if remaining <= 0 and key in self._results:
-            self._results[key] = ImageResult(error=self._results[key].error)
+            old = self._results[key]
+            self._results[key] = ImageResult(error=old.error, health_label=old.health_label,
+                                             health_predicted=old.health_predicted)
 
     # ------------------------------------------------------------------ execution
 
@@ -201,6 +228,8 @@ class Engine:
                 self._case_cache[uid] = (image, mask)
             except HarnessError as exc:
                 self._case_cache[uid] = exc
+            except Exception as exc:  # noqa: BLE001 - isolation: a bad input is its own case's error
+                self._case_cache[uid] = HarnessError(f"reading the image or its regions failed: {describe(exc)}")
             while len(self._case_cache) > 64:
                 self._case_cache.popitem(last=False)
         cached = self._case_cache[uid]
@@ -247,49 +276,128 @@ class Engine:
                 self._store(key, ImageResult(error=exc))
             return
         start = time.perf_counter()
-        ready: list[tuple[ImageKey, VariantImage, int]] = []
-        for key in keys:
-            request = self._requests[key]
-            try:
-                ready.append((key, self._materialise(request, model), model.classes.index(request.label)))
-            except (HarnessError, ValueError) as exc:
-                self._store(key, ImageResult(error=exc))
+        ready = [prepared for key in keys if (prepared := self._prepare(key, model)) is not None]
         self.stats.seconds_variants += time.perf_counter() - start
         if not ready:
             return
         start = time.perf_counter()
-        x = model.to_input([variant.image for _, variant, _ in ready])
-        labels = torch.tensor([label for _, _, label in ready], device=model.device)
-        logits, relevance = explainer(x, labels)
-        predicted = logits.argmax(dim=1)
-        wanted = torch.tensor([self._requests[key].predicted_relevance for key, _, _ in ready],
-                              device=model.device)
-        differs = ((predicted != labels) & wanted).nonzero().flatten()
+        try:
+            self._explain(ready, model, explainer)
+        except Exception:  # noqa: BLE001 - isolation: find the guilty image by running each alone
+            self.stats.retried_batches += 1
+            for one in ready:
+                try:
+                    self._explain([one], model, explainer)
+                except Exception as exc:  # noqa: BLE001
+                    self._store(one.key, ImageResult(error=HarnessError(
+                        f"model + explainer failed on this image: {describe(exc)}")))
+        self.stats.seconds_model += time.perf_counter() - start
+
+    def _prepare(self, key: ImageKey, model: LoadedModel) -> _Prepared | None:
+        """Load, render and check every input of one image before it may join a batch.
+
+        Whatever goes wrong here (a HarnessError, but also OpenCV, PIL, numpy or memory
+        errors from a hostile file) becomes this image's error and nobody else's.
+        """
+        request = self._requests[key]
+        try:
+            variant = self._materialise(request, model)
+            if request.label not in model.classes:
+                raise HarnessError(f"label {request.label!r} is not a class of model {model.name!r}")
+            x = model.to_input([variant.image])
+            problem = nonfinite_problem(x.detach().float().cpu().numpy(), "model input after preprocessing values")
+            if problem is not None:
+                raise HarnessError(f"{problem}; check the model's preprocessing (value_range, mean, std)")
+        except HarnessError as exc:
+            self._store(key, ImageResult(error=exc))
+            return None
+        except Exception as exc:  # noqa: BLE001 - see the docstring
+            self._store(key, ImageResult(error=HarnessError(f"preparing the image failed: {describe(exc)}")))
+            return None
+        return _Prepared(key, variant, model.classes.index(request.label), x)
+
+    def _explain(self, ready: list[_Prepared], model: LoadedModel, explainer: Explainer) -> None:
+        """Model + explainer over prepared images; checks every value before storing it."""
+        x = torch.cat([one.x for one in ready])
+        labels = torch.tensor([one.label for one in ready], device=model.device)
+        logits_t, relevance_t = explainer(x, labels)
+        logits = logits_t.detach().float().cpu().numpy()
+        relevance = relevance_t.detach().float().cpu().numpy()
+        problems: dict[int, str] = {}
+        for row in range(len(ready)):
+            problem = nonfinite_problem(logits[row], "model output logits") or tie_problem(logits[row], model.classes)
+            if problem is not None:
+                problems[row] = problem
+        predicted = logits.argmax(axis=1)
+        wanted = [row for row, one in enumerate(ready)
+                  if row not in problems and self._requests[one.key].predicted_relevance
+                  and predicted[row] != one.label]
         relevance_pred: dict[int, np.ndarray] = {}
-        if len(differs):
+        if wanted:
             # Second pass only for the rows that need it and whose prediction differs:
             # the relevance of the class the model chose (what drew a sticker flip).
-            _, rel2 = explainer(x[differs], predicted[differs])
-            maps = rel2.float().sum(dim=1).cpu().numpy()
-            for j, row in enumerate(differs.tolist()):
+            index = torch.tensor(wanted, device=model.device)
+            _, rel2 = explainer(x[index], torch.from_numpy(predicted[wanted]).to(model.device))
+            maps = rel2.detach().float().cpu().numpy()
+            for j, row in enumerate(wanted):
                 relevance_pred[row] = maps[j]
-            self.stats.lrp_rows += len(differs)
-        probs = torch.softmax(logits.float(), dim=1).cpu().numpy()
-        label_maps = relevance.float().sum(dim=1).cpu().numpy()
-        self.stats.seconds_model += time.perf_counter() - start
+            self.stats.lrp_rows += len(wanted)
         self.stats.batches += 1
         self.stats.images += len(ready)
         self.stats.lrp_rows += len(ready)
-        for row, (key, variant, label) in enumerate(ready):
+        group = self.health.setdefault(f"{model.name} / {explainer.name}",
+                                       {"backend": explainer.backend, "conservation": []})
+        for row, one in enumerate(ready):
+            if row in problems:
+                self._store(one.key, ImageResult(error=HarnessError(problems[row])))
+                continue
+            probs = torch.softmax(torch.from_numpy(logits[row]), dim=0).numpy()
             pred = int(predicted[row])
-            same = pred == label
-            self._store(key, ImageResult(
-                variant=variant, probs=probs[row], predicted=pred, relevance_label=label_maps[row],
-                relevance_predicted=label_maps[row] if same else relevance_pred.get(row)))
+            label_health = health_checks.measure(logits[row], one.label, relevance[row])
+            if not label_health.near_zero and label_health.conservation is not None:
+                group["conservation"].append(label_health.conservation)
+            second = relevance_pred.get(row)
+            pred_health = None if second is None else health_checks.measure(logits[row], pred, second)
+            label_map = relevance[row].sum(axis=0)
+            pred_map = label_map if pred == one.label else (None if second is None else second.sum(axis=0))
+            self._store(one.key, ImageResult(
+                variant=one.variant, logits=logits[row], probs=probs, predicted=pred, relevance_label=label_map,
+                relevance_predicted=pred_map,
+                health_label=label_health,
+                health_predicted=label_health if pred == one.label else pred_health))
 
     def _store(self, key: ImageKey, result: ImageResult) -> None:
         self._results[key] = result
         self._summaries[key] = (result.predicted, result.probs)
+
+
+def describe(exc: BaseException) -> str:
+    """One line for an unexpected exception: its type and message."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else '(no message)'}"
+
+
+def tie_problem(logits: np.ndarray, classes: list[str]) -> str | None:
+    """Why a logit row has no top-1 class (an exact tie), or ``None``."""
+    top = logits.max()
+    tied = np.flatnonzero(logits == top)
+    if len(tied) < 2:
+        return None
+    if len(tied) == len(logits):
+        return f"model output has no prediction: all {len(logits)} logits are equal ({top:.4g})"
+    names = ", ".join(classes[i] if i < len(classes) else str(i) for i in tied)
+    return f"model output has no prediction: the top logit {top:.4g} is shared by {names}"
+
+
+def nonfinite_problem(values: np.ndarray, what: str) -> str | None:
+    """``"<what> is not finite (NaN in 3 of 10 logits)"`` or ``None``."""
+    bad = ~np.isfinite(values)
+    if not bad.any():
+        return None
+    nan = int(np.isnan(values).sum())
+    kind = "NaN" if nan == int(bad.sum()) else ("Inf" if nan == 0 else "NaN/Inf")
+    unit = what.split()[-1]
+    return f"{what.rsplit(' ', 1)[0]} is not finite ({kind} in {int(bad.sum())} of {values.size} {unit})"
 
 
 def backend_note(model_name: str, explainer: Explainer) -> str:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from harness import health as health_checks
 from harness import render
 from harness.errors import HarnessError, MetricError
 from harness.imageio import write_rgb
@@ -43,6 +44,15 @@ class ItemContext:
         return f"{self.suite}:{self.line}"
 
 
+class UnreliableExplanation(HarnessError):
+    """The item's explanation cannot serve as evidence; carries the health columns so
+    that the error row still records what was measured."""
+
+    def __init__(self, message: str, columns: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.columns = columns
+
+
 @dataclass
 class Evaluation:
     """Observation and judgement of one item, plus the row for tables and the report."""
@@ -55,7 +65,8 @@ class Evaluation:
 RESULT_COLUMNS = [
     "suite", "line", "case_id", "variant", "model", "explainer", "label", "predicted", "p_predicted", "p_label",
     "mass_object", "mass_removed", "mass_sticker", "verdict", "passed", "original_predicted", "signed_object",
-    "negative_object", "rank_accuracy", "pointing_game", "device", "description", "message", "nodeid",
+    "negative_object", "rank_accuracy", "pointing_game", "target_logit", "relevance_sum", "conservation",
+    "relevance_finite", "device", "description", "message", "nodeid",
 ]
 
 
@@ -91,9 +102,22 @@ def evaluate(ctx: ItemContext, engine: Engine, assets_dir: Path | None,
     Raises
     ------
     HarnessError
-        If the image could not be produced or a metric is undefined (an error of the
-        case, never a silent pass).
+        If the image could not be produced, its explanation is unhealthy
+        (:class:`UnreliableExplanation`) or a metric is undefined or not finite: an error
+        of the case, never a silent pass. Anything unexpected is raised as a
+        HarnessError too, so it stays this item's error.
     """
+    try:
+        return _evaluate(ctx, engine, assets_dir, writer)
+    except HarnessError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - one item's failure must stay its own
+        from harness.engine import describe
+
+        raise HarnessError(f"evaluating the item failed: {describe(exc)}") from exc
+
+
+def _evaluate(ctx: ItemContext, engine: Engine, assets_dir: Path | None, writer: Any) -> Evaluation:
     if ctx.original_key is not None:
         # Planned before the sticker image: asking for it first puts both in one batch.
         engine.result(ctx.original_key)
@@ -105,10 +129,12 @@ def evaluate(ctx: ItemContext, engine: Engine, assets_dir: Path | None,
     classes = model.classes
     label_index = classes.index(ctx.label)
     variant = result.variant
+    health = _check_health(ctx, result, classes)
     tolerance = int(ctx.thresholds.get("pointing_tolerance") or 0)
     obs = Observation(
         variant=ctx.variant, label=ctx.label, predicted=classes[result.predicted],
-        p_predicted=float(result.probs[result.predicted]), p_label=float(result.probs[label_index]),
+        p_predicted=_finite(float(result.probs[result.predicted]), "probability of the predicted class"),
+        p_label=_finite(float(result.probs[label_index]), "probability of the label"),
         explainer=ctx.explainer, location=ctx.location)
     assert result.relevance_label is not None
     # Metrics are computed softly: one that is undefined (no positive relevance, e.g.
@@ -137,7 +163,7 @@ def evaluate(ctx: ItemContext, engine: Engine, assets_dir: Path | None,
         negative_object=_m(obs.object, "negative"), rank_accuracy=_m(obs.object, "rank_accuracy"),
         pointing_game=_m(obs.object, "pointing_game"), original_predicted=obs.original_predicted,
         verdict=judgement.verdict, passed=judgement.passed, message=judgement.message,
-        checks=judgement.checks_as_dicts())
+        checks=judgement.checks_as_dicts(), **health.columns())
     # The heatmap shows the relevance the verdict is about: the predicted class for
     # stickers (what drew the flip), the label otherwise.
     shown = result.relevance_predicted if ctx.variant == "sticker_added" else result.relevance_label
@@ -147,6 +173,33 @@ def evaluate(ctx: ItemContext, engine: Engine, assets_dir: Path | None,
     if assets_dir is not None:
         row["images"] = write_pictures(assets_dir, ctx, variant, shown, writer)
     return Evaluation(obs, judgement, row)
+
+
+def _finite(value: float, what: str) -> float:
+    if not np.isfinite(value):
+        raise HarnessError(f"{what} is not finite ({value})")
+    return value
+
+
+def _check_health(ctx: ItemContext, result: Any, classes: list[str]) -> health_checks.Health:
+    """The health of the map this item shows and judges (the predicted class's for a
+    sticker, the label's otherwise); raises :class:`UnreliableExplanation` when it, or
+    any other map the item reads, cannot serve as evidence."""
+    label_health = result.health_label
+    shown = result.health_predicted if ctx.variant == "sticker_added" else label_health
+    assert label_health is not None and shown is not None
+    conservative = ctx.explainer.startswith("lrp/")
+    problem = health_checks.problem(shown, conservative, health_checks.band_of(ctx.thresholds))
+    whose = ""
+    if shown is not label_health:
+        whose = f"the explanation of {classes[result.predicted]} (the predicted class): "
+        if problem is None and not label_health.finite:
+            # The label's map feeds the object metrics of the row: it must be finite too.
+            problem = health_checks.problem(label_health, False, None)
+            shown, whose = label_health, f"the explanation of {ctx.label} (the label): "
+    if problem is not None:
+        raise UnreliableExplanation(f"explanation unreliable: {whose}{problem} ({ctx.explainer})", shown.columns())
+    return shown
 
 
 def _soft(obs: Observation, name: str, relevance: np.ndarray, mask: np.ndarray, tolerance: int) -> RegionMetrics | None:

@@ -26,6 +26,9 @@ def _check(relevance: np.ndarray, mask: np.ndarray) -> None:
         raise MetricError("the region is empty: relevance inside vs outside is undefined")
     if mask.all():
         raise MetricError("the region covers the whole image: relevance inside vs outside is undefined")
+    if not np.isfinite(relevance).all():
+        bad = int(relevance.size - np.count_nonzero(np.isfinite(relevance)))
+        raise MetricError(f"the relevance map is not finite ({bad} of {relevance.size} values are NaN/Inf)")
 
 
 def channel_sum(relevance: np.ndarray) -> np.ndarray:
@@ -103,10 +106,16 @@ class RegionMetrics:
 
 def region_metrics(relevance: np.ndarray, mask: np.ndarray, tolerance: int = 0) -> RegionMetrics:
     """Compute every metric of ``relevance`` against ``mask`` at once."""
-    return RegionMetrics(
+    metrics = RegionMetrics(
         mass=positive_mass(relevance, mask),
         signed=signed_share(relevance, mask),
         negative=negative_mass(relevance, mask),
         rank_accuracy=rank_accuracy(relevance, mask),
         pointing_game=pointing_game(relevance, mask, tolerance),
     )
+    for name in ("mass", "signed", "negative", "rank_accuracy"):
+        value = getattr(metrics, name)
+        # Sums of finite float32 maps can still overflow to Inf: no metric may pass on it.
+        if value is not None and not np.isfinite(value):
+            raise MetricError(f"the metric {name} is not finite ({value})")
+    return metrics

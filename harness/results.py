@@ -33,14 +33,34 @@ def results_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     return frame.sort_values(["suite", "line", "case_id", "_v", "model"], kind="stable").drop(columns="_v")
 
 
-def write_results(rows: list[dict[str, Any]], path: Path) -> list[Path]:
-    """Write ``path`` (CSV) and, if pyarrow is available, the same table as Parquet."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+def write_results(rows: list[dict[str, Any]], path: Path, failures: list[str] | None = None) -> list[Path]:
+    """Write ``path`` (CSV) and, if pyarrow is available, the same table as Parquet.
+
+    With ``failures`` each output that cannot be written adds one line there instead
+    of raising, and the other output is still written (a read-only folder must not
+    cost the session its summary, report and exit status).
+    """
     frame = results_frame(rows)
-    frame.to_csv(path, index=False)
-    written = [path]
+    written: list[Path] = []
+    outputs: list[tuple[str, Path, Any]] = [("results table", path, lambda: frame.to_csv(path, index=False))]
     if importlib.util.find_spec("pyarrow") is not None:
         parquet = path.with_suffix(".parquet")
-        frame.astype({c: "string" for c in frame.columns if frame[c].dtype == object}).to_parquet(parquet, index=False)
-        written.append(parquet)
+        outputs.append(("results parquet", parquet, lambda: frame.astype(
+            {c: "string" for c in frame.columns if frame[c].dtype == object}).to_parquet(parquet, index=False)))
+    for what, target, write in outputs:
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            write()
+        except Exception as exc:  # noqa: BLE001 - an output failing alone is reported, not raised
+            if failures is None:
+                raise
+            failures.append(output_failure(what, target, exc))
+        else:
+            written.append(target)
     return written
+
+
+def output_failure(what: str, target: Path, exc: BaseException) -> str:
+    """One line for an output that could not be written."""
+    text = (str(exc).strip().splitlines() or [""])[0]
+    return f"{what} not written: {target}: {type(exc).__name__}: {text}"

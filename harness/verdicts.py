@@ -17,6 +17,11 @@ from typing import Any
 from harness.errors import MetricError
 from harness.metrics import RegionMetrics
 
+# Metric values are reproducible to this absolute tolerance across batch sizes, -n and
+# thread counts (docs/reliability.md); a value this close to its threshold may flip.
+REPRODUCIBLE_TOLERANCE = 1e-5
+TOLERANCE_TEXT = "1e-5"
+
 VERDICTS = ("passed", "false_positive", "false_negative", "artifact_reliance", "wrong_reasons", "error")
 VARIANT_TEXT = {
     "original": "original image",
@@ -107,26 +112,25 @@ def _judge_original(obs: Observation, t: dict[str, Any]) -> Judgement:
                          f"instead of {obs.label} (p={obs.p_label:.2f}); positive relevance for {obs.label} on the "
                          f"object {pct(_mass(obs.object))}" + _suffix(obs), checks)
     needs = t.get("min_object_mass") is not None or t.get("min_rank_accuracy") is not None or t.get("pointing_game")
+    failed: list[Check] = []
     if needs:
-        obs.need("object")
-    assert obs.object is not None or not needs
-    if t.get("min_object_mass") is not None:
-        checks.append(Check("relevance on object", "mass_object", obs.object.mass, t["min_object_mass"], ">=",
-                            obs.object.mass >= t["min_object_mass"]))
-    if t.get("min_rank_accuracy") is not None:
-        checks.append(Check("relevance rank accuracy", "rank_accuracy", obs.object.rank_accuracy,
-                            t["min_rank_accuracy"], ">=", obs.object.rank_accuracy >= t["min_rank_accuracy"]))
-    if t.get("pointing_game"):
-        checks.append(Check("pointing game", "pointing_game", obs.object.pointing_game, True, "==",
-                            obs.object.pointing_game))
-    failed = [c for c in checks[1:] if not c.passed]
+        obj = obs.need("object")
+        if t.get("min_object_mass") is not None:
+            checks.append(Check("relevance on object", "mass_object", obj.mass, t["min_object_mass"], ">=",
+                                obj.mass >= t["min_object_mass"]))
+        if t.get("min_rank_accuracy") is not None:
+            checks.append(Check("relevance rank accuracy", "rank_accuracy", obj.rank_accuracy,
+                                t["min_rank_accuracy"], ">=", obj.rank_accuracy >= t["min_rank_accuracy"]))
+        if t.get("pointing_game"):
+            checks.append(Check("pointing game", "pointing_game", obj.pointing_game, True, "==", obj.pointing_game))
+        failed = [c for c in checks[1:] if not c.passed]
     if failed:
         first = failed[0]
         if first.metric == "mass_object":
-            detail = (f"positive relevance on the object {pct(obs.object.mass)} < {pct(first.threshold)} required, "
-                      f"outside {pct(1 - obs.object.mass)}")
+            detail = (f"positive relevance on the object {pct(obj.mass)} < {pct(t['min_object_mass'])} required, "
+                      f"outside {pct(1 - obj.mass)}")
         elif first.metric == "rank_accuracy":
-            detail = f"relevance rank accuracy on the object {obs.object.rank_accuracy:.2f} < {first.threshold}"
+            detail = f"relevance rank accuracy on the object {obj.rank_accuracy:.2f} < {first.threshold}"
         else:
             detail = "the most relevant pixel lies outside the object (pointing game)"
         return Judgement("wrong_reasons",
@@ -195,5 +199,25 @@ _JUDGES = {
 
 
 def judge(obs: Observation, thresholds: dict[str, Any]) -> Judgement:
-    """Apply the oracle table to one observation."""
-    return _JUDGES[obs.variant](obs, thresholds)
+    """Apply the oracle table to one observation; a value within the reproducibility
+    tolerance of its threshold is called borderline in the message."""
+    judgement = _JUDGES[obs.variant](obs, thresholds)
+    notes = [note for check in judgement.checks if (note := borderline(check)) is not None]
+    if notes:
+        judgement.message += "; " + "; ".join(notes)
+    return judgement
+
+
+def borderline(check: Check) -> str | None:
+    """``"mass 0.500 is within 1e-5 of the threshold 0.5: borderline"`` or ``None``."""
+    value, threshold = check.value, check.threshold
+    if isinstance(value, bool) or isinstance(threshold, bool):
+        return None
+    if not isinstance(value, (int, float)) or not isinstance(threshold, (int, float)):
+        return None
+    if abs(float(value) - float(threshold)) > REPRODUCIBLE_TOLERANCE:
+        return None
+    name = check.metric.removeprefix("mass_").replace("_", " ")
+    name = {"object": "mass", "sticker": "sticker share"}.get(name, name)
+    return (f"{name} {float(value):.3f} is within {TOLERANCE_TEXT} of the threshold {float(threshold):g}: borderline "
+            f"(it may flip between batch sizes, -n or thread counts)")
