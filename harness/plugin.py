@@ -9,9 +9,8 @@ import json
 import os
 import sys
 import time
-import warnings
-from concurrent.futures import Future, ThreadPoolExecutor
 from collections import Counter, deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -54,7 +53,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         group.addoption(flag, **kwargs)
         parser.addini(name, help_text, default=default)
     group.addoption("--xai-report-self-contained", dest="xai_report_self_contained", action="store_true",
-                    default=None, help="inline the report's images instead of an assets folder [ini: xai_report_self_contained]")
+                    default=None,
+                    help="inline the report's images instead of an assets folder [ini: xai_report_self_contained]")
     parser.addini("xai_report_self_contained", "inline the report's images", type="bool", default=False)
 
 
@@ -85,6 +85,7 @@ class XaiState:
     worker_engines: list[dict[str, Any]] = field(default_factory=list)   # xdist controller
     rows: dict[str, dict[str, Any]] = field(default_factory=dict)
     started: float = field(default_factory=time.time)
+    output_errors: list[str] = field(default_factory=list)   # one line per output that could not be written
     _registry: Registry | ModelError | None = None
     _engine: Engine | None = None
     _pictures: PictureQueue | None = None
@@ -181,8 +182,11 @@ def pytest_runtestloop(session: pytest.Session) -> Any:
     finally:
         state = session.config.stash.get(STATE_KEY, None)
         if state is not None:
-            for error in state.finish_pictures():
-                warnings.warn(f"xai-harness: an item's pictures could not be written: {error}", stacklevel=1)
+            errors = state.finish_pictures()
+            if errors:
+                first = (str(errors[0]).strip().splitlines() or [""])[0]
+                state.output_errors.append(f"pictures not written under {state.assets_dir}: {len(errors)} item(s) "
+                                           f"failed, first: {type(errors[0]).__name__}: {first}")
 
 
 def _path(config: pytest.Config, name: str) -> Path | None:
@@ -228,6 +232,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[STATE_KEY] = state
     if not is_worker:
         config.pluginmanager.register(ResultsRecorder(state), "xai-results")
+        config.pluginmanager.register(ExitStatus(), "xai-exit-status")
     report_path = _path(config, "xai_report")
     if report_path is not None and not is_worker:
         from harness.report.plugin import ReportPlugin
@@ -319,9 +324,12 @@ class ResultsRecorder:
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if self.state.rows and self.state.results_path is not None:
-            from harness.results import write_results
+            from harness.results import output_failure, write_results
 
-            write_results(list(self.state.rows.values()), self.state.results_path)
+            try:
+                write_results(list(self.state.rows.values()), self.state.results_path, self.state.output_errors)
+            except Exception as exc:  # noqa: BLE001 - e.g. pandas missing: still a one-line failure
+                self.state.output_errors.append(output_failure("results table", self.state.results_path, exc))
 
 
 def pytest_report_collectionfinish(config: pytest.Config, items: list[pytest.Item]) -> list[str]:
@@ -359,33 +367,83 @@ def pytest_testnodedown(node: Any, error: Any) -> None:
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     state = session.config.stash.get(STATE_KEY, None)
-    if state is not None and state.is_worker and state._engine is not None:
-        session.config.workeroutput["xai_engine"] = state._engine.summary()  # type: ignore[attr-defined]
+    if state is not None and state.is_worker and (state._engine is not None or state.output_errors):
+        summary = state._engine.summary() if state._engine is not None else {"notes": [], "health": {}}
+        summary["output_errors"] = list(state.output_errors)
+        session.config.workeroutput["xai_engine"] = summary  # type: ignore[attr-defined]
+
+
+class ExitStatus:
+    """Runs around every other session-finish hook (the results table, the report): an
+    output that could not be written makes the exit status non-zero."""
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> Any:
+        result = yield
+        if output_failed(session.config) and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        return result
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     state = config.stash.get(STATE_KEY, None)
-    if state is None or not state.rows:
+    if state is None:
         return
-    counts = Counter(str(row.get("verdict")) for row in state.rows.values())
-    tr = terminalreporter
-    tr.section("xai verdicts")
-    tr.write_line(", ".join(f"{verdict}: {n}" for verdict, n in sorted(counts.items())))
     engines = list(state.worker_engines)
-    if state._engine is not None:
-        own = state._engine.summary()
-        if state.announced:
-            own["notes"] = []   # already in the header
-        engines.append(own)
-    for note in dict.fromkeys(note for engine in engines for note in engine["notes"]):
-        tr.write_line(f"note: {note}")
-    total = {key: sum(engine[key] for engine in engines) for key in (engines[0] if engines else {}) if key != "notes"}
-    if total.get("images"):
-        workers = f" on {len(state.worker_engines)} workers" if state.worker_engines else ""
-        tr.write_line(f"{total['images']} images in {total['batches']} batches ({total['lrp_rows']} LRP rows)"
-                      f"{workers}: variants {total['seconds_variants']:.1f}s, model+LRP {total['seconds_model']:.1f}s")
-    if state.results_path is not None:
-        tr.write_line(f"results: {state.results_path}")
+    errors = [error for engine in engines for error in engine.get("output_errors", [])] + state.output_errors
+    tr = terminalreporter
+    if state.rows:
+        counts = Counter(str(row.get("verdict")) for row in state.rows.values())
+        tr.section("xai verdicts")
+        tr.write_line(", ".join(f"{verdict}: {n}" for verdict, n in sorted(counts.items())))
+        if state._engine is not None:
+            own = state._engine.summary()
+            if state.announced:
+                own["notes"] = []   # already in the header
+            engines.append(own)
+        for note in dict.fromkeys(note for engine in engines for note in engine["notes"]):
+            tr.write_line(f"note: {note}")
+        for line in health_lines(engines):
+            tr.write_line(line)
+        counters = ("images", "batches", "lrp_rows", "seconds_variants", "seconds_model")
+        total = {key: sum(engine.get(key, 0) for engine in engines) for key in counters}
+        if total.get("images"):
+            workers = f" on {len(state.worker_engines)} workers" if state.worker_engines else ""
+            tr.write_line(f"{total['images']} images in {total['batches']} batches ({total['lrp_rows']} LRP rows)"
+                          f"{workers}: variants {total['seconds_variants']:.1f}s, model+LRP "
+                          f"{total['seconds_model']:.1f}s")
+        if state.results_path is not None and not any(e.startswith("results table") for e in errors):
+            tr.write_line(f"results: {state.results_path}")
+    for error in errors:
+        tr.write_line(f"xai: {error}", red=True)
+
+
+def health_lines(engines: list[dict[str, Any]]) -> list[str]:
+    """Per model × explainer: the backend and the median conservation of its label maps."""
+    from harness.health import median
+
+    merged: dict[str, dict[str, Any]] = {}
+    for engine in engines:
+        for group, data in engine.get("health", {}).items():
+            entry = merged.setdefault(group, {"backend": data["backend"], "conservation": []})
+            entry["conservation"].extend(data["conservation"])
+    lines = []
+    for group, data in merged.items():
+        value = median(data["conservation"])
+        text = "n/a" if value is None else f"{value:.3g}"
+        lines.append(f"xai: {group}: backend {data['backend']}, median conservation {text} "
+                     f"(relevance sum / target logit over {len(data['conservation'])} maps)")
+    return lines
+
+
+def output_failed(config: pytest.Config) -> bool:
+    """Whether any output of the session (table, pictures, report) could not be written."""
+    state = config.stash.get(STATE_KEY, None)
+    if state is None:
+        return False
+    report = config.pluginmanager.get_plugin("xai-report")
+    return bool(state.output_errors or any(engine.get("output_errors") for engine in state.worker_engines)
+                or getattr(report, "error", None))
 
 
 # Under xdist every report crosses a pipe, setup, call and teardown alike, and each
