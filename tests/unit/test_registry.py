@@ -344,3 +344,27 @@ def test_authoring_against_an_entry_without_classes_is_an_error(tmp_path, capsys
     err = capsys.readouterr().err
     assert "cannot check class names against model 'm'" in err and "models.m.classes: missing" in err
     assert not suite.exists()
+
+
+# --------------------------------------------------------------------------- the reference
+
+
+def test_every_registry_example_in_the_docs_is_a_valid_registry(tmp_path):
+    import re
+
+    import yaml
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "registry.md").read_text(encoding="utf-8")
+    examples = [block for block in re.findall(r"```yaml\n(.*?)```", text, flags=re.S)
+                if block.startswith("models:\n") and "..." not in block]
+    assert len(examples) >= 5
+    for index, example in enumerate(examples):
+        folder = tmp_path / str(index)
+        folder.mkdir()
+        for entry in yaml.safe_load(example)["models"].values():
+            if isinstance(entry["classes"], str):   # a stand-in class file
+                (folder / entry["classes"]).parent.mkdir(parents=True, exist_ok=True)
+                (folder / entry["classes"]).write_text("a\nb\n")
+        (folder / "models.yaml").write_text(example)
+        registry = load_registry(folder / "models.yaml")
+        assert registry.broken == {}, example
