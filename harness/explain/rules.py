@@ -1,0 +1,331 @@
+"""LRP rule kernels for Conv2d/Linear layers, numerically equal to zennit's rules.
+
+zennit computes a rule by re-running the layer with modified parameters under autograd
+and differentiating.  Here each rule is written out directly: the modified weights are
+prepared once per device/dtype, the rule's denominators are recomputed from the kept
+layer input right before they are needed, and the transposed layer (``conv_transpose2d``
+or a matrix product) is applied under ``torch.no_grad()`` with in-place divisions.
+
+The formulas follow zennit 0.5's rules (``Epsilon``, ``ZPlus``, ``Gamma``,
+``AlphaBeta``, ``Flat``, ``ZBox``) term by term, including its stabiliser
+``t + eps * ((t == 0) + sign(t))``.  When the layer input is known to be non-negative
+(statically: it comes out of a ReLU), zennit's negative-input terms are exact zeros and
+are skipped.  Convolutions may be grouped (depthwise), strided, dilated and padded.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = ["AffineRule", "FLAT", "ZBOX", "ZPLUS", "GAMMA", "ALPHA_BETA", "EPSILON", "stabilize", "fold_batch_norm"]
+
+FLAT, ZBOX, ZPLUS, GAMMA, ALPHA_BETA, EPSILON = "flat", "zbox", "zplus", "gamma", "alpha_beta", "epsilon"
+
+
+def _eps_like(t: Tensor, eps: float) -> Tensor:
+    return torch.where(t < 0.0, t.new_tensor(-eps), t.new_tensor(eps))
+
+
+def stabilize(t: Tensor, eps: float) -> Tensor:
+    """zennit's default stabiliser ``t + eps * ((t == 0) + sign(t))``, out of place.
+
+    Adding ``±eps`` selected by the sign gives bit-identical values with fewer
+    full-size temporaries.
+    """
+    return t + _eps_like(t, eps)
+
+
+def stabilize_(t: Tensor, eps: float) -> Tensor:
+    """In-place :func:`stabilize` for tensors the caller owns.
+
+    Denominators usually have one sign (z+ >= 0, z- <= 0); one min/max reduction
+    decides that, and then a plain shift is cheaper than building the sign mask.
+    """
+    if not t.numel():
+        return t
+    low, high = torch.aminmax(t)
+    if bool(low >= 0.0):
+        return t.add_(eps)
+    if bool(high <= 0.0):
+        zeros = t == 0.0
+        return t.sub_(eps).masked_fill_(zeros, eps)
+    return t.add_(_eps_like(t, eps))
+
+
+def fold_batch_norm(
+    weight: Tensor, bias: Tensor | None, bn: dict[str, Tensor | None] | None, eps: float
+) -> tuple[Tensor, Tensor | None]:
+    """``weight`` and ``bias`` with the (eval-mode) batch norm ``bn`` merged in.
+
+    The arithmetic follows zennit's ``MergeBatchNorm.merge_batch_norm`` (a missing bias
+    is a one-element zero), so the merged parameters are identical to zennit's.  A batch
+    norm without affine parameters merges with weight 1 and bias 0.
+    """
+    if bn is None:
+        return weight, bias
+    mean, var = bn["running_mean"], bn["running_var"]
+    assert mean is not None and var is not None
+    scale = (var + eps) ** -0.5 if bn["weight"] is None else bn["weight"] / (var + eps) ** 0.5
+    if bias is None:
+        bias = torch.zeros(1, device=weight.device, dtype=weight.dtype)
+    index = (slice(None),) + (None,) * (weight.ndim - 1)
+    weight = weight * scale[index]
+    bias = (bias - mean) * scale
+    if bn["bias"] is not None:
+        bias = bias + bn["bias"]
+    return weight, bias
+
+
+def conv_padding(conv: nn.Conv2d) -> tuple[int, int] | None:
+    """Numeric symmetric padding of ``conv``, or None if PyTorch pads it asymmetrically
+    (``padding='same'`` with an even effective kernel)."""
+    if isinstance(conv.padding, str):
+        if conv.padding == "valid":
+            return (0, 0)
+        pads = []
+        for k, d in zip(conv.kernel_size, conv.dilation):
+            total = d * (k - 1)
+            if total % 2:
+                return None
+            pads.append(total // 2)
+        return (pads[0], pads[1])
+    return (int(conv.padding[0]), int(conv.padding[1]))
+
+
+def _clamp(t: Tensor | None, **kwargs: float) -> Tensor | None:
+    return None if t is None else t.clamp(**kwargs)
+
+
+class AffineRule:
+    """One Conv2d or Linear layer (with a merged batch norm) and its LRP rule.
+
+    Parameters
+    ----------
+    layer : nn.Conv2d or nn.Linear
+        The layer; its parameters are read (not copied unless a batch norm is merged).
+    bn : nn.BatchNorm1d or nn.BatchNorm2d or None
+        A batch norm merged into the layer for the relevance pass.
+    rule : str
+        One of the rule names of this module.
+    nonneg : bool
+        Whether the layer input is known to be non-negative.
+    epsilon, stabilizer, gamma : float
+        zennit's rule parameters.
+    low, high : Tensor or float
+        Box bounds for the ZBox rule.
+    """
+
+    def __init__(
+        self,
+        layer: nn.Conv2d | nn.Linear,
+        bn: nn.modules.batchnorm._BatchNorm | None,
+        rule: str,
+        *,
+        nonneg: bool,
+        epsilon: float,
+        stabilizer: float,
+        gamma: float,
+        low: Tensor | float,
+        high: Tensor | float,
+    ) -> None:
+        self.rule = rule
+        self.nonneg = nonneg
+        self.is_conv = isinstance(layer, nn.Conv2d)
+        self.groups = 1
+        if isinstance(layer, nn.Conv2d):
+            padding = conv_padding(layer)
+            assert padding is not None, "asymmetric padding is refused by the tracer"
+            self.stride, self.padding, self.dilation = tuple(layer.stride), padding, tuple(layer.dilation)
+            self.kernel_size = tuple(layer.kernel_size)
+            self.groups = layer.groups
+        self.epsilon, self.stabilizer, self.gamma = epsilon, stabilizer, gamma
+        self.low, self.high = low, high
+        self.src_weight = layer.weight.detach()
+        self.src_bias = None if layer.bias is None else layer.bias.detach()
+        self.src_bn: dict[str, Tensor | None] | None = None
+        self.bn_eps = 0.0
+        if bn is not None:
+            self.src_bn = {
+                k: (None if getattr(bn, k) is None else getattr(bn, k).detach())
+                for k in ("weight", "bias", "running_mean", "running_var")
+            }
+            self.bn_eps = bn.eps
+        self.t: dict[str, Tensor | None] = {}
+        self._cache: dict[tuple[int, ...], Any] = {}
+
+    @property
+    def needs_output(self) -> bool:
+        """Whether :meth:`relevance` reads the layer's (merged) output ``z``."""
+        return self.rule in (EPSILON, ZBOX, GAMMA)
+
+    @property
+    def needs_input(self) -> bool:
+        """Whether :meth:`relevance` reads the layer input's values (Flat needs its shape only)."""
+        return self.rule != FLAT
+
+    def convert(self, device: torch.device, dtype: torch.dtype) -> None:
+        """Derive the rule's tensors for ``device``/``dtype``, as zennit derives them from the model."""
+
+        def moved(v: Tensor | None) -> Tensor | None:
+            return None if v is None else v.to(device=device, dtype=dtype)
+
+        bn = None if self.src_bn is None else {k: moved(v) for k, v in self.src_bn.items()}
+        w, b = fold_batch_norm(self.src_weight.to(device=device, dtype=dtype), moved(self.src_bias), bn, self.bn_eps)
+        t: dict[str, Tensor | None] = {"w": w, "b": b}
+        stack = self.groups == 1
+        if self.rule in (ZPLUS, ALPHA_BETA, ZBOX):
+            t["wp"], t["bp"] = w.clamp(min=0.0), _clamp(b, min=0.0)
+            t["wn"], t["bn"] = w.clamp(max=0.0), _clamp(b, max=0.0)
+            if self.rule == ZPLUS and not self.nonneg and stack:
+                # one layer call on [a+, a-] with [W+, W-] gives W+ a+ + W- a- (and its transpose both parts)
+                t["w_pn"] = torch.cat([w.clamp(min=0.0), w.clamp(max=0.0)], dim=1)
+        elif self.rule == GAMMA:
+            # zennit's GammaMod: param + gamma * param.clamp(...)
+            t["w1"] = w + self.gamma * w.clamp(min=0.0)
+            t["b1"] = None if b is None else b + self.gamma * b.clamp(min=0.0)
+            t["w2"] = w + self.gamma * w.clamp(max=0.0)
+            t["b3"] = None if b is None else b + self.gamma * b.clamp(max=0.0)
+        self.t = t
+        self._cache.clear()
+
+    # -- geometry ---------------------------------------------------------------------
+    def _lin(self, x: Tensor, w: Tensor | None, b: Tensor | None, groups: int | None = None) -> Tensor:
+        assert w is not None
+        if self.is_conv:
+            g = self.groups if groups is None else groups
+            return F.conv2d(x, w, b, self.stride, self.padding, self.dilation, g)
+        return F.linear(x, w, b)
+
+    def _lin_t(self, s: Tensor, w: Tensor | None, in_shape: torch.Size, groups: int | None = None) -> Tensor:
+        """Transpose of :meth:`_lin` (without bias) applied to ``s``, shaped like the input."""
+        assert w is not None
+        if not self.is_conv:
+            return s.matmul(w)
+        out_pad = []
+        for dim in (0, 1):
+            covered = (
+                (s.shape[-2 + dim] - 1) * self.stride[dim]
+                - 2 * self.padding[dim]
+                + self.dilation[dim] * (self.kernel_size[dim] - 1)
+                + 1
+            )
+            out_pad.append(in_shape[-2 + dim] - covered)
+        g = self.groups if groups is None else groups
+        return F.conv_transpose2d(s, w, None, self.stride, self.padding, tuple(out_pad), g, self.dilation)
+
+    # -- rules --------------------------------------------------------------------------
+    def relevance(self, g: Tensor, a: Tensor | None, z: Tensor | None, in_shape: torch.Size) -> Tensor:
+        """Relevance at the layer input from relevance ``g`` at its output (``g`` may be overwritten).
+
+        ``a`` is the layer input (None for Flat), ``z`` the (merged) layer output where
+        :attr:`needs_output`, ``in_shape`` the input's shape.
+        """
+        kernel: Any = getattr(self, "_" + self.rule)
+        return kernel(g, a, z, in_shape)
+
+    def _epsilon(self, g: Tensor, a: Tensor, z: Tensor, shape: torch.Size) -> Tensor:
+        s = g.div_(stabilize(z, self.epsilon))
+        return self._lin_t(s, self.t["w"], shape).mul_(a)
+
+    def _zplus(self, g: Tensor, a: Tensor, z: Tensor | None, shape: torch.Size) -> Tensor:
+        t = self.t
+        if self.nonneg:
+            # a >= 0, W+ >= 0, b+ >= 0: z+ >= 0, so zennit's stabiliser is "+ eps"
+            s = g.div_(self._lin(a, t["wp"], t["bp"]).add_(self.stabilizer))
+            return self._lin_t(s, t["wp"], shape).mul_(a)
+        ap, an = a.clamp(min=0.0), a.clamp(max=0.0)
+        if "w_pn" in t:
+            both = torch.cat([ap, an], dim=1)
+            s = g.div_(stabilize_(self._lin(both, t["w_pn"], t["bp"]), self.stabilizer))
+            width = ap.shape[1]
+            back = self._lin_t(s, t["w_pn"], both.shape).mul_(both)
+            return back[:, :width].add_(back[:, width:])
+        d = stabilize_(self._lin(ap, t["wp"], t["bp"]).add_(self._lin(an, t["wn"], None)), self.stabilizer)
+        s = g.div_(d)
+        return self._lin_t(s, t["wp"], shape).mul_(ap).add_(self._lin_t(s, t["wn"], shape).mul_(an))
+
+    def _gamma(self, g: Tensor, a: Tensor, z: Tensor, shape: torch.Size) -> Tensor:
+        t = self.t
+        if self.nonneg:
+            # the terms of zennit's rule built from a- are exact zeros
+            s_pos = (z > 0.0) * g / stabilize_(self._lin(a, t["w1"], t["b1"]), self.stabilizer)
+            s_neg = g.mul_(z < 0.0).div_(stabilize_(self._lin(a, t["w2"], t["b3"]), self.stabilizer))
+            return self._lin_t(s_pos, t["w1"], shape).add_(self._lin_t(s_neg, t["w2"], shape)).mul_(a)
+        ap, an = a.clamp(min=0.0), a.clamp(max=0.0)
+        d_pos = stabilize_(self._lin(ap, t["w1"], t["b1"]).add_(self._lin(an, t["w2"], None)), self.stabilizer)
+        d_neg = stabilize_(self._lin(ap, t["w2"], t["b3"]).add_(self._lin(an, t["w1"], None)), self.stabilizer)
+        s_pos = (z > 0.0) * g / d_pos
+        s_neg = g.mul_(z < 0.0).div_(d_neg)
+        del d_pos, d_neg
+        out = self._lin_t(s_pos, t["w1"], shape).mul_(ap)
+        out.add_(self._lin_t(s_pos, t["w2"], shape).mul_(an))
+        out.add_(self._lin_t(s_neg, t["w2"], shape).mul_(ap))
+        return out.add_(self._lin_t(s_neg, t["w1"], shape).mul_(an))
+
+    def _alpha_beta(self, g: Tensor, a: Tensor, z: Tensor | None, shape: torch.Size) -> Tensor:
+        alpha, beta = 2.0, 1.0
+        t = self.t
+        if self.nonneg:
+            d_pos = self._lin(a, t["wp"], t["bp"]).add_(self.stabilizer)
+            d_neg = stabilize_(self._lin(a, t["wn"], t["bn"]), self.stabilizer)
+            s_pos = g / d_pos
+            s_neg = g.div_(d_neg)
+            del d_pos, d_neg
+            pos = self._lin_t(s_pos, t["wp"], shape).mul_(a)
+            neg = self._lin_t(s_neg, t["wn"], shape).mul_(a)
+            return pos.mul_(alpha).sub_(neg, alpha=beta)
+        ap, an = a.clamp(min=0.0), a.clamp(max=0.0)
+        s_pos = g / stabilize_(self._lin(ap, t["wp"], t["bp"]).add_(self._lin(an, t["wn"], None)), self.stabilizer)
+        s_neg = g / stabilize_(self._lin(ap, t["wn"], t["bn"]).add_(self._lin(an, t["wp"], None)), self.stabilizer)
+        pos = self._lin_t(s_pos, t["wp"], shape).mul_(ap).add_(self._lin_t(s_pos, t["wn"], shape).mul_(an))
+        neg = self._lin_t(s_neg, t["wn"], shape).mul_(ap).add_(self._lin_t(s_neg, t["wp"], shape).mul_(an))
+        return pos.mul_(alpha).sub_(neg, alpha=beta)
+
+    def _flat(self, g: Tensor, a: Tensor | None, z: Tensor | None, shape: torch.Size) -> Tensor:
+        # Flat: all-ones weights, no bias, all-ones input; the denominator depends on the
+        # input shape only, and every input channel of a group receives the same value.
+        key = tuple(shape[1:])
+        d = self._cache.get(key)
+        groups = self.groups
+        if d is None:
+            if self.is_conv:
+                # one output channel per group: every output channel of a group has the same count
+                ones_in = g.new_ones((1, shape[1]) + tuple(shape[2:]))
+                ones_w = g.new_ones((groups, shape[1] // groups) + self.kernel_size)
+                d = stabilize(self._lin(ones_in, ones_w, None), self.stabilizer).unsqueeze(2)
+            else:
+                d = stabilize(g.new_ones(1, shape[-1]).sum(-1, keepdim=True), self.stabilizer)
+            self._cache[key] = d
+        if not self.is_conv:
+            return g.div_(d).sum(-1, keepdim=True).expand(shape).contiguous()
+        n = g.shape[0]
+        per_group = g.reshape(n, groups, -1, *g.shape[2:]).div_(d).sum(2)
+        box = g.new_ones((groups, 1) + self.kernel_size)
+        r = self._lin_t(per_group, box, torch.Size((n, groups) + tuple(shape[2:])), groups=groups)
+        width = shape[1] // groups
+        return r.unsqueeze(2).expand(n, groups, width, *r.shape[2:]).reshape(shape)
+
+    def _bounds(self, shape: torch.Size, like: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        key = tuple(shape[1:])
+        hit = self._cache.get(key)
+        if hit is None:
+            t = self.t
+            target = (1,) + tuple(shape[1:])
+            low = torch.as_tensor(self.low).to(like).expand(target)
+            high = torch.as_tensor(self.high).to(like).expand(target)
+            offset = self._lin(low, t["wp"], t["bp"]) + self._lin(high, t["wn"], t["bn"])
+            hit = self._cache[key] = (low, high, offset)
+        low, high, offset = hit
+        return low, high, offset
+
+    def _zbox(self, g: Tensor, x: Tensor, z: Tensor, shape: torch.Size) -> Tensor:
+        low, high, offset = self._bounds(shape, x)
+        t = self.t
+        s = g.div_(stabilize_(z - offset, self.stabilizer))
+        out = self._lin_t(s, t["w"], shape).mul_(x)
+        out.sub_(self._lin_t(s, t["wp"], shape).mul_(low))
+        return out.sub_(self._lin_t(s, t["wn"], shape).mul_(high))
