@@ -109,7 +109,8 @@ def _outcome(case: ET.Element) -> Outcome:
         element = case.find(tag)
         if element is not None:
             text = (element.get("message") or "") + "\n" + (element.text or "")
-            if tag == "skipped" and (element.get("type") == "pytest.xfail" or "xfail" in (element.get("message") or "")):
+            xfailed = element.get("type") == "pytest.xfail" or "xfail" in (element.get("message") or "")
+            if tag == "skipped" and xfailed:
                 return Outcome("xfailed", text)
             return Outcome({"failure": "failed"}.get(tag, tag), text)
     return Outcome("passed", "")

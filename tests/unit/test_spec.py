@@ -125,7 +125,8 @@ cases:
     assert ":7:" in suite.cases[0].errors[0].format()
     variants = {v.name: v for v in suite.cases[1].variants}
     assert variants["original"].errors == []
-    assert "unknown variant 'blurred'; allowed values: original, instance_removed" in variants["blurred"].errors[0].format()
+    message = variants["blurred"].errors[0].format()
+    assert "unknown variant 'blurred'; allowed values: original, instance_removed" in message
     fill = variants["instance_removed"].errors[0]
     assert fill.line == 14 and "'inpaint_telea'" in fill.message and "(got 'magic')" in fill.message
 
@@ -176,7 +177,8 @@ def test_syntax_and_header_errors_are_suite_errors(folder):
 
 
 def test_check_labels_lists_allowed_classes(folder):
-    suite = load_suite(write(folder, "model: m\ncases:\n  - {id: a, image: a.png, label: zebra, object: {box: [0, 0, 4, 4]}}\n"))
+    suite = load_suite(write(folder, "model: m\ncases:\n"
+                                     "  - {id: a, image: a.png, label: zebra, object: {box: [0, 0, 4, 4]}}\n"))
     check_labels(suite, ["cat", "dog"], "m")
     assert "unknown class 'zebra' for model 'm'; allowed values: cat, dog" in suite.cases[0].errors[0].message
 
