@@ -140,3 +140,10 @@ def run_session(root: Path, *args: str, results: str = "reports/results.csv", ti
         with open(table, newline="") as handle:
             rows = list(csv.DictReader(handle))
     return Session(done.returncode, done.stdout + done.stderr, rows)
+
+
+ONE_CLEAN_CASE = """\
+  - id: clean
+    image: scene.png
+    object: {mask: scene_mask.png}
+"""

@@ -4,8 +4,15 @@ import numpy as np
 import pytest
 
 from harness.errors import MetricError
-from harness.metrics import (channel_sum, negative_mass, pointing_game, positive_mass, rank_accuracy,
-                             region_metrics, signed_share)
+from harness.metrics import (
+    channel_sum,
+    negative_mass,
+    pointing_game,
+    positive_mass,
+    rank_accuracy,
+    region_metrics,
+    signed_share,
+)
 
 R = np.array([[4.0, -2.0, 0.0],
               [1.0, 3.0, -1.0],
@@ -89,3 +96,15 @@ def test_channel_sum_and_region_metrics_bundle():
     assert metrics.mass == pytest.approx(0.7)
     assert metrics.rank_accuracy == pytest.approx(2 / 3)
     assert metrics.pointing_game is True
+
+
+def test_non_finite_relevance_is_an_error_not_a_value():
+    relevance = np.ones((4, 4), np.float32)
+    mask = np.zeros((4, 4), bool)
+    mask[:2] = True
+    relevance[3, 3] = np.nan
+    with pytest.raises(MetricError, match=r"not finite \(1 of 16 values"):
+        positive_mass(relevance, mask)
+    huge = np.full((4, 4), np.finfo(np.float64).max, np.float64)
+    with pytest.raises(MetricError, match="not finite"):
+        region_metrics(huge, mask)   # the sums overflow to Inf
