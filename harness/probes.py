@@ -77,77 +77,12 @@ def wrapped_region_probe(**kwargs: object) -> nn.Module:
     return _Wrapper(region_probe(**kwargs))  # type: ignore[arg-type]
 
 
-# --------------------------------------------------------------------------- faults
-# Probes that misbehave on purpose, for the harness's reliability tests: each fault
-# strikes only images that carry a pure red pixel (the "trigger"), so one batch holds
-# faulty and healthy images and the test can check that only the former error.
-
-FAULTS = ("nan_logits", "inf_logits", "zero_logits", "tie", "raise", "nan_relevance", "inf_relevance",
-          "zero_relevance", "blown_relevance", "nan_bias")
-
-_RELEVANCE_FACTORS = {"nan_relevance": float("nan"), "inf_relevance": float("inf"), "zero_relevance": 0.0,
-                      "blown_relevance": 100.0}
-
-
-def triggered(x: torch.Tensor) -> torch.Tensor:
-    """Rows of a (N, 3, H, W) batch in [0, 1] that contain a pure red pixel."""
-    red = (x[:, 0] > 0.99) & (x[:, 1] < 0.01) & (x[:, 2] < 0.01)
-    return red.flatten(1).any(dim=1)
-
-
-class _ScaleGradient(torch.autograd.Function):
-    """Identity forward; the backward multiplies the triggered rows' gradient (which
-    LRP backends use to carry relevance) by a factor."""
-
-    @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, factor: float) -> torch.Tensor:
-        ctx.rows = triggered(x)
-        ctx.factor = factor
-        return x.view_as(x)
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
-        scale = torch.where(ctx.rows, torch.tensor(ctx.factor, dtype=grad.dtype), torch.tensor(1.0, dtype=grad.dtype))
-        return grad * scale.view(-1, 1, 1, 1), None
-
-
-class FaultyProbe(nn.Module):
-    """:func:`region_probe` with one fault (see :data:`FAULTS`) on triggered images."""
-
-    def __init__(self, fault: str, **kwargs: Any) -> None:
-        super().__init__()
-        if fault not in FAULTS:
-            raise ValueError(f"unknown fault {fault!r}; known: {', '.join(FAULTS)}")
-        self.fault = fault
-        self.inner = region_probe(**kwargs)
-        head = self.inner[3]
-        if fault == "nan_bias" and isinstance(head, nn.Linear):
-            with torch.no_grad():
-                head.bias[0] = float("nan")
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        rows = triggered(x)
-        # A data-dependent branch on purpose: graph tracers cannot follow it, so LRP runs
-        # through autograd (zennit), where the gradient fault takes effect.
-        if not bool(rows.any()):
-            return self.inner(x)
-        if self.fault == "raise":
-            raise RuntimeError("the probe refuses images with a red pixel")
-        if self.fault in _RELEVANCE_FACTORS:
-            x = _ScaleGradient.apply(x, _RELEVANCE_FACTORS[self.fault])
-        out = self.inner(x)
-        hit = rows.view(-1, 1)
-        if self.fault == "nan_logits":
-            out = torch.where(hit & (torch.arange(out.shape[1]) == 0), torch.full_like(out, float("nan")), out)
-        elif self.fault == "inf_logits":
-            out = torch.where(hit, torch.full_like(out, float("inf")), out)
-        elif self.fault == "zero_logits":
-            out = torch.where(hit, torch.zeros_like(out), out)
-        elif self.fault == "tie":
-            out = torch.where(hit, out[:, :1].expand_as(out), out)
-        return out
-
-
-def faulty_probe(fault: str, **kwargs: Any) -> nn.Module:
-    """Registry factory of :class:`FaultyProbe` (``args: {fault: nan_logits, ...}``)."""
-    return FaultyProbe(fault, **kwargs)
+def nan_bias_probe(**kwargs: Any) -> nn.Sequential:
+    """:func:`region_probe` whose class-0 bias is NaN: a broken model whose every output
+    (and so every explanation) is NaN, for the harness's reliability tests."""
+    probe = region_probe(**kwargs)
+    head = probe[3]
+    assert isinstance(head, nn.Linear)
+    with torch.no_grad():
+        head.bias[0] = float("nan")
+    return probe

@@ -22,21 +22,72 @@ PRE = "preprocessing: {size: [32, 32], mean: [0, 0, 0], std: [1, 1, 1]}"
 PROBE_ARGS = "size: [32, 32], region: [10, 10, 22, 22], threshold: 0.9"
 
 
+# Faults that strike only images carrying a pure red pixel (the "trigger"), so one batch
+# holds faulty and healthy images. They are injected around the explainer by the
+# world's conftest.py (CONFTEST), since the LRP backends rightly refuse to explain a
+# model with data-dependent branches inside.
+FAULTS = ("nan_logits", "inf_logits", "zero_logits", "tie", "raise", "nan_relevance", "inf_relevance",
+          "zero_relevance", "blown_relevance")
+
+CONFTEST = """\
+import torch
+
+import harness.engine
+
+FACTORS = {"nan_relevance": float("nan"), "inf_relevance": float("inf"), "zero_relevance": 0.0,
+           "blown_relevance": 100.0}
+
+
+def triggered(x):
+    red = (x[:, 0] > 0.99) & (x[:, 1] < 0.01) & (x[:, 2] < 0.01)
+    return red.flatten(1).any(dim=1)
+
+
+class Faulty:
+    def __init__(self, inner, fault):
+        self.inner, self.fault = inner, fault
+        self.name, self.backend, self.note = inner.name, inner.backend, inner.note
+
+    def __call__(self, x, targets):
+        rows = triggered(x)
+        if self.fault == "raise" and bool(rows.any()):
+            raise RuntimeError("the probe refuses images with a red pixel")
+        logits, relevance = self.inner(x, targets)
+        hit = rows.view(-1, 1)
+        if self.fault == "nan_logits":
+            logits = torch.where(hit & (torch.arange(logits.shape[1]) == 0), float("nan"), logits)
+        elif self.fault == "inf_logits":
+            logits = torch.where(hit, float("inf"), logits)
+        elif self.fault == "zero_logits":
+            logits = torch.where(hit, 0.0, logits)
+        elif self.fault == "tie":
+            logits = torch.where(hit, logits[:, :1].expand_as(logits), logits)
+        elif self.fault in FACTORS:
+            relevance = torch.where(rows.view(-1, 1, 1, 1), relevance * FACTORS[self.fault], relevance)
+        return logits, relevance
+
+
+real = harness.engine.make_explainer
+
+
+def make_explainer(name, model, backend="auto"):
+    explainer = real(name, model, backend)
+    return Faulty(explainer, model.name[len("fault-"):]) if model.name.startswith("fault-") else explainer
+
+
+harness.engine.make_explainer = make_explainer
+"""
+
+
 def registry_text(extra: dict[str, str] | None = None) -> str:
     """The registry: ``good`` (a healthy probe), one ``fault-<kind>`` per fault of
-    :class:`harness.probes.FaultyProbe`, plus ``extra`` entries (name -> YAML body)."""
-    from harness.probes import FAULTS
-
-    lines = ["models:",
-             "  good:",
-             "    architecture: harness.probes:region_probe",
-             f"    args: {{{PROBE_ARGS}}}",
-             "    classes: [thing, other]",
-             f"    {PRE}"]
-    for fault in FAULTS:
-        lines += [f"  fault-{fault}:",
-                  "    architecture: harness.probes:faulty_probe",
-                  f"    args: {{fault: {fault}, {PROBE_ARGS}}}",
+    :data:`FAULTS` (the same probe; the fault is injected by :data:`CONFTEST`), plus
+    ``extra`` entries (name -> YAML body)."""
+    lines = ["models:"]
+    for name in ("good", *(f"fault-{fault}" for fault in FAULTS)):
+        lines += [f"  {name}:",
+                  "    architecture: harness.probes:region_probe",
+                  f"    args: {{{PROBE_ARGS}}}",
                   "    classes: [thing, other]",
                   f"    {PRE}"]
     for name, body in (extra or {}).items():
@@ -74,7 +125,8 @@ def bomb_png(path: Path, side: int = 100_000) -> None:
 
 
 def make_world(root: Path, extra_models: dict[str, str] | None = None) -> None:
-    """Images, masks and the registry under ``root`` (suites are written by each test)."""
+    """Images, masks, the registry and the fault-injecting conftest under ``root``
+    (suites are written by each test)."""
     write_png(root / "scene.png", scene())
     write_png(root / "trigger.png", scene(trigger=True))
     mask = np.zeros((32, 32), np.uint8)
@@ -83,6 +135,7 @@ def make_world(root: Path, extra_models: dict[str, str] | None = None) -> None:
     (root / "not_an_image.png").write_bytes(b"this is text, not a PNG\n" * 10)
     bomb_png(root / "bomb_mask.png")
     (root / "models.yaml").write_text(registry_text(extra_models))
+    (root / "conftest.py").write_text(CONFTEST)
     (root / "pytest.ini").write_text("[pytest]\nxai_models = models.yaml\n")
 
 

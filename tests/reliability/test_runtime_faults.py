@@ -2,8 +2,9 @@
 the same batches; each kind asserts which items error, with which message, and that
 the healthy items ran with the outcome they have without the fault.
 
-Faults strike only the ``bad`` case (its image carries a red trigger pixel, see
-:class:`harness.probes.FaultyProbe`), which shares every batch with the ``clean`` case.
+Model and explainer faults strike only the ``bad`` case (its image carries a red
+trigger pixel, see ``runtime_support.CONFTEST``), which shares every batch with the
+``clean`` case.
 """
 
 from __future__ import annotations
@@ -13,10 +14,8 @@ import pytest
 from .runtime_support import CLEAN_AND_BAD, Session, make_world, run_session, suite
 
 VARIANTS = ("original", "instance_removed", "background_removed", "sticker_added")
-ALL = "*"
 
 # kind: (suite text, {case: expected message fragment, or None for "passed"}).
-# Fault probes run on the trigger image only; "*" means every case of the suite.
 MODEL_FAULTS: dict[str, str] = {
     "nan_logits": "model output is not finite (NaN in 1 of 2 logits)",
     "inf_logits": "model output is not finite (Inf in 2 of 2 logits)",
@@ -31,8 +30,10 @@ MODEL_FAULTS: dict[str, str] = {
 
 WRONG_SHAPE = "models/wrong.pt"
 EXTRA_MODELS = {
-    "factory-raises": "architecture: harness.probes:faulty_probe\nargs: {fault: bogus}\n"
+    "factory-raises": "architecture: harness.probes:region_probe\nargs: {region: [0, 0, 99, 99]}\n"
                       "classes: [thing, other]\npreprocessing: {size: [32, 32]}",
+    "nan-bias": "architecture: harness.probes:nan_bias_probe\nargs: {size: [32, 32]}\n"
+                "classes: [thing, other]\npreprocessing: {size: [32, 32]}",
     "wrong-weights": f"architecture: harness.probes:region_probe\nweights: {WRONG_SHAPE}\n"
                      "classes: [thing, other]\npreprocessing: {size: [32, 32]}",
     "infinite-input": "architecture: harness.probes:region_probe\nargs: {size: [32, 32], region: [10, 10, 22, 22]}\n"
@@ -65,8 +66,9 @@ SANDWICH = """\
 
 OTHER_KINDS: dict[str, tuple[str, dict[str, str | None]]] = {
     # The whole model is broken: every item of it errors, the rest of the session runs.
-    "nan_bias": (suite("fault-nan_bias", ONE_CLEAN), {"clean": "model output is not finite (NaN in 1 of 2 logits)"}),
-    "factory_raises": (suite("factory-raises", ONE_CLEAN), {"clean": "unknown fault 'bogus'"}),
+    "nan_bias": (suite("nan-bias", ONE_CLEAN), {"clean": "model output is not finite (NaN in 1 of 2 logits)"}),
+    "factory_raises": (suite("factory-raises", ONE_CLEAN),
+                       {"clean": "region [0, 0, 99, 99] does not fit a 32x32 input"}),
     "wrong_weight_shapes": (suite("wrong-weights", ONE_CLEAN), {"clean": "do not fit harness.probes:region_probe"}),
     "nonfinite_input": (suite("infinite-input", ONE_CLEAN),
                         {"clean": "model input after preprocessing is not finite ("}),
@@ -190,7 +192,8 @@ def test_unknown_model_errors_only_its_items(session: Session) -> None:
 def test_summary_gives_backend_and_median_conservation(session: Session) -> None:
     out = session.output
     assert "xai: good / lrp/epsilon_plus_flat: backend fast, median conservation 1 " in out
-    assert "xai: fault-blown_relevance / lrp/epsilon_plus_flat: backend zennit, median conservation" in out
+    # Four healthy maps at 1 and four blown-up ones at 100.
+    assert "xai: fault-blown_relevance / lrp/epsilon_plus_flat: backend fast, median conservation 50.5 " in out
     assert "cannot be used, its items will error: unknown model 'nosuch'" in out
 
 
