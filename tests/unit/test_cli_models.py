@@ -5,6 +5,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
@@ -39,14 +40,14 @@ def test_demo_registry_listing(capsys, monkeypatch):
     assert out.rstrip().endswith("2 models, 0 errors (fixtures/models.yaml)")
 
 
-def test_file_model_zennit_fallback_and_broken_entries(tmp_path, capsys):
+def test_file_model_backend_and_broken_entries(tmp_path, capsys, monkeypatch):
     (tmp_path / "nets").mkdir()
     (tmp_path / "nets" / "model.py").write_text(textwrap.dedent("""\
         import torch
         from torch import nn
 
 
-        class Doubler(nn.Module):   # a module the fast engine does not know
+        class Doubler(nn.Module):
             def forward(self, x):
                 return 2 * x
 
@@ -83,7 +84,12 @@ def test_file_model_zennit_fallback_and_broken_entries(tmp_path, capsys):
     assert "  input size     16 x 24 (height x width), RGB" in kit
     assert ("  preprocessing  raw: 16x24 (h x w), resize stretch, value_range [0, 255], mean [127, 127, 127], "
             "std [128, 128, 128]") in kit
-    assert "  LRP backend    zennit: fast LRP does not cover model 'kit'" in kit
+    # The backend a run would choose, with its reason.
+    from harness.explain import make_explainer
+    from harness.models import build_model, load_registry
+
+    bound = make_explainer("lrp/epsilon_plus_flat", build_model("kit", load_registry(registry), torch.device("cpu")))
+    assert f"  LRP backend    {bound.backend}: {bound.note}" in kit
     assert "error" not in kit
     assert ("preprocessing  imagenet: 224x224 (h x w), resize center_crop (shorter side to 256 first), "
             "value_range [0, 1], mean [0.485, 0.456, 0.406], std [0.229, 0.224, 0.225]") in kit_broken
@@ -93,6 +99,17 @@ def test_file_model_zennit_fallback_and_broken_entries(tmp_path, capsys):
     assert summary.strip() == f"3 models, 2 errors ({registry})"
     code, out = run_models(capsys, "--registry", str(registry), "--model", "kit")
     assert code == 0 and out.rstrip().endswith("1 models, 0 errors (" + str(registry) + ")")
+
+    # A model the fast engine does not cover is listed with zennit and the reason.
+    def fallback(name, model, backend="auto"):
+        return SimpleNamespace(backend="zennit", note=f"fast LRP does not cover model {model.name!r} "
+                                                      "(module '1' (Doubler): no rule); using zennit")
+
+    monkeypatch.setattr("harness.explain.make_explainer", fallback)
+    code, out = run_models(capsys, "--registry", str(registry), "--model", "kit")
+    assert code == 0
+    assert ("  LRP backend    zennit: fast LRP does not cover model 'kit' (module '1' (Doubler): no rule); "
+            "using zennit") in out
 
 
 class _Tiny1000(torch.nn.Module):
