@@ -68,7 +68,8 @@ def write_world(root: Path) -> None:
     (root / "bomb.png").write_bytes(png_header_only(100_000, 100_000))
     os.symlink("loop_b.png", root / "loop_a.png")
     os.symlink("loop_a.png", root / "loop_b.png")
-    (root / "pytest.ini").write_text(f"[pytest]\nxai_models = {MODELS}\n")
+    # 'flaky' stands for a marker some plugin acts on (pytest-rerunfailures' does).
+    (root / "pytest.ini").write_text(f"[pytest]\nxai_models = {MODELS}\nmarkers =\n    flaky: rerun a failing test\n")
 
 
 def png_header_only(width: int, height: int) -> bytes:

@@ -162,6 +162,7 @@ KINDS = [
     Kind("tag_skip", case(IMG + MASK + "    tags: [skip]   # @\n"), "tag 'skip' is the name of a pytest marker"),
     Kind("tag_usefixtures", case(IMG + MASK + "    tags: [usefixtures]   # @\n"), "tag 'usefixtures' is the name"),
     Kind("tag_filterwarnings", case(IMG + MASK + "    tags: [filterwarnings]   # @\n"), "tag 'filterwarnings' is the"),
+    Kind("tag_plugin_marker", case(IMG + MASK + "    tags: [flaky]   # @\n"), "tag 'flaky' is the name of a pytest"),
     Kind("tag_underscore", case(IMG + MASK + "    tags: [_private]   # @\n"), "tag '_private' is not a word"),
     Kind("tag_colon", case(IMG + MASK + "    tags: ['a: b']   # @\n"), "tag 'a: b' is not a word"),
     Kind("unknown_class", case(IMG + MASK + "    label: speed_99   # @\n"), "unknown class 'speed_99'"),
@@ -273,3 +274,24 @@ def test_the_table_is_written_for_a_run_of_only_broken_suites(tmp_path: Path) ->
     assert sorted((r["suite"], r["line"], r["verdict"]) for r in run.rows) == [
         ("broken.xai.yaml", "2", "error"), ("empty.xai.yaml", "1", "error")]
     assert "error: 2" in run.stdout
+
+
+def test_tags_select_with_m_and_k_under_strict_markers(tmp_path: Path) -> None:
+    write_world(tmp_path)
+    (tmp_path / "tags.xai.yaml").write_text(HEADER.replace("  - id: ok\n", "  - id: ok\n    tags: [sticker]\n") + """\
+  - id: night
+    image: img.png
+    object: {mask: mask.png}
+    tags: [night-time, sticker]
+  - id: plain
+    image: img.png
+    object: {mask: mask.png}
+""")
+    selected = {}
+    for option, expression in (("-m", "sticker"), ("-m", "not sticker"), ("-k", "night-time")):
+        run = run_session(tmp_path, "--collect-only", option, expression)
+        assert run.returncode == 0, run.stdout[-2000:]
+        selected[(option, expression)] = {line.split("::")[-1].split("[")[0] for line in run.stdout.splitlines()
+                                          if "::" in line}
+    assert selected == {("-m", "sticker"): {"ok", "night"}, ("-m", "not sticker"): {"plain"},
+                        ("-k", "night-time"): {"night"}}
