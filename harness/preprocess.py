@@ -131,7 +131,9 @@ class Preprocessing(BaseModel):
 
     def describe(self) -> str:
         """One line for people: preset, effective values and the resize policy."""
-        fmt = lambda values: "[" + ", ".join(f"{v:g}" for v in values) + "]"  # noqa: E731
+        def fmt(values: tuple[float, ...]) -> str:
+            return "[" + ", ".join(f"{v:g}" for v in values) + "]"
+
         resize = self.resize + (f" (shorter side to {self.resize_to} first)" if self.resize_to else "")
         return (f"{self.preset or 'custom'}: {self.size[0]}x{self.size[1]} (h x w), resize {resize}, "
                 f"value_range {fmt(self.value_range)}, mean {fmt(self.mean)}, std {fmt(self.std)}")

@@ -322,7 +322,7 @@ def test_import_failures_are_errors_of_the_registry_file(tmp_path, capsys):
     assert f"{path}:7: models.from-module.architecture: cannot import 'no_such_package.nets'" in out
 
 
-@pytest.mark.parametrize("command", ["new", "import"])
+@pytest.mark.parametrize("command", ["new", "import", "validate"])
 def test_authoring_against_an_entry_without_classes_is_an_error(tmp_path, capsys, command):
     path = write_registry(tmp_path, """\
         m:
@@ -337,9 +337,17 @@ def test_authoring_against_an_entry_without_classes_is_an_error(tmp_path, capsys
     if command == "new":
         argv = ["new", str(suite), "--model", "m", "--models", str(path), "--image", str(tmp_path / "a.png"),
                 "--box", "1", "1", "5", "5", "--label", "thing"]
-    else:
+    elif command == "import":
         argv = ["import", "masks", str(tmp_path), "--label", "thing", "-o", str(suite), "--model", "m",
                 "--models", str(path)]
+    else:
+        suite = tmp_path / "written.xai.yaml"
+        suite.write_text("model: m\ndefaults: {label: thing}\ncases:\n  - id: a\n    image: a.png\n"
+                         "    object: {box: [1, 1, 5, 5]}\n")
+        assert main(["validate", str(suite), "--models", str(path)]) == 1
+        out = capsys.readouterr().out
+        assert f"{path}:2: models.m.classes: missing" in out and out.rstrip().endswith("2 errors")
+        return
     assert main(argv) == 1
     err = capsys.readouterr().err
     assert "cannot check class names against model 'm'" in err and "models.m.classes: missing" in err
