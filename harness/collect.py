@@ -118,7 +118,8 @@ class SuiteFile(pytest.File):
             except Exception as exc:  # noqa: BLE001 - one case must not take the file down
                 items = [SuiteErrorItem.from_parent(
                     self, name=case.case_id, case_id=case.case_id, error=SpecError(
-                        rel, case.line, f"cases[{case.index}]", f"cannot collect this case: {type(exc).__name__}: {exc}"))]
+                        rel, case.line, f"cases[{case.index}]",
+                        f"cannot collect this case: {type(exc).__name__}: {exc}"))]
             yield from items
 
     def _case_items(self, case: CaseSpec, suite: SuiteSpec, models: list[str], explainer: str, rel: str,
@@ -139,7 +140,8 @@ class SuiteFile(pytest.File):
                                            classes=classes.get(model), registry_error=registry_error)
                 item.problems += tag_errors
                 if case.skip:
-                    item.add_marker(pytest.mark.skip(reason=case.skip if isinstance(case.skip, str) else "skip: true in the suite"))
+                    item.add_marker(pytest.mark.skip(
+                        reason=case.skip if isinstance(case.skip, str) else "skip: true in the suite"))
                 if case.xfail:
                     # Only the oracle's verdict is expected to fail: an input error or a
                     # crash of the harness still shows as an error.
@@ -153,7 +155,7 @@ class SuiteFile(pytest.File):
                         item.add_marker(getattr(pytest.mark, tag))
                 yield item
 
-    def _tag_errors(self, case: CaseSpec, rel: str) -> list[BaseException]:
+    def _tag_errors(self, case: CaseSpec, rel: str) -> list[SpecError]:
         """Tags named like a marker that pytest or a plugin acts on are refused: a tag
         is a label for selection and must never change an outcome."""
         reserved = _reserved_markers(self.config)
@@ -322,7 +324,8 @@ class XaiItem(pytest.Item):
         while end < len(lines) and end - start < 14:
             text = lines[end]
             stripped = text.lstrip(" ")
-            if stripped and (len(text) - len(stripped) < indent or (stripped.startswith("- ") and len(text) - len(stripped) <= indent - 2)):
+            depth = len(text) - len(stripped)
+            if stripped and (depth < indent or (stripped.startswith("- ") and depth <= indent - 2)):
                 break
             end += 1
         marked = self.context.line

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal, Union, cast
 
 import cv2
 import numpy as np
@@ -55,15 +55,17 @@ class OriginalSettings(VariantSettings):
 InstanceFill = Literal["inpaint_telea", "inpaint_ns", "blur", "mean", "grey", "noise"]
 BackgroundFill = Literal["grey", "black", "mean", "blur", "noise", "image"]
 Corner = Literal["top_left", "top_right", "bottom_left", "bottom_right"]
-StickerPosition = Union[Literal["on_object", "object_center", "off_object", "top_left", "top_right",
-                                "bottom_left", "bottom_right"], tuple[Coordinate, Coordinate]]
+StickerPosition = Union[  # noqa: UP007 - a runtime alias that pydantic reads
+    Literal["on_object", "object_center", "off_object", "top_left", "top_right", "bottom_left", "bottom_right"],
+    tuple[Coordinate, Coordinate]]
 
 
 class InstanceRemovedSettings(VariantSettings):
     """Paint the object out."""
 
     fill: InstanceFill = Field("inpaint_telea", description="how the object pixels are filled")
-    dilate: int = Field(2, ge=0, le=64, description="grow the mask by this many pixels first, so no object edge survives")
+    dilate: int = Field(2, ge=0, le=64,
+                        description="grow the mask by this many pixels first, so no object edge survives")
     inpaint_radius: int = Field(3, ge=1, le=32, description="neighbourhood radius for the inpaint fills")
     grey_value: int = Field(128, ge=0, le=255)
     seed: Seed = Field(0, description="seed of the noise fill (a non-negative integer)")
@@ -73,7 +75,8 @@ class BackgroundRemovedSettings(VariantSettings):
     """Keep only the object."""
 
     fill: BackgroundFill = Field("grey", description="what replaces everything outside the object")
-    image: str | None = Field(None, min_length=1, description="with fill: image, the replacement background (path relative to the YAML file)")
+    image: str | None = Field(None, min_length=1, description="with fill: image, the replacement background "
+                                                            "(path relative to the YAML file)")
     grey_value: int = Field(128, ge=0, le=255)
     blur_sigma: float = Field(8.0, gt=0, le=100, description="with fill: blur, Gaussian sigma in pixels")
     seed: Seed = Field(0, description="seed of the noise fill (a non-negative integer)")
@@ -91,10 +94,12 @@ class StickerAddedSettings(VariantSettings):
     shape: Literal["square", "circle"] = "square"
     color: tuple[Channel, Channel, Channel] = Field((0, 0, 0), description="RGB, each 0..255")
     image: str | None = Field(None, min_length=1, description="a PNG (alpha respected) pasted instead of a plain shape")
-    size: float = Field(0.25, gt=0, le=1, description="side length as a fraction of the object's (or image's) larger side")
+    size: float = Field(0.25, gt=0, le=1,
+                        description="side length as a fraction of the object's (or image's) larger side")
     relative_to: Literal["object", "image"] = "object"
     position: StickerPosition = Field(
-        "on_object", description="on_object (seeded spot inside the object), object_center, off_object, a corner, or [x, y] of the sticker's centre")
+        "on_object", description="on_object (seeded spot inside the object), object_center, off_object, a corner, "
+                                 "or [x, y] of the sticker's centre")
     seed: Seed = Field(0, description="seed of the on_object / off_object placement (a non-negative integer)")
 
 
@@ -314,16 +319,16 @@ def apply_variant(name: str, settings: VariantSettings, image: np.ndarray, objec
     if name == "original":
         return original(image, object_mask)
     if name == "instance_removed":
-        s = settings  # type: InstanceRemovedSettings
+        s = cast(InstanceRemovedSettings, settings)
         return remove_instance(image, object_mask, fill=s.fill, dilate=s.dilate,
                                inpaint_radius=s.inpaint_radius, grey_value=s.grey_value, seed=s.seed)
     if name == "background_removed":
-        s2 = settings  # type: BackgroundRemovedSettings
+        s2 = cast(BackgroundRemovedSettings, settings)
         background = load_rgb(s2.image) if s2.fill == "image" and s2.image else None
         return remove_background(image, object_mask, fill=s2.fill, background=background,
                                  grey_value=s2.grey_value, blur_sigma=s2.blur_sigma, seed=s2.seed)
     if name == "sticker_added":
-        s3 = settings  # type: StickerAddedSettings
+        s3 = cast(StickerAddedSettings, settings)
         patch = load_rgba(s3.image) if s3.image else None
         return add_sticker(image, object_mask, shape=s3.shape, color=s3.color, sticker=patch,
                            size=s3.size, relative_to=s3.relative_to, position=s3.position, seed=s3.seed)

@@ -6,6 +6,7 @@ import math
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -34,17 +35,20 @@ class Region(BaseModel):
 
     mask: str | None = Field(None, min_length=1,
                              description="PNG mask, same size as the image; non-zero pixels are the object")
-    mask_value: int | None = Field(None, ge=0, le=65535, description="with `mask`: only pixels equal to this value (instance/class PNGs)")
+    mask_value: int | None = Field(None, ge=0, le=65535,
+                                  description="with `mask`: only pixels equal to this value (instance/class PNGs)")
     polygon: list[tuple[float, float]] | None = Field(None, min_length=3, description="[[x, y], ...] in image pixels")
     box: tuple[float, float, float, float] | None = Field(None, description="[x0, y0, x1, y1] in image pixels")
 
     @field_validator("polygon", "box")
     @classmethod
-    def _finite(cls, value: Sequence[Sequence[float]] | Sequence[float] | None) -> object:
+    def _finite(cls, value: Any) -> Any:
         # A NaN vertex would be rounded to INT_MIN and draw a wedge to the image edge.
         if value is None:
             return value
-        flat = [v for point in value for v in point] if value and isinstance(value[0], tuple) else list(value)
+        flat: list[float] = []
+        for item in value:
+            flat.extend(item if isinstance(item, tuple) else (item,))
         for v in flat:
             if not math.isfinite(v):
                 raise ValueError(f"coordinates must be finite numbers (got {v!r})")

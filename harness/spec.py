@@ -59,9 +59,11 @@ class Thresholds(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     min_object_mass: float | None = Field(
-        None, ge=0, le=1, description="original: share of positive relevance on the object below which the verdict is 'wrong reasons'")
+        None, ge=0, le=1,
+        description="original: share of positive relevance on the object below which the verdict is 'wrong reasons'")
     max_sticker_share: float | None = Field(
-        None, ge=0, le=1, description="sticker_added: share of positive relevance on the sticker above which the verdict is 'artifact reliance'")
+        None, ge=0, le=1, description="sticker_added: share of positive relevance on the sticker above which the "
+                                       "verdict is 'artifact reliance'")
     min_rank_accuracy: float | None = Field(
         None, ge=0, le=1, description="original: optional minimum relevance rank accuracy on the object")
     pointing_game: bool | None = Field(
@@ -91,7 +93,7 @@ DEFAULT_THRESHOLDS: dict[str, Any] = {
 
 # --------------------------------------------------------------------------- raw models
 
-_VariantsField = Union[list[Any], dict[str, Any], None]
+_VariantsField = Union[list[Any], dict[str, Any], None]  # noqa: UP007 - a runtime alias that pydantic reads
 
 
 class Defaults(BaseModel):
@@ -114,7 +116,7 @@ class SuiteHeader(BaseModel):
     model: str | None = Field(None, description="the model under test (a name in the model registry)")
     models: list[str] | None = Field(None, min_length=1, description="several models under test")
     explainer: str = Field("lrp/epsilon_plus_flat", description="explainer registry key")
-    defaults: Defaults = Field(default_factory=Defaults)
+    defaults: Defaults = Field(default_factory=lambda: Defaults.model_validate({}))
     cases: list[Any] = Field(..., min_length=1, description="the test cases")
 
 
@@ -127,7 +129,8 @@ class CaseModel(BaseModel):
     image: str = Field(..., description="image path, relative to the YAML file")
     label: str | None = Field(None, description="expected class (overrides defaults.label)")
     description: str = ""
-    object: list[Region] = Field(..., min_length=1, description="the annotated object: mask, polygon or box (or a list of them)")
+    object: list[Region] = Field(..., min_length=1,
+                                 description="the annotated object: mask, polygon or box (or a list of them)")
     thresholds: Thresholds | None = None
     variants: _VariantsField = None
     skip: bool | str = Field(False, description="skip the case (a string gives the reason)")
@@ -277,7 +280,8 @@ def _errors_from_validation(exc: ValidationError, model: type[BaseModel], raw: A
     for err in exc.errors():
         loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
         # Pydantic reports union branches as extra loc parts ('list[...]', 'tuple[...]'): drop them.
-        loc = tuple(p for p in loc if not (isinstance(p, str) and ("[" in p or p in ("str", "int", "float", "bool", "is-instance"))))
+        branch_names = ("str", "int", "float", "bool", "is-instance")
+        loc = tuple(p for p in loc if not (isinstance(p, str) and ("[" in p or p in branch_names)))
         loc = _clean_loc(raw, loc)
         where = _format_loc(prefix, loc)
         line = line_of(root, root_loc + loc)
@@ -351,7 +355,8 @@ def _resolve_variants(case_raw: Any, case: CaseModel | None, defaults: Defaults,
     errors: list[SpecError] = []
     default_entries: dict[str, tuple[Any, tuple[Any, ...]]] = {}
     if defaults.variants is not None:
-        entries, errs = _variant_entries(defaults.variants, "defaults.variants", path, suite_raw, ("defaults", "variants"))
+        entries, errs = _variant_entries(defaults.variants, "defaults.variants", path, suite_raw,
+                                         ("defaults", "variants"))
         errors += errs
         default_entries = {name: (settings, loc) for name, settings, loc in entries}
     else:
@@ -383,7 +388,7 @@ def _resolve_variants(case_raw: Any, case: CaseModel | None, defaults: Defaults,
         threshold_levels: list[Thresholds | None] = [defaults.thresholds, case.thresholds if case else None]
         problems: list[SpecError] = []
         for source, source_loc, label in (
-                (default_entries.get(name, ({}, ()))[0], default_entries.get(name, ({}, ()))[1], f"defaults.variants.{name}"),
+                (*default_entries.get(name, ({}, ())), f"defaults.variants.{name}"),
                 (settings_raw if case_variants is not None else {}, loc, field_name)):
             if source is None:
                 continue
@@ -556,7 +561,8 @@ def load_suite(path: str | Path, text: str | None = None) -> SuiteSpec:
         case = _resolve_case(case_raw, index, header, raw, path)
         if case.case_id in seen:
             case.errors.append(SpecError(path, case.line, f"cases[{index}].id",
-                                         f"duplicate case id {case.case_id!r} (first used by cases[{seen[case.case_id]}])"))
+                                         f"duplicate case id {case.case_id!r} "
+                                         f"(first used by cases[{seen[case.case_id]}])"))
             case.case_id = f"{case.case_id}~{index}"
         else:
             seen[case.case_id] = index

@@ -236,7 +236,8 @@ class _Checker:
 
     def _setting_location(self, raw: Any, case: CaseSpec, variant: str, key: str) -> tuple[str, int]:
         """Where a variant setting was written: in the case, else in defaults."""
-        for owner, base in ((raw, ("cases", case.index, "variants")), (self.raw.get("defaults"), ("defaults", "variants"))):
+        places = ((raw, ("cases", case.index, "variants")), (self.raw.get("defaults"), ("defaults", "variants")))
+        for owner, base in places:
             variants = owner.get("variants") if isinstance(owner, dict) else None
             entries: list[tuple[Any, tuple[Any, ...]]] = []
             if isinstance(variants, dict):
