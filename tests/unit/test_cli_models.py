@@ -163,7 +163,7 @@ cases:
 """
 
 
-def test_a_new_user_onboards_a_1000_class_model_in_a_few_lines(tmp_path):
+def test_a_new_user_onboards_a_1000_class_model_in_a_few_lines(tmp_path, capsys, monkeypatch):
     kit = tmp_path / "kit"
     kit.mkdir()
     (kit / "model.py").write_text(MODEL_PY)
@@ -182,12 +182,12 @@ def test_a_new_user_onboards_a_1000_class_model_in_a_few_lines(tmp_path):
     cv2.imwrite(str(tmp_path / "photo.png"), cv2.cvtColor(photo, cv2.COLOR_RGB2BGR))
     (tmp_path / "photo.xai.yaml").write_text(SUITE)
 
-    listing = subprocess.run([sys.executable, "-m", "harness", "models", "--registry", "models.yaml"],
-                             cwd=tmp_path, capture_output=True, text=True, timeout=300)
-    assert listing.returncode == 0, listing.stdout + listing.stderr
-    assert listing.stdout.startswith("my-net\n")
-    assert "  classes        1000 from kit/classes.txt: class_0000, class_0001" in listing.stdout
-    assert "input size     224 x 224" in listing.stdout and "imagenet: 224x224" in listing.stdout
+    monkeypatch.chdir(tmp_path)
+    code, listing = run_models(capsys, "--registry", "models.yaml")    # python -m harness models --registry ...
+    assert code == 0, listing
+    assert listing.startswith("my-net\n")
+    assert "  classes        1000 from kit/classes.txt: class_0000, class_0001" in listing
+    assert "input size     224 x 224" in listing and "imagenet: 224x224" in listing
 
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     run = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "photo.xai.yaml",
