@@ -175,8 +175,9 @@ cases:
         assert expected in text, expected
     assert "During handling of the above exception" not in text
     rows = read_rows(world.path / "reports" / "results.csv")
-    assert len(rows) == 10  # every item of signs.xai.yaml, broken ones as 'error'
-    assert sum(r["verdict"] == "error" for r in rows) == 7
+    assert len(rows) == 11  # every item of signs.xai.yaml, broken ones as 'error', and the broken file's row
+    assert sum(r["verdict"] == "error" for r in rows) == 8
+    assert any(r["suite"] == "other.xai.yaml" and r["line"] == "3" and r["verdict"] == "error" for r in rows)
 
 
 def test_empty_object_region_is_an_error_of_the_case(world):
