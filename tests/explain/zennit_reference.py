@@ -6,7 +6,8 @@ rewritten (on a deep copy) before zennit sees it:
 * ``a + b`` of two tensors goes through ``zennit.layer.Sum`` (on ``torch.stack``), which
   the composites give the ``Norm`` rule;
 * ``x * gate`` (gate: a sigmoid / hard sigmoid output) and ``x * c`` / ``x / c`` with a
-  number ``c``: an autograd function passes relevance to ``x`` unchanged, none to the gate;
+  number ``c``: an autograd function passes relevance to ``x`` unchanged, none to the gate
+  (``x + c`` needs nothing: its gradient passes relevance unchanged);
 * functional activations become modules (``Pass``), functional average pools and spatial
   means become ``nn.AdaptiveAvgPool2d`` / ``nn.AvgPool2d`` modules (``Norm``);
 * a BatchNorm whose input is a Conv2d/Linear feeding only it is merged into that layer
@@ -105,10 +106,7 @@ def canonise(model: nn.Module, merge_batchnorm: bool = True) -> fx.GraphModule:
             with graph.inserting_after(node):
                 new = graph.call_module(add_module(StackSum()), tuple(node.args[:2]))
         elif is_add:
-            x = next(a for a in node.args[:2] if isinstance(a, fx.Node))
-            node.replace_all_uses_with(x)
-            graph.erase_node(node)
-            continue
+            continue  # x + c: its gradient already passes relevance to x unchanged
         elif is_mul:
             a, b = node.args[:2]
             if isinstance(a, fx.Node) and isinstance(b, fx.Node):
@@ -146,7 +144,8 @@ def canonise(model: nn.Module, merge_batchnorm: bool = True) -> fx.GraphModule:
 
     if merge_batchnorm:
         for node in list(graph.nodes):
-            if node.op != "call_module" or not isinstance(gm.get_submodule(node.target), nn.modules.batchnorm._BatchNorm):
+            batch_norm = nn.modules.batchnorm._BatchNorm
+            if not (node.op == "call_module" and isinstance(gm.get_submodule(node.target), batch_norm)):
                 continue
             src = node.args[0]
             if not (isinstance(src, fx.Node) and src.op == "call_module" and len(src.users) == 1):
@@ -201,3 +200,44 @@ def stock_resnet_reference(
     from zennit.torchvision import ResNetCanonizer
 
     return attribute(model, composite(rule_set, low, high, [ResNetCanonizer()]), x, targets)
+
+
+# -- helpers shared by the graph engine's tests ------------------------------------------------
+
+#: per-channel box bounds as the harness passes them: (1, C, 1, 1), already normalised
+LOW = torch.tensor([-2.0, -1.8, -2.1]).view(1, 3, 1, 1)
+HIGH = torch.tensor([2.2, 2.4, 2.6]).view(1, 3, 1, 1)
+RULE_SETS = ("epsilon_plus_flat", "epsilon_gamma_box", "epsilon_alpha2_beta1_flat")
+
+
+def randomise(model: nn.Module, *, seed: int = 0, mean: float = 0.5, bias: float = 0.1) -> nn.Module:
+    """Seeded non-trivial batch-norm statistics and affine parameters, non-zero biases; eval mode, frozen."""
+    gen = torch.Generator().manual_seed(seed)
+
+    def uniform(t: Tensor, lo: float, hi: float) -> None:
+        t.copy_(torch.rand(t.shape, generator=gen, dtype=t.dtype) * (hi - lo) + lo)
+
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                assert m.running_mean is not None and m.running_var is not None
+                uniform(m.running_mean, -mean, mean)
+                uniform(m.running_var, 0.5, 2.0)
+                if m.affine:
+                    uniform(m.weight, 0.5, 1.5)
+                    uniform(m.bias, -0.2, 0.2)
+            elif isinstance(m, (nn.Conv2d, nn.Linear)) and m.bias is not None:
+                uniform(m.bias, -bias, bias)
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+def assert_relevance_close(relevance: Tensor, ref: Tensor, rtol: float = 1e-4, atol_scale: float = 1e-5) -> None:
+    """``allclose`` with ``rtol`` plus an absolute tolerance scaled to the reference map's largest value."""
+    assert relevance.shape == ref.shape
+    assert torch.isfinite(relevance).all()
+    scale = ref.abs().max().item()
+    assert scale > 0
+    torch.testing.assert_close(relevance, ref, rtol=rtol, atol=atol_scale * scale)
