@@ -51,6 +51,7 @@ class Run:
     stdout: str
     items: dict[str, dict[str, Outcome]] = field(default_factory=dict)   # file stem -> item name -> outcome
     rows: list[dict[str, str]] = field(default_factory=list)
+    report: str = ""   # the HTML report, when one was asked for
 
     def rows_of(self, suite: str) -> list[dict[str, str]]:
         return [row for row in self.rows if row["suite"] == f"{suite}.xai.yaml"]
@@ -102,6 +103,9 @@ def run_session(root: Path, *extra: str) -> Run:
     if results.exists():
         with results.open(newline="", encoding="utf-8") as handle:
             run.rows = list(csv.DictReader(handle))
+    report = root / "reports" / "index.html"
+    if report.exists():
+        run.report = report.read_text(encoding="utf-8")
     return run
 
 

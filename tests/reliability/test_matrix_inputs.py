@@ -9,6 +9,7 @@ unaffected variants, the good suite) ends as in a run without any bad input; and
 
 from __future__ import annotations
 
+import html
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -197,7 +198,8 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Run, Run]:
         (matrix / f"{kind.name}.xai.yaml").write_bytes(kind.content())
     for name, text in ACCEPTED.items():
         (matrix / f"{name}.xai.yaml").write_bytes(text.encode("utf-8"))
-    return run_session(base), run_session(matrix)
+    report = f"--xai-report={matrix / 'reports' / 'index.html'}"
+    return run_session(base), run_session(matrix, report)
 
 
 def test_there_are_enough_kinds() -> None:
@@ -241,6 +243,9 @@ def test_bad_input_errors_alone_and_located(runs: tuple[Run, Run], kind: Kind) -
         reference = kind.same_as_ok.get(name, name)
         assert reference in control, f"unexpected item {name} in {kind.name}"
         assert outcome.outcome == control[reference], (name, outcome)
+    # The report shows each error item with its location.
+    shown = _unescaped(matrix.report)
+    assert location in shown and kind.needle in shown
     # The table: an error row per error item, at the same place; the others as in the baseline.
     rows = matrix.rows_of(kind.name)
     assert len(rows) == len(items)
@@ -255,6 +260,11 @@ def test_bad_input_errors_alone_and_located(runs: tuple[Run, Run], kind: Kind) -
         else:
             reference = kind.same_as_ok.get(nodename, nodename)
             assert row["verdict"] == base_rows[("ok", reference[3:-1])], row
+
+
+def _unescaped(report: str) -> str:
+    """The report's text with its HTML and JSON (\\uXXXX) escapes undone."""
+    return html.unescape(re.sub(r"\\u([0-9a-fA-F]{4})", lambda m: chr(int(m.group(1), 16)), report))
 
 
 @pytest.mark.parametrize("name", sorted(ACCEPTED))
