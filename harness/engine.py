@@ -47,7 +47,7 @@ class Request:
     case: CaseSpec
     variant: VariantSpec
     label: str
-    chunk: str = ""   # work unit: under xdist a batch never crosses it (see harness.distribute)
+    chunk: str = ""  # work unit: under xdist a batch never crosses it (see harness.distribute)
     # Whether an item needs the relevance of the predicted class when it differs from
     # the label (only the sticker verdict does); every other row skips that second pass.
     predicted_relevance: bool = False
@@ -62,7 +62,7 @@ class ImageResult:
     probs: np.ndarray | None = None
     predicted: int | None = None
     relevance_label: np.ndarray | None = None
-    relevance_predicted: np.ndarray | None = None   # None: not requested (see Request)
+    relevance_predicted: np.ndarray | None = None  # None: not requested (see Request)
     health_label: health_checks.Health | None = None
     health_predicted: health_checks.Health | None = None
     error: BaseException | None = None
@@ -75,7 +75,7 @@ class _Prepared:
     key: ImageKey
     variant: VariantImage
     label: int
-    x: torch.Tensor   # (1, C, H, W) model input
+    x: torch.Tensor  # (1, C, H, W) model input
 
 
 @dataclass
@@ -87,7 +87,7 @@ class EngineStats:
     lrp_rows: int = 0
     seconds_variants: float = 0.0
     seconds_model: float = 0.0
-    retried_batches: int = 0   # batches that failed as a whole and ran image by image
+    retried_batches: int = 0  # batches that failed as a whole and ran image by image
 
 
 class Engine:
@@ -105,8 +105,9 @@ class Engine:
         LRP backend: ``auto`` (fast engine, zennit fallback), ``fast`` or ``zennit``.
     """
 
-    def __init__(self, registry_loader: Callable[[], Registry], device: torch.device, batch_size: int = 32,
-                 backend: str = "auto") -> None:
+    def __init__(
+        self, registry_loader: Callable[[], Registry], device: torch.device, batch_size: int = 32, backend: str = "auto"
+    ) -> None:
         self._registry_loader = registry_loader
         self.device = device
         self.batch_size = max(1, batch_size)
@@ -174,8 +175,9 @@ class Engine:
             except HarnessError as exc:
                 self._explainers[key] = exc
             except Exception as exc:  # noqa: BLE001 - one model's explainer must not stop the others
-                self._explainers[key] = HarnessError(f"explainer {name!r} cannot explain model {model_name!r}: "
-                                                     f"{describe(exc)}")
+                self._explainers[key] = HarnessError(
+                    f"explainer {name!r} cannot explain model {model_name!r}: {describe(exc)}"
+                )
         found = self._explainers[key]
         if isinstance(found, HarnessError):
             raise found
@@ -183,8 +185,7 @@ class Engine:
 
     def summary(self) -> dict[str, Any]:
         """Notes and counters, as plain data (an xdist worker sends them to the controller)."""
-        return {"notes": list(self.notes), "health": {k: dict(v) for k, v in self.health.items()},
-                **asdict(self.stats)}
+        return {"notes": list(self.notes), "health": {k: dict(v) for k, v in self.health.items()}, **asdict(self.stats)}
 
     def loaded_models(self) -> list[LoadedModel]:
         return [m for m in self._models.values() if isinstance(m, LoadedModel)]
@@ -211,8 +212,9 @@ class Engine:
         self._consumers[key] = remaining
         if remaining <= 0 and key in self._results:
             old = self._results[key]
-            self._results[key] = ImageResult(error=old.error, health_label=old.health_label,
-                                             health_predicted=old.health_predicted)
+            self._results[key] = ImageResult(
+                error=old.error, health_label=old.health_label, health_predicted=old.health_predicted
+            )
 
     # ------------------------------------------------------------------ execution
 
@@ -241,8 +243,14 @@ class Engine:
         image, mask = self._case_inputs(request.case)
         base = request.case.base_dir
         assert request.variant.settings is not None
-        native = apply_variant(request.variant.name, request.variant.settings, image, mask,
-                               lambda p: read_rgb(base / p), lambda p: read_rgba(base / p))
+        native = apply_variant(
+            request.variant.name,
+            request.variant.settings,
+            image,
+            mask,
+            lambda p: read_rgb(base / p),
+            lambda p: read_rgba(base / p),
+        )
         size = model.preprocessing  # input size and resize policy: masks get the image's exact geometry
         variant = VariantImage(
             image=resize_image(native.image, size),
@@ -261,7 +269,7 @@ class Engine:
         group = (first.model, first.explainer)
         chunk = self._requests[first].chunk
         keys = [first]
-        for key in self._order[self._position[first] + 1:]:
+        for key in self._order[self._position[first] + 1 :]:
             if len(keys) >= self.batch_size:
                 break
             if self.confine_to_chunk and self._requests[key].chunk != chunk:
@@ -289,8 +297,10 @@ class Engine:
                 try:
                     self._explain([one], model, explainer)
                 except Exception as exc:  # noqa: BLE001
-                    self._store(one.key, ImageResult(error=HarnessError(
-                        f"model + explainer failed on this image: {describe(exc)}")))
+                    self._store(
+                        one.key,
+                        ImageResult(error=HarnessError(f"model + explainer failed on this image: {describe(exc)}")),
+                    )
         self.stats.seconds_model += time.perf_counter() - start
 
     def _prepare(self, key: ImageKey, model: LoadedModel) -> _Prepared | None:
@@ -329,9 +339,11 @@ class Engine:
             if problem is not None:
                 problems[row] = problem
         predicted = logits.argmax(axis=1)
-        wanted = [row for row, one in enumerate(ready)
-                  if row not in problems and self._requests[one.key].predicted_relevance
-                  and predicted[row] != one.label]
+        wanted = [
+            row
+            for row, one in enumerate(ready)
+            if row not in problems and self._requests[one.key].predicted_relevance and predicted[row] != one.label
+        ]
         relevance_pred: dict[int, np.ndarray] = {}
         if wanted:
             # Second pass only for the rows that need it and whose prediction differs:
@@ -345,8 +357,9 @@ class Engine:
         self.stats.batches += 1
         self.stats.images += len(ready)
         self.stats.lrp_rows += len(ready)
-        group = self.health.setdefault(f"{model.name} / {explainer.name}",
-                                       {"backend": explainer.backend, "conservation": []})
+        group = self.health.setdefault(
+            f"{model.name} / {explainer.name}", {"backend": explainer.backend, "conservation": []}
+        )
         for row, one in enumerate(ready):
             if row in problems:
                 self._store(one.key, ImageResult(error=HarnessError(problems[row])))
@@ -360,11 +373,19 @@ class Engine:
             pred_health = None if second is None else health_checks.measure(logits[row], pred, second)
             label_map = relevance[row].sum(axis=0)
             pred_map = label_map if pred == one.label else (None if second is None else second.sum(axis=0))
-            self._store(one.key, ImageResult(
-                variant=one.variant, logits=logits[row], probs=probs, predicted=pred, relevance_label=label_map,
-                relevance_predicted=pred_map,
-                health_label=label_health,
-                health_predicted=label_health if pred == one.label else pred_health))
+            self._store(
+                one.key,
+                ImageResult(
+                    variant=one.variant,
+                    logits=logits[row],
+                    probs=probs,
+                    predicted=pred,
+                    relevance_label=label_map,
+                    relevance_predicted=pred_map,
+                    health_label=label_health,
+                    health_predicted=label_health if pred == one.label else pred_health,
+                ),
+            )
 
     def _store(self, key: ImageKey, result: ImageResult) -> None:
         self._results[key] = result

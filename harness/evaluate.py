@@ -26,7 +26,7 @@ if TYPE_CHECKING:  # the results table (xdist controller) needs the columns, not
 class ItemContext:
     """Everything about an item that does not come from the model."""
 
-    suite: str                 # path relative to rootdir
+    suite: str  # path relative to rootdir
     line: int
     case_id: str
     description: str
@@ -63,10 +63,34 @@ class Evaluation:
 
 
 RESULT_COLUMNS = [
-    "suite", "line", "case_id", "variant", "model", "explainer", "label", "predicted", "p_predicted", "p_label",
-    "mass_object", "mass_removed", "mass_sticker", "verdict", "passed", "original_predicted", "signed_object",
-    "negative_object", "rank_accuracy", "pointing_game", "target_logit", "relevance_sum", "conservation",
-    "relevance_finite", "device", "description", "message", "nodeid",
+    "suite",
+    "line",
+    "case_id",
+    "variant",
+    "model",
+    "explainer",
+    "label",
+    "predicted",
+    "p_predicted",
+    "p_label",
+    "mass_object",
+    "mass_removed",
+    "mass_sticker",
+    "verdict",
+    "passed",
+    "original_predicted",
+    "signed_object",
+    "negative_object",
+    "rank_accuracy",
+    "pointing_game",
+    "target_logit",
+    "relevance_sum",
+    "conservation",
+    "relevance_finite",
+    "device",
+    "description",
+    "message",
+    "nodeid",
 ]
 
 
@@ -83,9 +107,22 @@ def row_properties(row: dict[str, Any]) -> list[tuple[str, Any]]:
 def base_row(ctx: ItemContext, device: str) -> dict[str, Any]:
     """A row with the item's identity and empty measurements (used for errors too)."""
     row: dict[str, Any] = {column: None for column in RESULT_COLUMNS}
-    row.update(suite=ctx.suite, line=ctx.line, case_id=ctx.case_id, description=ctx.description,
-               variant=ctx.variant, model=ctx.model, explainer=ctx.explainer, label=ctx.label, device=device,
-               nodeid=ctx.nodeid, checks=[], images={}, heatmap_scale=None, thresholds=dict(ctx.thresholds))
+    row.update(
+        suite=ctx.suite,
+        line=ctx.line,
+        case_id=ctx.case_id,
+        description=ctx.description,
+        variant=ctx.variant,
+        model=ctx.model,
+        explainer=ctx.explainer,
+        label=ctx.label,
+        device=device,
+        nodeid=ctx.nodeid,
+        checks=[],
+        images={},
+        heatmap_scale=None,
+        thresholds=dict(ctx.thresholds),
+    )
     return row
 
 
@@ -95,8 +132,7 @@ def _safe(text: str) -> str:
     return f"{cleaned}-{digest}"
 
 
-def evaluate(ctx: ItemContext, engine: Engine, assets_dir: Path | None,
-             writer: Any = None) -> Evaluation:
+def evaluate(ctx: ItemContext, engine: Engine, assets_dir: Path | None, writer: Any = None) -> Evaluation:
     """Compute metrics and the verdict of one item; write its pictures under ``assets_dir``.
 
     Raises
@@ -132,10 +168,14 @@ def _evaluate(ctx: ItemContext, engine: Engine, assets_dir: Path | None, writer:
     health = _check_health(ctx, result, classes)
     tolerance = int(ctx.thresholds.get("pointing_tolerance") or 0)
     obs = Observation(
-        variant=ctx.variant, label=ctx.label, predicted=classes[result.predicted],
+        variant=ctx.variant,
+        label=ctx.label,
+        predicted=classes[result.predicted],
         p_predicted=_finite(float(result.probs[result.predicted]), "probability of the predicted class"),
         p_label=_finite(float(result.probs[label_index]), "probability of the label"),
-        explainer=ctx.explainer, location=ctx.location)
+        explainer=ctx.explainer,
+        location=ctx.location,
+    )
     assert result.relevance_label is not None
     # Metrics are computed softly: one that is undefined (no positive relevance, e.g.
     # for a class the model rejects) only becomes an error if the verdict needs it.
@@ -157,13 +197,23 @@ def _evaluate(ctx: ItemContext, engine: Engine, assets_dir: Path | None, writer:
 
     row = base_row(ctx, str(model.device))
     row.update(
-        predicted=obs.predicted, p_predicted=obs.p_predicted, p_label=obs.p_label,
-        mass_object=_m(obs.object, "mass"), mass_removed=_m(obs.removed, "mass"),
-        mass_sticker=_m(obs.sticker, "mass"), signed_object=_m(obs.object, "signed"),
-        negative_object=_m(obs.object, "negative"), rank_accuracy=_m(obs.object, "rank_accuracy"),
-        pointing_game=_m(obs.object, "pointing_game"), original_predicted=obs.original_predicted,
-        verdict=judgement.verdict, passed=judgement.passed, message=judgement.message,
-        checks=judgement.checks_as_dicts(), **health.columns())
+        predicted=obs.predicted,
+        p_predicted=obs.p_predicted,
+        p_label=obs.p_label,
+        mass_object=_m(obs.object, "mass"),
+        mass_removed=_m(obs.removed, "mass"),
+        mass_sticker=_m(obs.sticker, "mass"),
+        signed_object=_m(obs.object, "signed"),
+        negative_object=_m(obs.object, "negative"),
+        rank_accuracy=_m(obs.object, "rank_accuracy"),
+        pointing_game=_m(obs.object, "pointing_game"),
+        original_predicted=obs.original_predicted,
+        verdict=judgement.verdict,
+        passed=judgement.passed,
+        message=judgement.message,
+        checks=judgement.checks_as_dicts(),
+        **health.columns(),
+    )
     # The heatmap shows the relevance the verdict is about: the predicted class for
     # stickers (what drew the flip), the label otherwise.
     shown = result.relevance_predicted if ctx.variant == "sticker_added" else result.relevance_label
@@ -214,8 +264,9 @@ def _m(metrics: RegionMetrics | None, name: str) -> Any:
     return None if metrics is None else getattr(metrics, name)
 
 
-def write_pictures(assets_dir: Path, ctx: ItemContext, variant: Any, relevance: np.ndarray,
-                   writer: Any = None) -> dict[str, str]:
+def write_pictures(
+    assets_dir: Path, ctx: ItemContext, variant: Any, relevance: np.ndarray, writer: Any = None
+) -> dict[str, str]:
     """Write input, annotated input, heatmap and overlay PNGs; return their absolute paths.
 
     With ``writer`` the rendering and encoding run on that executor (OpenCV releases

@@ -43,9 +43,9 @@ class Health:
     target_logit: float
     relevance_sum: float
     logit_scale: float
-    nonfinite: int          # NaN/Inf values in the map
+    nonfinite: int  # NaN/Inf values in the map
     nan: int
-    size: int               # values in the map
+    size: int  # values in the map
     all_zero: bool
 
     @property
@@ -66,9 +66,12 @@ class Health:
 
     def columns(self) -> dict[str, Any]:
         """The values a results row records."""
-        return {"target_logit": self.target_logit,
-                "relevance_sum": self.relevance_sum if math.isfinite(self.relevance_sum) else None,
-                "conservation": self.conservation, "relevance_finite": self.finite}
+        return {
+            "target_logit": self.target_logit,
+            "relevance_sum": self.relevance_sum if math.isfinite(self.relevance_sum) else None,
+            "conservation": self.conservation,
+            "relevance_finite": self.finite,
+        }
 
 
 def measure(logits: np.ndarray, target: int, relevance: np.ndarray) -> Health:
@@ -78,10 +81,15 @@ def measure(logits: np.ndarray, target: int, relevance: np.ndarray) -> Health:
     nonfinite = int(values.size - np.count_nonzero(finite))
     total = float(values.sum()) if nonfinite == 0 else float("nan")
     logit_row = np.asarray(logits, dtype=np.float64)
-    return Health(target_logit=float(logit_row[target]), relevance_sum=total,
-                  logit_scale=float(np.abs(logit_row).max()), nonfinite=nonfinite,
-                  nan=int(np.count_nonzero(np.isnan(values))), size=int(values.size),
-                  all_zero=nonfinite == 0 and not values.any())
+    return Health(
+        target_logit=float(logit_row[target]),
+        relevance_sum=total,
+        logit_scale=float(np.abs(logit_row).max()),
+        nonfinite=nonfinite,
+        nan=int(np.count_nonzero(np.isnan(values))),
+        size=int(values.size),
+        all_zero=nonfinite == 0 and not values.any(),
+    )
 
 
 def band_of(thresholds: dict[str, Any]) -> tuple[float, float] | None:
@@ -118,13 +126,17 @@ def problem(health: Health, conservative: bool, band: Sequence[float] | None) ->
     if health.near_zero:
         tolerance = NEAR_ZERO * health.logit_scale * max(1.0 - lo, hi - 1.0)
         if abs(total - z) > tolerance:
-            return (f"relevance sums to {total:.4g} for a target logit of {z:.4g}, near zero (logit scale "
-                    f"{health.logit_scale:.4g}): |sum - logit| = {abs(total - z):.4g} exceeds {tolerance:.4g}")
+            return (
+                f"relevance sums to {total:.4g} for a target logit of {z:.4g}, near zero (logit scale "
+                f"{health.logit_scale:.4g}): |sum - logit| = {abs(total - z):.4g} exceeds {tolerance:.4g}"
+            )
         return None
     ratio = total / z
     if not lo <= ratio <= hi:
-        return (f"relevance sums to {total:.4g} for a target logit of {z:.4g}: conservation {ratio:.3g} "
-                f"outside [{lo:g}, {hi:g}]")
+        return (
+            f"relevance sums to {total:.4g} for a target logit of {z:.4g}: conservation {ratio:.3g} "
+            f"outside [{lo:g}, {hi:g}]"
+        )
     return None
 
 

@@ -45,8 +45,15 @@ def write_results(rows: list[dict[str, Any]], path: Path, failures: list[str] | 
     outputs: list[tuple[str, Path, Any]] = [("results table", path, lambda: frame.to_csv(path, index=False))]
     if importlib.util.find_spec("pyarrow") is not None:
         parquet = path.with_suffix(".parquet")
-        outputs.append(("results parquet", parquet, lambda: frame.astype(
-            {c: "string" for c in frame.columns if frame[c].dtype == object}).to_parquet(parquet, index=False)))
+        outputs.append(
+            (
+                "results parquet",
+                parquet,
+                lambda: frame.astype({c: "string" for c in frame.columns if frame[c].dtype == object}).to_parquet(
+                    parquet, index=False
+                ),
+            )
+        )
     for what, target, write in outputs:
         try:
             target.parent.mkdir(parents=True, exist_ok=True)

@@ -54,20 +54,22 @@ class Observation:
     p_label: float
     explainer: str
     location: str
-    object: RegionMetrics | None = None          # label's relevance vs the object
-    removed: RegionMetrics | None = None         # label's relevance vs the removed region
-    sticker: RegionMetrics | None = None         # predicted class's relevance vs the sticker
+    object: RegionMetrics | None = None  # label's relevance vs the object
+    removed: RegionMetrics | None = None  # label's relevance vs the removed region
+    sticker: RegionMetrics | None = None  # predicted class's relevance vs the sticker
     original_predicted: str | None = None
     p_original: float | None = None
-    undefined: dict[str, str] = field(default_factory=dict)   # region -> why its metrics are missing
+    undefined: dict[str, str] = field(default_factory=dict)  # region -> why its metrics are missing
 
     def need(self, region: str) -> RegionMetrics:
         """Metrics of ``region`` that a verdict depends on; undefined ones are an error."""
         metrics = getattr(self, region)
         if metrics is None:
             reason = self.undefined.get(region, "not computed")
-            raise MetricError(f"{VARIANT_TEXT[self.variant]}: relevance on the {region} region is undefined "
-                              f"({reason}); the verdict cannot be decided")
+            raise MetricError(
+                f"{VARIANT_TEXT[self.variant]}: relevance on the {region} region is undefined "
+                f"({reason}); the verdict cannot be decided"
+            )
         return metrics
 
 
@@ -107,87 +109,160 @@ def _outside(metrics: RegionMetrics | None) -> str:
 def _judge_original(obs: Observation, t: dict[str, Any]) -> Judgement:
     checks = [Check("label predicted", "predicted", obs.predicted, obs.label, "==", obs.predicted == obs.label)]
     if not checks[0].passed:
-        return Judgement("false_negative",
-                         f"false negative: original image, model predicts {obs.predicted} (p={obs.p_predicted:.2f}) "
-                         f"instead of {obs.label} (p={obs.p_label:.2f}); positive relevance for {obs.label} on the "
-                         f"object {pct(_mass(obs.object))}" + _suffix(obs), checks)
+        return Judgement(
+            "false_negative",
+            f"false negative: original image, model predicts {obs.predicted} (p={obs.p_predicted:.2f}) "
+            f"instead of {obs.label} (p={obs.p_label:.2f}); positive relevance for {obs.label} on the "
+            f"object {pct(_mass(obs.object))}" + _suffix(obs),
+            checks,
+        )
     needs = t.get("min_object_mass") is not None or t.get("min_rank_accuracy") is not None or t.get("pointing_game")
     failed: list[Check] = []
     if needs:
         obj = obs.need("object")
         if t.get("min_object_mass") is not None:
-            checks.append(Check("relevance on object", "mass_object", obj.mass, t["min_object_mass"], ">=",
-                                obj.mass >= t["min_object_mass"]))
+            checks.append(
+                Check(
+                    "relevance on object",
+                    "mass_object",
+                    obj.mass,
+                    t["min_object_mass"],
+                    ">=",
+                    obj.mass >= t["min_object_mass"],
+                )
+            )
         if t.get("min_rank_accuracy") is not None:
-            checks.append(Check("relevance rank accuracy", "rank_accuracy", obj.rank_accuracy,
-                                t["min_rank_accuracy"], ">=", obj.rank_accuracy >= t["min_rank_accuracy"]))
+            checks.append(
+                Check(
+                    "relevance rank accuracy",
+                    "rank_accuracy",
+                    obj.rank_accuracy,
+                    t["min_rank_accuracy"],
+                    ">=",
+                    obj.rank_accuracy >= t["min_rank_accuracy"],
+                )
+            )
         if t.get("pointing_game"):
             checks.append(Check("pointing game", "pointing_game", obj.pointing_game, True, "==", obj.pointing_game))
         failed = [c for c in checks[1:] if not c.passed]
     if failed:
         first = failed[0]
         if first.metric == "mass_object":
-            detail = (f"positive relevance on the object {pct(obj.mass)} < {pct(t['min_object_mass'])} required, "
-                      f"outside {pct(1 - obj.mass)}")
+            detail = (
+                f"positive relevance on the object {pct(obj.mass)} < {pct(t['min_object_mass'])} required, "
+                f"outside {pct(1 - obj.mass)}"
+            )
         elif first.metric == "rank_accuracy":
             detail = f"relevance rank accuracy on the object {obj.rank_accuracy:.2f} < {first.threshold}"
         else:
             detail = "the most relevant pixel lies outside the object (pointing game)"
-        return Judgement("wrong_reasons",
-                         f"wrong reasons: original image, model predicts {obs.label} (p={obs.p_predicted:.2f}) "
-                         f"but {detail}" + _suffix(obs), checks)
-    return Judgement("passed", f"passed: original image, {obs.label} predicted (p={obs.p_predicted:.2f}), "
-                               f"positive relevance on the object {pct(_mass(obs.object))}" + _suffix(obs), checks)
+        return Judgement(
+            "wrong_reasons",
+            f"wrong reasons: original image, model predicts {obs.label} (p={obs.p_predicted:.2f}) "
+            f"but {detail}" + _suffix(obs),
+            checks,
+        )
+    return Judgement(
+        "passed",
+        f"passed: original image, {obs.label} predicted (p={obs.p_predicted:.2f}), "
+        f"positive relevance on the object {pct(_mass(obs.object))}" + _suffix(obs),
+        checks,
+    )
 
 
 def _judge_instance_removed(obs: Observation, t: dict[str, Any]) -> Judgement:
-    check = Check("label not predicted without the object", "predicted", obs.predicted, obs.label, "!=",
-                  obs.predicted != obs.label)
-    where = (f"positive relevance for {obs.label} inside removed region {pct(_mass(obs.removed))}, "
-             f"outside {_outside(obs.removed)}")
+    check = Check(
+        "label not predicted without the object",
+        "predicted",
+        obs.predicted,
+        obs.label,
+        "!=",
+        obs.predicted != obs.label,
+    )
+    where = (
+        f"positive relevance for {obs.label} inside removed region {pct(_mass(obs.removed))}, "
+        f"outside {_outside(obs.removed)}"
+    )
     if not check.passed:
-        return Judgement("false_positive",
-                         f"false positive: instance removed, model still predicts {obs.label} "
-                         f"(p={obs.p_predicted:.2f}); {where}" + _suffix(obs), [check])
-    return Judgement("passed", f"passed: instance removed, model predicts {obs.predicted} (p={obs.p_predicted:.2f}), "
-                               f"{obs.label} p={obs.p_label:.2f}; {where}" + _suffix(obs), [check])
+        return Judgement(
+            "false_positive",
+            f"false positive: instance removed, model still predicts {obs.label} "
+            f"(p={obs.p_predicted:.2f}); {where}" + _suffix(obs),
+            [check],
+        )
+    return Judgement(
+        "passed",
+        f"passed: instance removed, model predicts {obs.predicted} (p={obs.p_predicted:.2f}), "
+        f"{obs.label} p={obs.p_label:.2f}; {where}" + _suffix(obs),
+        [check],
+    )
 
 
 def _judge_background_removed(obs: Observation, t: dict[str, Any]) -> Judgement:
-    check = Check("label predicted without the background", "predicted", obs.predicted, obs.label, "==",
-                  obs.predicted == obs.label)
+    check = Check(
+        "label predicted without the background",
+        "predicted",
+        obs.predicted,
+        obs.label,
+        "==",
+        obs.predicted == obs.label,
+    )
     where = f"positive relevance for {obs.label} on the object {pct(_mass(obs.object))}"
     if not check.passed:
-        return Judgement("false_negative",
-                         f"false negative: background removed, model predicts {obs.predicted} "
-                         f"(p={obs.p_predicted:.2f}) instead of {obs.label} (p={obs.p_label:.2f}), so it needs "
-                         f"the context; {where}" + _suffix(obs), [check])
-    return Judgement("passed", f"passed: background removed, {obs.label} still predicted (p={obs.p_predicted:.2f}); "
-                               f"{where}" + _suffix(obs), [check])
+        return Judgement(
+            "false_negative",
+            f"false negative: background removed, model predicts {obs.predicted} "
+            f"(p={obs.p_predicted:.2f}) instead of {obs.label} (p={obs.p_label:.2f}), so it needs "
+            f"the context; {where}" + _suffix(obs),
+            [check],
+        )
+    return Judgement(
+        "passed",
+        f"passed: background removed, {obs.label} still predicted (p={obs.p_predicted:.2f}); {where}" + _suffix(obs),
+        [check],
+    )
 
 
 def _judge_sticker(obs: Observation, t: dict[str, Any]) -> Judgement:
     reference = obs.original_predicted
-    checks = [Check("prediction unchanged by the sticker", "predicted", obs.predicted, reference, "==",
-                    obs.predicted == reference)]
+    checks = [
+        Check(
+            "prediction unchanged by the sticker",
+            "predicted",
+            obs.predicted,
+            reference,
+            "==",
+            obs.predicted == reference,
+        )
+    ]
     limit = t.get("max_sticker_share")
     share = f"positive relevance for {obs.predicted} on the sticker {pct(_mass(obs.sticker))}"
     if checks[0].passed and limit is not None:
         sticker = obs.need("sticker")
         checks.append(Check("relevance on sticker", "mass_sticker", sticker.mass, limit, "<=", sticker.mass <= limit))
     elif limit is not None and obs.sticker is not None:
-        checks.append(Check("relevance on sticker", "mass_sticker", obs.sticker.mass, limit, "<=",
-                            obs.sticker.mass <= limit))
+        checks.append(
+            Check("relevance on sticker", "mass_sticker", obs.sticker.mass, limit, "<=", obs.sticker.mass <= limit)
+        )
     if not checks[0].passed:
-        return Judgement("artifact_reliance",
-                         f"artifact reliance: sticker added, prediction changes from {reference} to {obs.predicted} "
-                         f"(p={obs.p_predicted:.2f}; {obs.label} p={obs.p_label:.2f}); {share}" + _suffix(obs), checks)
+        return Judgement(
+            "artifact_reliance",
+            f"artifact reliance: sticker added, prediction changes from {reference} to {obs.predicted} "
+            f"(p={obs.p_predicted:.2f}; {obs.label} p={obs.p_label:.2f}); {share}" + _suffix(obs),
+            checks,
+        )
     if len(checks) > 1 and not checks[1].passed:
-        return Judgement("artifact_reliance",
-                         f"artifact reliance: sticker added, prediction stays {obs.predicted} but {share} > "
-                         f"{pct(limit)} allowed" + _suffix(obs), checks)
-    return Judgement("passed", f"passed: sticker added, prediction stays {obs.predicted} (p={obs.p_predicted:.2f}); "
-                               f"{share}" + _suffix(obs), checks)
+        return Judgement(
+            "artifact_reliance",
+            f"artifact reliance: sticker added, prediction stays {obs.predicted} but {share} > "
+            f"{pct(limit)} allowed" + _suffix(obs),
+            checks,
+        )
+    return Judgement(
+        "passed",
+        f"passed: sticker added, prediction stays {obs.predicted} (p={obs.p_predicted:.2f}); {share}" + _suffix(obs),
+        checks,
+    )
 
 
 _JUDGES = {
@@ -219,5 +294,7 @@ def borderline(check: Check) -> str | None:
         return None
     name = check.metric.removeprefix("mass_").replace("_", " ")
     name = {"object": "mass", "sticker": "sticker share"}.get(name, name)
-    return (f"{name} {float(value):.3f} is within {TOLERANCE_TEXT} of the threshold {float(threshold):g}: borderline "
-            f"(it may flip between batch sizes, -n or thread counts)")
+    return (
+        f"{name} {float(value):.3f} is within {TOLERANCE_TEXT} of the threshold {float(threshold):g}: borderline "
+        f"(it may flip between batch sizes, -n or thread counts)"
+    )

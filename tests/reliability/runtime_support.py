@@ -26,8 +26,17 @@ PROBE_ARGS = "size: [32, 32], region: [10, 10, 22, 22], threshold: 0.9"
 # holds faulty and healthy images. They are injected around the explainer by the
 # world's conftest.py (CONFTEST), since the LRP backends rightly refuse to explain a
 # model with data-dependent branches inside.
-FAULTS = ("nan_logits", "inf_logits", "zero_logits", "tie", "raise", "nan_relevance", "inf_relevance",
-          "zero_relevance", "blown_relevance")
+FAULTS = (
+    "nan_logits",
+    "inf_logits",
+    "zero_logits",
+    "tie",
+    "raise",
+    "nan_relevance",
+    "inf_relevance",
+    "zero_relevance",
+    "blown_relevance",
+)
 
 CONFTEST = """\
 import torch
@@ -85,11 +94,13 @@ def registry_text(extra: dict[str, str] | None = None) -> str:
     ``extra`` entries (name -> YAML body)."""
     lines = ["models:"]
     for name in ("good", *(f"fault-{fault}" for fault in FAULTS)):
-        lines += [f"  {name}:",
-                  "    architecture: harness.probes:region_probe",
-                  f"    args: {{{PROBE_ARGS}}}",
-                  "    classes: [thing, other]",
-                  f"    {PRE}"]
+        lines += [
+            f"  {name}:",
+            "    architecture: harness.probes:region_probe",
+            f"    args: {{{PROBE_ARGS}}}",
+            "    classes: [thing, other]",
+            f"    {PRE}",
+        ]
     for name, body in (extra or {}).items():
         lines.append(f"  {name}:")
         lines += ["    " + line for line in body.strip().splitlines()]
@@ -116,6 +127,7 @@ def write_png(path: Path, rgb: np.ndarray) -> None:
 def bomb_png(path: Path, side: int = 100_000) -> None:
     """A PNG whose header claims ``side``×``side`` pixels (a decompression bomb as far as
     any reader that trusts the header is concerned), with a tiny body."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
@@ -148,12 +160,12 @@ VARIANTS = """\
 """
 
 
-def suite(model: str, cases: str, *, explainer: str = "lrp/epsilon_plus_flat", thresholds: str = "",
-          variants: str = VARIANTS) -> str:
+def suite(
+    model: str, cases: str, *, explainer: str = "lrp/epsilon_plus_flat", thresholds: str = "", variants: str = VARIANTS
+) -> str:
     """A suite text with the standard variants; ``cases`` is the YAML list body."""
     extra = f"  thresholds: {thresholds}\n" if thresholds else ""
-    return (f"model: {model}\nexplainer: {explainer}\ndefaults:\n  label: thing\n{extra}{variants}cases:\n"
-            + cases)
+    return f"model: {model}\nexplainer: {explainer}\ndefaults:\n  label: thing\n{extra}{variants}cases:\n" + cases
 
 
 CLEAN_AND_BAD = """\
@@ -185,8 +197,13 @@ class Session:
 
 def run_session(root: Path, *args: str, results: str = "reports/results.csv", timeout: int = 300) -> Session:
     """Run pytest on ``root`` in a fresh interpreter (what a user runs) and read the table."""
-    done = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rA", *args],
-                          cwd=root, capture_output=True, text=True, timeout=timeout)
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rA", *args],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     table = root / results
     rows: list[dict[str, Any]] = []
     if table.is_file():

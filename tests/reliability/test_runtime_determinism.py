@@ -18,8 +18,19 @@ from harness.verdicts import REPRODUCIBLE_TOLERANCE
 from .runtime_support import REPO
 
 SUITE = "testcases/signs/speed_50.xai.yaml"
-METRICS = ("p_predicted", "p_label", "mass_object", "mass_removed", "mass_sticker", "signed_object",
-           "negative_object", "rank_accuracy", "target_logit", "relevance_sum", "conservation")
+METRICS = (
+    "p_predicted",
+    "p_label",
+    "mass_object",
+    "mass_removed",
+    "mass_sticker",
+    "signed_object",
+    "negative_object",
+    "rank_accuracy",
+    "target_logit",
+    "relevance_sum",
+    "conservation",
+)
 
 
 # One interpreter runs the four sessions one after the other (pytest.main each time), so
@@ -38,11 +49,12 @@ for name, batch in (("b32", 32), ("b32_again", 32), ("b8", 8), ("b1", 1)):
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[list[dict[str, str]], bytes]]:
     tmp = tmp_path_factory.mktemp("determinism")
-    done = subprocess.run([sys.executable, "-c", DRIVER, str(tmp), SUITE], cwd=REPO, capture_output=True,
-                          text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-c", DRIVER, str(tmp), SUITE], cwd=REPO, capture_output=True, text=True, timeout=600
+    )
     out: dict[str, tuple[list[dict[str, str]], bytes]] = {}
     for name in ("b32", "b32_again", "b8", "b1"):
-        assert f"exit {name} 1" in done.stdout, done.stdout[-3000:] + done.stderr[-3000:]   # the demo fails items
+        assert f"exit {name} 1" in done.stdout, done.stdout[-3000:] + done.stderr[-3000:]  # the demo fails items
         path = tmp / f"{name}.csv"
         with open(path, newline="") as handle:
             out[name] = (list(csv.DictReader(handle)), path.read_bytes())
@@ -55,7 +67,8 @@ def test_same_command_is_byte_identical(runs: dict[str, tuple[list[dict[str, str
 
 @pytest.mark.parametrize("other", ["b8", "b1"])
 def test_batch_size_changes_no_verdict_and_no_value_beyond_tolerance(
-        runs: dict[str, tuple[list[dict[str, str]], bytes]], other: str) -> None:
+    runs: dict[str, tuple[list[dict[str, str]], bytes]], other: str
+) -> None:
     reference, compared = runs["b32"][0], runs[other][0]
     assert [(r["case_id"], r["variant"]) for r in reference] == [(r["case_id"], r["variant"]) for r in compared]
     assert len(reference) == 20

@@ -29,8 +29,11 @@ def _engine(root: Path, batch_size: int = 32) -> tuple[Engine, list[Request]]:
     path = root / "s.xai.yaml"
     path.write_text(suite("good", CLEAN_AND_BAD))
     spec = load_suite(path)
-    requests = [Request(ImageKey("good", EXPLAINER, case_uid(case), variant.name), case, variant, case.label or "")
-                for case in spec.cases for variant in case.variants]
+    requests = [
+        Request(ImageKey("good", EXPLAINER, case_uid(case), variant.name), case, variant, case.label or "")
+        for case in spec.cases
+        for variant in case.variants
+    ]
     engine = Engine(lambda: load_registry(root / "models.yaml"), torch.device("cpu"), batch_size)
     engine.plan(requests, {request.key: 1 for request in requests})
     return engine, requests
@@ -66,8 +69,9 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str],
 
 
 @pytest.mark.parametrize("kind", sorted(HOSTILE))
-def test_variant_rendering_failure_is_the_images_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                       reference: dict[tuple[str, str], Any], kind: str) -> None:
+def test_variant_rendering_failure_is_the_images_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reference: dict[tuple[str, str], Any], kind: str
+) -> None:
     real = engine_module.apply_variant
 
     def hostile(name: str, settings: Any, image: np.ndarray, *args: Any) -> Any:
@@ -84,11 +88,12 @@ def test_variant_rendering_failure_is_the_images_error(tmp_path: Path, monkeypat
             assert str(value).startswith(f"preparing the image failed: {type(HOSTILE[kind]).__name__}: ")
         else:
             assert value == pytest.approx(reference[(case, variant)], rel=1e-6)
-    assert engine.stats.batches == 1 and engine.stats.images == 4   # the clean images shared one batch
+    assert engine.stats.batches == 1 and engine.stats.images == 4  # the clean images shared one batch
 
 
-def test_image_reading_failure_is_the_cases_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                  reference: dict[tuple[str, str], Any]) -> None:
+def test_image_reading_failure_is_the_cases_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reference: dict[tuple[str, str], Any]
+) -> None:
     real = engine_module.read_rgb
 
     def hostile(path: Any) -> np.ndarray:
@@ -101,14 +106,17 @@ def test_image_reading_failure_is_the_cases_error(tmp_path: Path, monkeypatch: p
     outcomes = _outcomes(engine, requests)
     for (case, variant), value in outcomes.items():
         if case == "bad":
-            assert str(value) == ("reading the image or its regions failed: DecompressionBombError: "
-                                  "Image size (9999999999 pixels) exceeds limit")
+            assert str(value) == (
+                "reading the image or its regions failed: DecompressionBombError: "
+                "Image size (9999999999 pixels) exceeds limit"
+            )
         else:
             assert value == pytest.approx(reference[(case, variant)], rel=1e-6)
 
 
-def test_failed_batch_is_retried_image_by_image(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                reference: dict[tuple[str, str], Any]) -> None:
+def test_failed_batch_is_retried_image_by_image(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reference: dict[tuple[str, str], Any]
+) -> None:
     engine, requests = _engine(tmp_path)
     explainer = engine.explainer("good", EXPLAINER)
     real_call = type(explainer).__call__
@@ -132,8 +140,10 @@ def test_failed_batch_is_retried_image_by_image(tmp_path: Path, monkeypatch: pyt
 def test_tie_and_nonfinite_texts() -> None:
     classes = ["speed_30", "speed_50", "stop"]
     assert tie_problem(np.array([1.0, 2.0, 0.5], np.float32), classes) is None
-    assert tie_problem(np.array([2.0, 2.0, 0.5], np.float32), classes) == \
-        "model output has no prediction: the top logit 2 is shared by speed_30, speed_50"
+    assert (
+        tie_problem(np.array([2.0, 2.0, 0.5], np.float32), classes)
+        == "model output has no prediction: the top logit 2 is shared by speed_30, speed_50"
+    )
     assert tie_problem(np.zeros(3, np.float32), classes) == "model output has no prediction: all 3 logits are equal (0)"
     values = np.array([np.nan, 1.0, np.inf, np.nan] + [0.0] * 6, np.float32)
     assert nonfinite_problem(values, "model output logits") == "model output is not finite (NaN/Inf in 3 of 10 logits)"

@@ -31,18 +31,18 @@ MODEL_FAULTS: dict[str, str] = {
 WRONG_SHAPE = "models/wrong.pt"
 EXTRA_MODELS = {
     "factory-raises": "architecture: harness.probes:region_probe\nargs: {region: [0, 0, 99, 99]}\n"
-                      "classes: [thing, other]\npreprocessing: {size: [32, 32]}",
+    "classes: [thing, other]\npreprocessing: {size: [32, 32]}",
     "nan-bias": "architecture: harness.probes:nan_bias_probe\nargs: {size: [32, 32]}\n"
-                "classes: [thing, other]\npreprocessing: {size: [32, 32]}",
+    "classes: [thing, other]\npreprocessing: {size: [32, 32]}",
     "wrong-weights": f"architecture: harness.probes:region_probe\nweights: {WRONG_SHAPE}\n"
-                     "classes: [thing, other]\npreprocessing: {size: [32, 32]}",
+    "classes: [thing, other]\npreprocessing: {size: [32, 32]}",
     "infinite-input": "architecture: harness.probes:region_probe\nargs: {size: [32, 32], region: [10, 10, 22, 22]}\n"
-                      "classes: [thing, other]\npreprocessing: {size: [32, 32], value_range: [0, .inf]}",
+    "classes: [thing, other]\npreprocessing: {size: [32, 32], value_range: [0, .inf]}",
     "corner": "architecture: harness.probes:region_probe\n"
-              "args: {size: [32, 32], region: [0, 0, 8, 8], threshold: 0.7}\n"
-              "classes: [thing, other]\npreprocessing: {size: [32, 32]}",
+    "args: {size: [32, 32], region: [0, 0, 8, 8], threshold: 0.7}\n"
+    "classes: [thing, other]\npreprocessing: {size: [32, 32]}",
     "three-outputs": "architecture: harness.probes:region_probe\nclasses: [thing, other, third]\n"
-                     "preprocessing: {size: [32, 32]}",
+    "preprocessing: {size: [32, 32]}",
 }
 
 ONE_CLEAN = """\
@@ -67,30 +67,50 @@ SANDWICH = """\
 OTHER_KINDS: dict[str, tuple[str, dict[str, str | None]]] = {
     # The whole model is broken: every item of it errors, the rest of the session runs.
     "nan_bias": (suite("nan-bias", ONE_CLEAN), {"clean": "model output is not finite (NaN in 1 of 2 logits)"}),
-    "factory_raises": (suite("factory-raises", ONE_CLEAN),
-                       {"clean": "region [0, 0, 99, 99] does not fit a 32x32 input"}),
+    "factory_raises": (
+        suite("factory-raises", ONE_CLEAN),
+        {"clean": "region [0, 0, 99, 99] does not fit a 32x32 input"},
+    ),
     "wrong_weight_shapes": (suite("wrong-weights", ONE_CLEAN), {"clean": "do not fit harness.probes:region_probe"}),
-    "nonfinite_input": (suite("infinite-input", ONE_CLEAN),
-                        {"clean": "model input after preprocessing is not finite ("}),
+    "nonfinite_input": (
+        suite("infinite-input", ONE_CLEAN),
+        {"clean": "model input after preprocessing is not finite ("},
+    ),
     "output_shape": (suite("three-outputs", ONE_CLEAN), {"clean": "outputs shape (1, 2) but the registry lists 3"}),
-    "unknown_model_among_two": (suite("good", ONE_CLEAN).replace("model: good", "models: [good, nosuch]"),
-                                {"clean": None}),
+    "unknown_model_among_two": (
+        suite("good", ONE_CLEAN).replace("model: good", "models: [good, nosuch]"),
+        {"clean": None},
+    ),
     # Bad inputs of one case, in the middle of a batch.
-    "mask_not_an_image": (suite("good", SANDWICH.format(bad="{mask: not_an_image.png}")),
-                          {"clean": None, "clean2": None, "bad": "not_an_image.png"}),
-    "mask_decompression_bomb": (suite("good", SANDWICH.format(bad="{mask: bomb_mask.png}")),
-                                {"clean": None, "clean2": None, "bad": "bomb_mask.png"}),
-    "missing_mask": (suite("good", SANDWICH.format(bad="{mask: nowhere.png}")),
-                     {"clean": None, "clean2": None, "bad": "nowhere.png"}),
+    "mask_not_an_image": (
+        suite("good", SANDWICH.format(bad="{mask: not_an_image.png}")),
+        {"clean": None, "clean2": None, "bad": "not_an_image.png"},
+    ),
+    "mask_decompression_bomb": (
+        suite("good", SANDWICH.format(bad="{mask: bomb_mask.png}")),
+        {"clean": None, "clean2": None, "bad": "bomb_mask.png"},
+    ),
+    "missing_mask": (
+        suite("good", SANDWICH.format(bad="{mask: nowhere.png}")),
+        {"clean": None, "clean2": None, "bad": "nowhere.png"},
+    ),
     # Health checks are configurable per suite; the gradient baseline is not conservative.
-    "band_excludes_one": (suite("good", ONE_CLEAN, thresholds="{conservation: [2, 3]}"),
-                          {"clean": "conservation 1 outside [2, 3]"}),
-    "band_off_accepts_blown": (suite("fault-blown_relevance", CLEAN_AND_BAD, thresholds="{conservation: null}"),
-                               {"clean": None, "bad": None}),
-    "gradient_blown_is_a_verdict": (suite("fault-blown_relevance", CLEAN_AND_BAD,
-                                          explainer="gradient/input_x_gradient"), {"clean": None, "bad": None}),
-    "gradient_nan_relevance": (suite("fault-nan_relevance", CLEAN_AND_BAD, explainer="gradient/input_x_gradient"),
-                               {"clean": None, "bad": "relevance is not finite (NaN in 3072 of 3072 values)"}),
+    "band_excludes_one": (
+        suite("good", ONE_CLEAN, thresholds="{conservation: [2, 3]}"),
+        {"clean": "conservation 1 outside [2, 3]"},
+    ),
+    "band_off_accepts_blown": (
+        suite("fault-blown_relevance", CLEAN_AND_BAD, thresholds="{conservation: null}"),
+        {"clean": None, "bad": None},
+    ),
+    "gradient_blown_is_a_verdict": (
+        suite("fault-blown_relevance", CLEAN_AND_BAD, explainer="gradient/input_x_gradient"),
+        {"clean": None, "bad": None},
+    ),
+    "gradient_nan_relevance": (
+        suite("fault-nan_relevance", CLEAN_AND_BAD, explainer="gradient/input_x_gradient"),
+        {"clean": None, "bad": "relevance is not finite (NaN in 3072 of 3072 values)"},
+    ),
 }
 
 
@@ -111,7 +131,7 @@ def session(tmp_path_factory: pytest.TempPathFactory) -> Session:
     root = tmp_path_factory.mktemp("faults")
     make_world(root, EXTRA_MODELS)
     (root / "models").mkdir()
-    wrong = region_probe(size=(16, 16), region=(2, 2, 10, 10)).state_dict()   # a 16×16 head for 32×32
+    wrong = region_probe(size=(16, 16), region=(2, 2, 10, 10)).state_dict()  # a 16×16 head for 32×32
     torch.save(wrong, root / "models" / "wrong.pt")
     for name, text in _suite_files().items():
         (root / f"{name}.xai.yaml").write_text(text)
@@ -125,7 +145,7 @@ def _message(row: dict[str, str]) -> str:
 def test_session_ran_every_suite(session: Session) -> None:
     suites = {row["suite"] for row in session.rows}
     assert suites == {f"{name}.xai.yaml" for name in _suite_files()}, session.output[-3000:]
-    assert session.returncode == 1   # errors, but the session ended normally
+    assert session.returncode == 1  # errors, but the session ended normally
     assert "Traceback" not in session.output
 
 
@@ -159,8 +179,10 @@ def test_unhealthy_row_records_what_was_measured(session: Session) -> None:
     assert float(row["conservation"]) == pytest.approx(100.0, rel=1e-4)
     assert float(row["relevance_sum"]) == pytest.approx(100 * float(row["target_logit"]), rel=1e-4)
     assert row["message"].startswith("error: fault_blown_relevance.xai.yaml:")
-    assert "explanation unreliable: relevance sums to 995.4 for a target logit of 9.954: conservation 100" \
+    assert (
+        "explanation unreliable: relevance sums to 995.4 for a target logit of 9.954: conservation 100"
         in row["message"]
+    )
     nan = session.row("fault_nan_relevance.xai.yaml", "bad", "original")
     assert nan["relevance_finite"] == "False" and nan["relevance_sum"] == "" and nan["conservation"] == ""
 
@@ -169,7 +191,7 @@ def test_unhealthy_row_records_what_was_measured(session: Session) -> None:
 def test_other_kinds(session: Session, kind: str) -> None:
     name = f"other_{kind}.xai.yaml"
     _, expected = OTHER_KINDS[kind]
-    rows = [row for row in session.suite_rows(name) if row["model"] != "nosuch"]   # see the test below
+    rows = [row for row in session.suite_rows(name) if row["model"] != "nosuch"]  # see the test below
     assert {row["case_id"] for row in rows} == set(expected)
     for row in rows:
         want = expected[row["case_id"]]

@@ -17,13 +17,16 @@ def _map(total: float, size: int = 12) -> np.ndarray:
 
 def test_measure_records_the_row_columns() -> None:
     health = measure(np.array([4.0, -2.0]), 0, _map(3.0))
-    assert health.columns() == pytest.approx({"target_logit": 4.0, "relevance_sum": 3.0, "conservation": 0.75,
-                                              "relevance_finite": True})
+    assert health.columns() == pytest.approx(
+        {"target_logit": 4.0, "relevance_sum": 3.0, "conservation": 0.75, "relevance_finite": True}
+    )
     assert health.logit_scale == 4.0 and not health.near_zero
 
 
-@pytest.mark.parametrize(("total", "healthy"), [(2.0, True), (1.0 - 1e-9, False), (8.0, True), (8.0 + 1e-6, False),
-                                                (-1.0, False), (400.0, False)])
+@pytest.mark.parametrize(
+    ("total", "healthy"),
+    [(2.0, True), (1.0 - 1e-9, False), (8.0, True), (8.0 + 1e-6, False), (-1.0, False), (400.0, False)],
+)
 def test_ratio_band_edges(total: float, healthy: bool) -> None:
     text = problem(measure(np.array([4.0, 1.0]), 0, _map(total)), True, BAND)
     assert (text is None) == healthy, text
@@ -61,8 +64,10 @@ def test_non_finite_maps_whatever_the_explainer() -> None:
     assert health.columns()["relevance_finite"] is False and health.conservation is None
     assert problem(health, False, None) == "relevance is not finite (NaN/Inf in 2 of 12 values)"
     values[1, 0, 0] = 0.0
-    assert problem(measure(np.array([1.0, 0.0]), 0, values), True, BAND) == \
-        "relevance is not finite (NaN in 1 of 12 values)"
+    assert (
+        problem(measure(np.array([1.0, 0.0]), 0, values), True, BAND)
+        == "relevance is not finite (NaN in 1 of 12 values)"
+    )
 
 
 def test_gradient_and_switched_off_band_skip_conservation() -> None:

@@ -15,15 +15,16 @@ import pytest
 
 from .runtime_support import ONE_CLEAN_CASE, Session, make_world, run_session, suite
 
-BLOCKED = "blocked"   # a file; anything "inside" it cannot be created
+BLOCKED = "blocked"  # a file; anything "inside" it cannot be created
 
 
 def _run(root: Path, results: str, assets: str, report: str, *extra: str) -> Session:
     make_world(root)
     (root / BLOCKED).write_text("a file, not a folder\n")
     (root / "one.xai.yaml").write_text(suite("good", ONE_CLEAN_CASE))
-    return run_session(root, "--xai-results", results, "--xai-assets", assets, "--xai-report", report, *extra,
-                       results=results)
+    return run_session(
+        root, "--xai-results", results, "--xai-assets", assets, "--xai-report", report, *extra, results=results
+    )
 
 
 @pytest.fixture(scope="module")
@@ -55,9 +56,9 @@ def test_results_folder_unwritable(results_blocked: tuple[Path, Session]) -> Non
     assert session.returncode == 1
     lines = [line for line in session.output.splitlines() if line.startswith("xai: results table not written:")]
     assert len(lines) == 1 and f"{BLOCKED}/results.csv" in lines[0], session.output[-2000:]
-    assert "results: " not in session.output   # no claim that the table was written
+    assert "results: " not in session.output  # no claim that the table was written
     assert (root / "out" / "index.html").is_file()
-    assert len(list((root / "out" / "assets").rglob("*.png"))) == 4 * 4   # 4 variants x 4 pictures of "good"
+    assert len(list((root / "out" / "assets").rglob("*.png"))) == 4 * 4  # 4 variants x 4 pictures of "good"
 
 
 def test_unknown_model_among_two_errors_only_its_items(results_blocked: tuple[Path, Session]) -> None:
@@ -74,7 +75,7 @@ def test_assets_folder_unwritable(assets_blocked: tuple[Path, Session]) -> None:
     assert session.returncode == 1
     lines = [line for line in session.output.splitlines() if line.startswith("xai: pictures not written under")]
     assert len(lines) == 1 and "4 item(s) failed" in lines[0], session.output[-2000:]
-    assert [row["verdict"] for row in session.rows] == ["passed"] * 4   # the table is complete
+    assert [row["verdict"] for row in session.rows] == ["passed"] * 4  # the table is complete
     assert (root / "out" / "index.html").is_file()
 
 

@@ -21,17 +21,36 @@ IMPORTS_ALLOWED = {
 
 
 def _code_lines(path: Path) -> list[tuple[int, str]]:
-    return [(n, line) for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
-            if line.strip() and not line.strip().startswith("#")]
+    return [
+        (n, line)
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if line.strip() and not line.strip().startswith("#")
+    ]
 
 
-@pytest.mark.parametrize("pattern", [r"\byaml\.(load|full_load|unsafe_load|load_all|unsafe_load_all)\(",
-                                     r"\bpickle\b", r"\bdill\b", r"\bmarshal\.loads?\(", r"\bshelve\b",
-                                     r"(?<![\w.])eval\(", r"(?<![\w.])exec\(", r"\bos\.system\(", r"\bsubprocess\b",
-                                     r"yaml\.(Unsafe|Full)?Loader\b", r"__import__\("])
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        r"\byaml\.(load|full_load|unsafe_load|load_all|unsafe_load_all)\(",
+        r"\bpickle\b",
+        r"\bdill\b",
+        r"\bmarshal\.loads?\(",
+        r"\bshelve\b",
+        r"(?<![\w.])eval\(",
+        r"(?<![\w.])exec\(",
+        r"\bos\.system\(",
+        r"\bsubprocess\b",
+        r"yaml\.(Unsafe|Full)?Loader\b",
+        r"__import__\(",
+    ],
+)
 def test_nothing_unpickles_or_evaluates(pattern: str) -> None:
-    hits = [f"{path.relative_to(PACKAGE)}:{n}: {line.strip()}" for path in SOURCES
-            for n, line in _code_lines(path) if re.search(pattern, line)]
+    hits = [
+        f"{path.relative_to(PACKAGE)}:{n}: {line.strip()}"
+        for path in SOURCES
+        for n, line in _code_lines(path)
+        if re.search(pattern, line)
+    ]
     assert not hits, hits
 
 
@@ -42,8 +61,12 @@ def test_weights_are_loaded_as_tensors_only() -> None:
 
 
 def test_code_is_imported_only_for_the_registry() -> None:
-    hits = {path.name for path in SOURCES for _, line in _code_lines(path)
-            if re.search(r"import_module\(|exec_module\(|spec_from_file_location\(", line)}
+    hits = {
+        path.name
+        for path in SOURCES
+        for _, line in _code_lines(path)
+        if re.search(r"import_module\(|exec_module\(|spec_from_file_location\(", line)
+    }
     assert hits <= set(IMPORTS_ALLOWED), hits - set(IMPORTS_ALLOWED)
 
 
@@ -53,8 +76,15 @@ def test_suite_keys_name_no_code() -> None:
     from harness.explain import EXPLAINERS
     from harness.spec import CaseModel, Defaults, SuiteHeader
 
-    assert set(SuiteHeader.model_fields) == {"suite", "description", "model", "models", "explainer", "defaults",
-                                             "cases"}
+    assert set(SuiteHeader.model_fields) == {
+        "suite",
+        "description",
+        "model",
+        "models",
+        "explainer",
+        "defaults",
+        "cases",
+    }
     for model in (SuiteHeader, Defaults, CaseModel):
         assert not {"architecture", "registry", "models_file", "factory", "import"} & set(model.model_fields)
     assert all(name.startswith(("lrp/", "gradient/")) for name in EXPLAINERS)

@@ -14,12 +14,8 @@ from harness.metrics import (
     signed_share,
 )
 
-R = np.array([[4.0, -2.0, 0.0],
-              [1.0, 3.0, -1.0],
-              [0.0, 2.0, 0.0]])
-M = np.array([[True, True, False],
-              [False, True, False],
-              [False, False, False]])
+R = np.array([[4.0, -2.0, 0.0], [1.0, 3.0, -1.0], [0.0, 2.0, 0.0]])
+M = np.array([[True, True, False], [False, True, False], [False, False, False]])
 
 
 def test_positive_mass_counts_only_positive_relevance():
@@ -107,4 +103,4 @@ def test_non_finite_relevance_is_an_error_not_a_value():
         positive_mass(relevance, mask)
     huge = np.full((4, 4), np.finfo(np.float64).max, np.float64)
     with pytest.raises(MetricError, match="not finite"):
-        region_metrics(huge, mask)   # the sums overflow to Inf
+        region_metrics(huge, mask)  # the sums overflow to Inf

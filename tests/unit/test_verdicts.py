@@ -13,8 +13,16 @@ def metrics(mass):
 
 
 def obs(variant, predicted="speed_50", label="speed_50", **kwargs):
-    return Observation(variant=variant, label=label, predicted=predicted, p_predicted=0.93, p_label=0.9,
-                       explainer="lrp/epsilon_plus_flat", location="testcases/signs/speed50.xai.yaml:14", **kwargs)
+    return Observation(
+        variant=variant,
+        label=label,
+        predicted=predicted,
+        p_predicted=0.93,
+        p_label=0.9,
+        explainer="lrp/epsilon_plus_flat",
+        location="testcases/signs/speed50.xai.yaml:14",
+        **kwargs,
+    )
 
 
 T = dict(DEFAULT_THRESHOLDS)
@@ -52,7 +60,8 @@ def test_instance_removed_false_positive_sentence():
     assert result.message == (
         "false positive: instance removed, model still predicts speed_50 (p=0.93); positive relevance for "
         "speed_50 inside removed region 4 %, outside 96 % (lrp/epsilon_plus_flat) — "
-        "testcases/signs/speed50.xai.yaml:14")
+        "testcases/signs/speed50.xai.yaml:14"
+    )
     assert judge(obs("instance_removed", predicted="background", removed=None), T).verdict == "passed"
 
 
@@ -83,15 +92,24 @@ def test_value_within_the_tolerance_of_its_threshold_is_called_borderline():
     from harness.verdicts import Observation, judge
 
     def observe(mass):
-        obs = Observation(variant="original", label="yield", predicted="yield", p_predicted=0.9, p_label=0.9,
-                          explainer="lrp/epsilon_plus_flat", location="s.xai.yaml:3")
+        obs = Observation(
+            variant="original",
+            label="yield",
+            predicted="yield",
+            p_predicted=0.9,
+            p_label=0.9,
+            explainer="lrp/epsilon_plus_flat",
+            location="s.xai.yaml:3",
+        )
         obs.object = RegionMetrics(mass=mass, signed=None, negative=None, rank_accuracy=0.5, pointing_game=True)
         return judge(obs, {"min_object_mass": 0.5})
 
     below = observe(0.5 - 4e-6)
     assert below.verdict == "wrong_reasons"
-    assert below.message.endswith("; mass 0.500 is within 1e-5 of the threshold 0.5: borderline "
-                                  "(it may flip between batch sizes, -n or thread counts)")
+    assert below.message.endswith(
+        "; mass 0.500 is within 1e-5 of the threshold 0.5: borderline "
+        "(it may flip between batch sizes, -n or thread counts)"
+    )
     above = observe(0.5 + 4e-6)
     assert above.verdict == "passed" and "mass 0.500 is within 1e-5 of the threshold 0.5: borderline" in above.message
     assert "borderline" not in observe(0.5 + 2e-5).message
