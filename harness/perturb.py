@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Literal, Union, cast
+from typing import Annotated, Any, Literal, Union, cast
 
 import cv2
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from harness.errors import HarnessError
+from harness.yamlio import refuse_booleans
 
 # --------------------------------------------------------------------------- results
 
@@ -38,6 +39,11 @@ class VariantSettings(BaseModel):
 
     # No NaN/inf in any float setting: a NaN passes no range check but poisons the image.
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_booleans(cls, value: Any, info: ValidationInfo) -> Any:
+        return refuse_booleans(cls, info.field_name, value)
 
 
 # Seeds feed numpy's SeedSequence, which takes non-negative integers only; the upper

@@ -11,10 +11,11 @@ from typing import Any
 import cv2
 import numpy as np
 from PIL import Image
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from harness.errors import HarnessError
 from harness.imageio import read_label_image
+from harness.yamlio import refuse_booleans
 
 # Coordinates are pixels; beyond this they cannot be meant (and would overflow the
 # int32 points OpenCV rasterises), so the schema refuses them.
@@ -39,6 +40,11 @@ class Region(BaseModel):
                                   description="with `mask`: only pixels equal to this value (instance/class PNGs)")
     polygon: list[tuple[float, float]] | None = Field(None, min_length=3, description="[[x, y], ...] in image pixels")
     box: tuple[float, float, float, float] | None = Field(None, description="[x0, y0, x1, y1] in image pixels")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_booleans(cls, value: Any, info: ValidationInfo) -> Any:
+        return refuse_booleans(cls, info.field_name, value)
 
     @field_validator("polygon", "box")
     @classmethod

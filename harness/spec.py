@@ -32,13 +32,13 @@ from pathlib import Path
 from typing import Any, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from harness.errors import SpecError
 from harness.health import DEFAULT_CONSERVATION
 from harness.perturb import DEFAULT_VARIANTS, VARIANTS, VariantSettings
 from harness.regions import Region
-from harness.yamlio import line_of, load_marked
+from harness.yamlio import line_of, load_marked, refuse_booleans
 
 SUITE_SUFFIX = ".xai.yaml"
 
@@ -73,6 +73,11 @@ class Thresholds(BaseModel):
     conservation: tuple[float, float] | None = Field(
         None, description="[lo, hi]: an LRP explanation whose relevance sum / target logit lies outside this band is "
                           "an error ('explanation unreliable'); null switches the check off (docs/reliability.md)")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_booleans(cls, value: Any, info: ValidationInfo) -> Any:
+        return refuse_booleans(cls, info.field_name, value)
 
     @field_validator("conservation")
     @classmethod

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import yaml
+from pydantic import BaseModel
 
 
 class MarkedDict(dict):
@@ -128,3 +129,25 @@ def plain(data: Any) -> Any:
     if isinstance(data, list):
         return [plain(v) for v in data]
     return data
+
+
+def _admits_bool(annotation: Any) -> bool:
+    """Whether a field's type accepts a boolean anywhere (``bool | str``, ``list[bool]``, ...)."""
+    if annotation is bool:
+        return True
+    return any(_admits_bool(arg) for arg in get_args(annotation))
+
+
+def _holds_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return True
+    return isinstance(value, (list, tuple)) and any(_holds_bool(v) for v in value)
+
+
+def refuse_booleans(model: type[BaseModel], field_name: str | None, value: Any) -> Any:
+    """Refuse ``yes``/``true`` where a number belongs: pydantic would read ``true`` as 1,
+    so ``min_object_mass: yes`` or ``color: [true, 0, 0]`` would pass as numbers."""
+    info = model.model_fields.get(field_name or "")
+    if info is not None and not _admits_bool(info.annotation) and _holds_bool(value):
+        raise ValueError("expected a number, got a boolean (true/false/yes/no)")
+    return value

@@ -174,6 +174,8 @@ KINDS = [
     Kind("unknown_case_key", case(IMG + MASK + "    colour: red   # @\n"), "unknown key 'colour'"),
     Kind("threshold_out_of_range", case(IMG + MASK + "    thresholds: {min_object_mass: 1.5}   # @\n"),
          "cases[1].thresholds.min_object_mass: Input should be less than or equal to 1"),
+    Kind("threshold_boolean", case(IMG + MASK + "    thresholds: {min_object_mass: yes}   # @\n"),
+         "cases[1].thresholds.min_object_mass: expected a number, got a boolean"),
     Kind("threshold_nan", case(IMG + MASK + "    thresholds: {max_sticker_share: .nan}   # @\n"),
          "cases[1].thresholds.max_sticker_share"),
 ]

@@ -93,6 +93,11 @@ def test_any_settings_are_refused_or_render_a_valid_image(tmp_path: Path, named:
             assert getattr(validated, key) >= 0
     if hasattr(validated, "color"):
         assert all(0 <= c <= 255 for c in validated.color)
+    # No boolean was taken for a number (`yes` is not 1).
+    for key, value in raw.items():
+        if key in ("seed", "dilate", "inpaint_radius", "grey_value", "size", "blur_sigma", "color", "position"):
+            assert not isinstance(value, bool) and not (isinstance(value, list) and any(
+                isinstance(v, bool) for v in value)), (key, value)
     image, mask = _scene(tmp_path, seed, shape)
     try:
         out = apply_variant(name, validated, image, mask, lambda p: read_rgb(tmp_path / p),

@@ -300,3 +300,24 @@ def test_explainer_line_is_recorded(folder):
     suite = load_suite(write(folder, "model: m\n\nexplainer: lrp/nope\n" + CASE.split("\n", 1)[1]
                              + "    object: {box: [1, 1, 5, 5]}\n"))
     assert suite.explainer_line == 3 and suite.model_line == 1
+
+
+@pytest.mark.parametrize(("where", "text", "field"), [
+    ("case", "    thresholds: {min_object_mass: yes}\n", "cases[0].thresholds.min_object_mass"),
+    ("case", "    variants: {sticker_added: {color: [true, 0, 0]}}\n", "cases[0].variants.sticker_added.color"),
+    ("case", "    variants: {instance_removed: {dilate: no}}\n", "cases[0].variants.instance_removed.dilate"),
+    ("region", "{box: [true, 0, 5, 5]}", "cases[0].object.box"),
+])
+def test_booleans_are_not_numbers(folder, where, text, field):
+    # pydantic alone would read `yes` as 1: a threshold of 1.0, a red channel of 1.
+    body = f"    object: {text}\n" if where == "region" else "    object: {box: [1, 1, 5, 5]}\n" + text
+    suite = load_suite(write(folder, CASE + body))
+    errors = errors_of(suite)
+    assert len(errors) == 1 and f": {field}: expected a number, got a boolean" in errors[0], errors
+
+
+def test_booleans_stay_valid_where_a_boolean_belongs(folder):
+    suite = load_suite(write(folder, CASE + "    object: {box: [1, 1, 5, 5]}\n    thresholds: {pointing_game: yes}\n"
+                                            "    xfail: true\n"))
+    assert errors_of(suite) == [] and suite.cases[0].xfail is True
+    assert suite.cases[0].variants[0].thresholds["pointing_game"] is True
