@@ -106,7 +106,8 @@ class Defaults(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    label: str | None = Field(None, description="expected class of every case unless the case says otherwise")
+    label: str | None = Field(None, min_length=1,
+                              description="expected class of every case unless the case says otherwise")
     thresholds: Thresholds | None = None
     variants: _VariantsField = Field(None, description="variants to run and their settings")
 
@@ -124,6 +125,14 @@ class SuiteHeader(BaseModel):
     defaults: Defaults = Field(default_factory=lambda: Defaults.model_validate({}))
     cases: list[Any] = Field(..., min_length=1, description="the test cases")
 
+    @field_validator("models")
+    @classmethod
+    def _unique(cls, value: list[str] | None) -> list[str] | None:
+        # The same model twice would give two items of one name, one of them lost in the results.
+        if value is not None and len(set(value)) != len(value):
+            raise ValueError(f"a model is listed twice (got {value})")
+        return value
+
 
 class CaseModel(BaseModel):
     """One test case as written in YAML."""
@@ -132,7 +141,7 @@ class CaseModel(BaseModel):
 
     id: str = Field(..., min_length=1, description="unique within the suite; items are named id[variant]")
     image: str = Field(..., description="image path, relative to the YAML file")
-    label: str | None = Field(None, description="expected class (overrides defaults.label)")
+    label: str | None = Field(None, min_length=1, description="expected class (overrides defaults.label)")
     description: str = ""
     object: list[Region] = Field(..., min_length=1,
                                  description="the annotated object: mask, polygon or box (or a list of them)")

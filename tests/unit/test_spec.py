@@ -321,3 +321,12 @@ def test_booleans_stay_valid_where_a_boolean_belongs(folder):
                                             "    xfail: true\n"))
     assert errors_of(suite) == [] and suite.cases[0].xfail is True
     assert suite.cases[0].variants[0].thresholds["pointing_game"] is True
+
+
+def test_empty_label_and_repeated_model_are_errors(folder):
+    suite = load_suite(write(folder, CASE + "    object: {box: [1, 1, 5, 5]}\n    label: ''\n"))
+    assert [e.split(": ", 1)[1] for e in errors_of(suite)] == [
+        "cases[0].label: String should have at least 1 character (got '')"]
+    twice = load_suite(write(folder, CASE.replace("model: m", "models: [m, m]") + "    object: {box: [1, 1, 5, 5]}\n"))
+    assert twice.error is not None and twice.error.line == 1
+    assert twice.error.message == "a model is listed twice (got ['m', 'm'])"
