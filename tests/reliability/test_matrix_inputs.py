@@ -85,6 +85,8 @@ KINDS = [
          "unknown key 'colour'", whole=True, errors=("unknown_top_key.xai.yaml",)),
     Kind("tab_indent", HEADER + "  - id: bad\n\timage: img.png   # @\n", "YAML syntax error", whole=True,
          errors=("tab_indent.xai.yaml",)),
+    Kind("recursive_alias", HEADER + "  - &c   # @\n    id: bad\n    image: img.png\n    tags: [*c]\n",
+         "found unconstructable recursive node", whole=True, errors=("recursive_alias.xai.yaml",)),
     Kind("defaults_variants_empty", HEADER.replace("  label: speed_30\n", "  label: speed_30\n  variants: []   # @\n"),
          "defaults.variants: no variants", whole=True, errors=("ok",)),
     # ---------------------------------------------------------------- regions
@@ -171,6 +173,10 @@ KINDS = [
         f"ok~1[{v}]" for v in VARIANTS)),
     Kind("case_not_mapping", "  - just a string   # @\n", "a case must be a mapping", errors=tuple(
         f"case1[{v}]" for v in VARIANTS)),
+    # A billion laughs: 10^9 strings by aliases, refused at once where a string belongs.
+    Kind("alias_bomb", case(IMG + MASK + "    description:   # @\n      - &l0 [a, a, a, a, a, a, a, a, a, a]\n" + "".join(
+        f"      - &l{i} [{', '.join([f'*l{i - 1}'] * 10)}]\n" for i in range(1, 9))),
+         "cases[1].description: Input should be a valid string"),
     Kind("unknown_case_key", case(IMG + MASK + "    colour: red   # @\n"), "unknown key 'colour'"),
     Kind("threshold_out_of_range", case(IMG + MASK + "    thresholds: {min_object_mass: 1.5}   # @\n"),
          "cases[1].thresholds.min_object_mass: Input should be less than or equal to 1"),
