@@ -3,9 +3,12 @@
 One concept per module:
 
 * :mod:`harness.explain.explainers` — explainers by name, backend choice (``make_explainer``);
+* :mod:`harness.explain.graph` — the fast LRP engine for traceable graphs;
 * :mod:`harness.explain.sequential` — the fast LRP engine for sequential CNNs;
-* the zennit adapter, the graph engine, gradient baselines and health checks each get
-  their own module here as they are added.
+* :mod:`harness.explain.zennit_backend` — zennit prepared for the architecture, and the
+  LRP reference ``zennit_explain``; :mod:`harness.explain.lrp_rewrite` — the fx rewrite
+  that lets zennit explain any traceable classifier correctly;
+* :mod:`harness.explain.gradient` — the input × gradient baseline.
 """
 
 import sys

@@ -1,22 +1,36 @@
-"""Explainers by name: LRP composites (zennit, or the fast engine when it covers the
-model) and a plain gradient baseline.
+"""Explainers by name, and the choice of backend that computes them.
 
 Every explainer maps a batch and one target class per row to ``(logits, relevance)``
-where relevance has the input's shape. LRP starts from ``logits * one_hot(target)``,
-so a map's sum approximates the target logit (conservation; biases absorb a little).
+where relevance has the input's shape and the logits are the unmodified model's own
+(its predictions). LRP starts from ``logits * one_hot(target)``, so a map's sum
+approximates the target logit (conservation; biases absorb a little).
+
+LRP backends, in the order ``auto`` tries them:
+
+1. the graph engine (:class:`harness.explain.graph.GraphLRP`), for traceable models;
+2. the sequential engine (:class:`harness.explain.sequential.FastLRP`);
+3. zennit (:class:`harness.explain.zennit_backend.ZennitLRP`), prepared for the
+   architecture (ResNetCanonizer, VGGCanonizer or an fx rewrite), with a note why.
+
+The fast engines compute the same relevance as zennit (their test suites check it).
+A model that none of them can explain correctly is a :class:`HarnessError`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Literal
+from typing import Any, Literal
 
 import torch
 
 from harness.errors import HarnessError
+from harness.explain.gradient import InputXGradient
+from harness.explain.zennit_backend import ZennitLRP, canonizers_for, choose_method, make_composite
 from harness.models import LoadedModel
 
 Backend = Literal["auto", "fast", "zennit"]
+Engine = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 LRP_RULE_SETS = ("epsilon_plus_flat", "epsilon_gamma_box", "epsilon_alpha2_beta1_flat")
 EXPLAINERS: dict[str, str] = {
@@ -35,35 +49,24 @@ def canonical_name(name: str) -> str:
     return key
 
 
-def _one_hot_of(targets: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
-    def start(output: torch.Tensor) -> torch.Tensor:
-        return output * torch.nn.functional.one_hot(targets, output.shape[1]).to(output.dtype)
-    return start
+def zennit_composite(rule_set: str, model: LoadedModel, batch_shape: torch.Size | None = None) -> Any:
+    """Stock zennit's composite for ``rule_set`` with the canonizers zennit itself offers for
+    the architecture (ResNetCanonizer, VGGCanonizer, else SequentialMergeBatchNorm).
 
-
-def _needs_batchnorm_merge(model: LoadedModel) -> bool:
-    if model.entry.canonizer == "none":
-        return False
-    has_bn = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.module.modules())
-    return model.entry.canonizer == "batchnorm" or has_bn
-
-
-def zennit_composite(rule_set: str, model: LoadedModel, batch_shape: torch.Size):
-    """The zennit composite for a rule set, with the canonizers the architecture needs."""
+    For benchmarks against plain zennit only: it is right for sequential models and
+    torchvision ResNets/VGGs, not for other graphs (the harness explains those with
+    :class:`~harness.explain.zennit_backend.ZennitLRP`). ``batch_shape`` is unused (zennit
+    broadcasts the box bounds) and kept for callers that pass it.
+    """
     from zennit.canonizers import SequentialMergeBatchNorm
-    from zennit.composites import EpsilonAlpha2Beta1Flat, EpsilonGammaBox, EpsilonPlusFlat
 
-    canonizers = [SequentialMergeBatchNorm()] if _needs_batchnorm_merge(model) else []
-    if rule_set == "epsilon_plus_flat":
-        return EpsilonPlusFlat(canonizers=canonizers)
-    if rule_set == "epsilon_alpha2_beta1_flat":
-        return EpsilonAlpha2Beta1Flat(canonizers=canonizers)
-    if rule_set == "epsilon_gamma_box":
-        low, high = model.preprocessing.bounds()
-        device = model.device
-        return EpsilonGammaBox(low=low.to(device).expand(batch_shape), high=high.to(device).expand(batch_shape),
-                               canonizers=canonizers)
-    raise HarnessError(f"unknown LRP rule set {rule_set!r}")
+    if model.entry.canonizer == "none":
+        canonizers: list[Any] = []
+    else:
+        method = choose_method(model.module, model.entry.canonizer)
+        canonizers = canonizers_for(method) if method.endswith("canonizer") else [SequentialMergeBatchNorm()]
+    low, high = model.preprocessing.bounds()
+    return make_composite(rule_set, canonizers, low=low.to(model.device), high=high.to(model.device))
 
 
 @dataclass
@@ -75,56 +78,106 @@ class Explainer:
     name
         Registry key, e.g. ``lrp/epsilon_plus_flat``.
     backend
-        ``fast`` (our layer-wise engine), ``zennit`` or ``autograd``.
+        ``fast`` (a layer-wise engine), ``zennit`` or ``autograd``.
     note
         Why the backend was chosen (shown once in the run header).
+    engine
+        ``(x, targets) -> (logits, relevance)``.
     """
 
     name: str
     model: LoadedModel
     backend: str
-    note: str = ""
-    _fast: object | None = None
+    note: str
+    engine: Engine
 
     def __call__(self, x: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Return ``(logits, relevance)`` for batch ``x`` and one target index per row."""
-        kind, _, rule = self.name.partition("/")
-        module = self.model.module
-        if kind == "gradient":
-            x = x.detach().requires_grad_(True)
-            with torch.enable_grad():
-                logits = module(x)
-                (grad,) = torch.autograd.grad(_one_hot_of(targets)(logits).sum(), x)
-            return logits.detach(), (grad * x).detach()
-        if self.backend == "fast" and self._fast is not None:
-            with torch.no_grad():
-                return self._fast(x, targets)  # type: ignore[operator]
-        from zennit.attribution import Gradient
+        return self.engine(x, targets)
 
-        composite = zennit_composite(rule, self.model, x.shape)
-        with Gradient(model=module, composite=composite) as attributor:
-            logits, relevance = attributor(x.detach(), _one_hot_of(targets))
-        return logits.detach(), relevance.detach()
+
+class _OwnLogits:
+    """An LRP engine whose logits are replaced by the unmodified model's (one plain forward).
+
+    The sequential engine reproduces stock zennit's canonised forward, in which each
+    merged batch norm still divides by ``sqrt(1 + eps)``; its logits are therefore not
+    the model's predictions (visibly so for a large ``eps``).
+    """
+
+    def __init__(self, engine: Engine, module: torch.nn.Module) -> None:
+        self.engine = engine
+        self.module = module
+
+    def __call__(self, x: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        _, relevance = self.engine(x, targets)
+        with torch.no_grad():
+            return self.module(x), relevance
+
+
+def _graph_engine() -> Any:
+    """The graph engine's class, or ``None`` while it is not available."""
+    try:
+        from harness.explain.graph import GraphLRP
+    except ImportError:
+        return None
+    return GraphLRP
+
+
+def _fast_engine(model: LoadedModel, rule: str) -> tuple[Engine | None, str, list[str]]:
+    """The first fast engine that covers the model: ``(engine, note, reasons the others gave)``."""
+    from harness.explain import sequential
+
+    low, high = (b.to(model.device) for b in model.preprocessing.bounds())
+    # Every backend must see the same canonisation, or their relevance would differ.
+    merge = model.entry.canonizer != "none"
+    reasons: list[str] = []
+    candidates: list[tuple[str, Any]] = [("graph", _graph_engine()), ("sequential", sequential.FastLRP)]
+    for label, engine_class in candidates:
+        if engine_class is None:
+            reasons.append(f"{label} engine: not available")
+            continue
+        try:
+            reason = engine_class.check(model.module, rule)
+            if reason is None:
+                engine = engine_class(model.module, rule, low=low, high=high, merge_batchnorm=merge)
+                if label == "sequential":
+                    engine = _OwnLogits(engine, model.module)
+                return engine, f"fast LRP engine ({label}; checked against zennit in the test suite)", reasons
+        except Exception as exc:  # noqa: BLE001 - an engine that fails to set up leaves the next one its turn
+            reason = f"{type(exc).__name__}: {exc}"
+        reasons.append(f"{label} engine: {reason}")
+    return None, "", reasons
 
 
 def make_explainer(name: str, model: LoadedModel, backend: Backend = "auto") -> Explainer:
-    """Bind explainer ``name`` to ``model``; ``auto`` prefers the fast LRP engine and
-    falls back to zennit when the engine does not cover a module of the model."""
+    """Bind explainer ``name`` to ``model``.
+
+    ``auto`` prefers the fast LRP engines and falls back to zennit when neither covers a
+    module of the model (the note says why); ``fast`` raises instead of falling back;
+    ``zennit`` forces the zennit backend.
+
+    Raises
+    ------
+    HarnessError
+        Unknown explainer or backend; ``fast`` on a model the fast engines do not
+        cover; a model that no backend can explain correctly (naming the module).
+    """
     key = canonical_name(name)
     kind, _, rule = key.partition("/")
     if kind != "lrp":
-        return Explainer(key, model, "autograd")
+        return Explainer(key, model, "autograd", "", InputXGradient(model.module))
+    if backend not in ("auto", "fast", "zennit"):
+        raise HarnessError(f"unknown LRP backend {backend!r}; expected auto, fast or zennit")
     if backend == "zennit":
-        return Explainer(key, model, "zennit", "zennit requested")
-    from harness.explain import sequential as lrp_fast
-
-    reason = lrp_fast.FastLRP.check(model.module, rule)
-    if reason is not None:
+        note = "zennit requested"
+    else:
+        engine, note, reasons = _fast_engine(model, rule)
+        if engine is not None:
+            return Explainer(key, model, "fast", note, engine)
+        why = "; ".join(reasons)
         if backend == "fast":
-            raise HarnessError(f"--xai-lrp-backend fast: model {model.name!r} is not supported: {reason}")
-        return Explainer(key, model, "zennit", f"fast LRP does not cover model {model.name!r} ({reason}); using zennit")
-    low, high = model.preprocessing.bounds()
-    # Both backends must see the same canonisation, or their relevance would differ.
-    engine = lrp_fast.FastLRP(model.module, rule, low=low.to(model.device), high=high.to(model.device),
-                              merge_batchnorm=_needs_batchnorm_merge(model))
-    return Explainer(key, model, "fast", "fast LRP engine (checked against zennit in the test suite)", engine)
+            raise HarnessError(f"--xai-lrp-backend fast: model {model.name!r} is not supported: {why}")
+        note = f"fast LRP does not cover model {model.name!r} ({why}); using zennit"
+    low, high = (b.to(model.device) for b in model.preprocessing.bounds())
+    zennit = ZennitLRP(model.module, rule, low=low, high=high, canonizer=model.entry.canonizer)
+    return Explainer(key, model, "zennit", f"{note} ({zennit.describe()})", zennit)

@@ -1,10 +1,13 @@
 """Explainer registry: names, backends, and the fast engine agreeing with zennit."""
 
+import sys
+
 import pytest
 import torch
+import torchvision
 
 from harness.errors import HarnessError
-from harness.explain import canonical_name, make_explainer
+from harness.explain import canonical_name, explainers, make_explainer, zennit_composite
 from harness.models import LoadedModel, ModelEntry
 
 
@@ -47,32 +50,90 @@ def test_fast_backend_equals_zennit_backend(rule, canonizer):
     fast = make_explainer(rule, model, "auto")
     reference = make_explainer(rule, model, "zennit")
     assert fast.backend == "fast" and reference.backend == "zennit"
+    assert reference.note.startswith("zennit requested (fx rewrite for zennit")
     logits_fast, rel_fast = fast(x, targets)
     logits_ref, rel_ref = reference(x, targets)
     assert torch.allclose(logits_fast, logits_ref, atol=1e-5)
     assert torch.allclose(rel_fast, rel_ref, rtol=1e-4, atol=1e-6 * rel_ref.abs().max().item())
 
 
-def test_unsupported_model_falls_back_to_zennit_with_a_note():
-    class Residual(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.conv = torch.nn.Conv2d(3, 3, 3, padding=1)
-            self.head = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 6))
+class Residual(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 3, 3, padding=1)
+        self.head = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 6))
 
-        def forward(self, x):
-            return self.head(x + self.conv(x))
+    def forward(self, x):
+        return self.head(x + self.conv(x))
 
+
+def without_graph_engine(monkeypatch):
+    # what make_explainer sees while harness/explain/graph.py is missing or broken
+    monkeypatch.setitem(sys.modules, "harness.explain.graph", None)
+
+
+def test_backend_order_graph_then_sequential_then_zennit(monkeypatch):
+    assert make_explainer("lrp", loaded(small_bn_net())).note.startswith("fast LRP engine (graph")
+    without_graph_engine(monkeypatch)
+    assert explainers._graph_engine() is None
+    sequential = make_explainer("lrp", loaded(small_bn_net()))
+    assert sequential.backend == "fast" and sequential.note.startswith("fast LRP engine (sequential")
     explainer = make_explainer("lrp/epsilon_plus_flat", loaded(Residual()), "auto")
     assert explainer.backend == "zennit" and "using zennit" in explainer.note
+    assert "graph engine: not available" in explainer.note and "tensor additions routed through Sum" in explainer.note
     with pytest.raises(HarnessError, match="not supported"):
         make_explainer("lrp/epsilon_plus_flat", loaded(Residual()), "fast")
     logits, relevance = explainer(torch.rand(2, 3, 32, 32), torch.tensor([0, 1]))
     assert relevance.shape == (2, 3, 32, 32)
 
 
-def test_input_x_gradient_baseline():
+def test_sequential_engine_still_agrees_with_zennit(monkeypatch):
+    without_graph_engine(monkeypatch)
     model = loaded(small_bn_net())
-    x = torch.rand(2, 3, 32, 32)
+    torch.manual_seed(1)
+    x, targets = torch.randn(4, 3, 32, 32), torch.tensor([0, 1, 2, 5])
+    logits_fast, rel_fast = make_explainer("lrp", model, "fast")(x, targets)
+    logits_ref, rel_ref = make_explainer("lrp", model, "zennit")(x, targets)
+    assert torch.equal(logits_fast, logits_ref)
+    # the sequential engine keeps zennit's x / sqrt(1 + eps) of merged batch norms (eps=1e-5 here)
+    assert torch.allclose(rel_fast, rel_ref, rtol=1e-4, atol=1e-5 * rel_ref.abs().max().item())
+
+
+def test_a_model_no_backend_explains_is_an_error_naming_the_module():
+    class Normed(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+            self.norm = torch.nn.GroupNorm(2, 4)
+            self.head = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4 * 32 * 32, 6))
+
+        def forward(self, x):
+            return self.head(self.norm(self.conv(x)))
+
+    for backend in ("auto", "zennit"):
+        with pytest.raises(HarnessError, match=r"module 'norm' \(GroupNorm\)"):
+            make_explainer("lrp", loaded(Normed()), backend)
+    with pytest.raises(HarnessError, match="unknown LRP backend 'fastest'"):
+        make_explainer("lrp", loaded(small_bn_net()), "fastest")
+
+
+def test_zennit_composite_for_benchmarks_has_the_architectures_canonizers():
+    from zennit.canonizers import SequentialMergeBatchNorm
+    from zennit.torchvision import ResNetCanonizer
+
+    resnet = loaded(torchvision.models.resnet18(num_classes=6))
+    assert [type(c) for c in zennit_composite("epsilon_plus_flat", resnet).canonizers] == [ResNetCanonizer]
+    plain = zennit_composite("epsilon_gamma_box", loaded(small_bn_net()))
+    assert [type(c) for c in plain.canonizers] == [SequentialMergeBatchNorm]
+    assert zennit_composite("epsilon_plus_flat", loaded(small_bn_net(), "none")).canonizers == []
+
+
+def test_input_x_gradient_baseline():
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(3 * 4 * 4, 6)
+    model = loaded(torch.nn.Sequential(torch.nn.Flatten(), linear))
+    x = torch.rand(2, 3, 4, 4)
     logits, relevance = make_explainer("input_x_gradient", model)(x, torch.tensor([0, 3]))
-    assert relevance.shape == x.shape and torch.isfinite(relevance).all()
+    # a linear model's gradient is its weight row: relevance = x * W[target]
+    expected = x * linear.weight[[0, 3]].view(2, 3, 4, 4)
+    assert torch.allclose(relevance, expected) and torch.equal(logits, linear(x.flatten(1)))
