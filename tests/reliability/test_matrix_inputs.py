@@ -174,8 +174,8 @@ KINDS = [
     Kind("case_not_mapping", "  - just a string   # @\n", "a case must be a mapping", errors=tuple(
         f"case1[{v}]" for v in VARIANTS)),
     # A billion laughs: 10^9 strings by aliases, refused at once where a string belongs.
-    Kind("alias_bomb", case(IMG + MASK + "    description:   # @\n      - &l0 [a, a, a, a, a, a, a, a, a, a]\n" + "".join(
-        f"      - &l{i} [{', '.join([f'*l{i - 1}'] * 10)}]\n" for i in range(1, 9))),
+    Kind("alias_bomb", case(IMG + MASK + "    description:   # @\n      - &l0 [a, a, a, a, a, a, a, a, a, a]\n"
+                            + "".join(f"      - &l{i} [{', '.join([f'*l{i - 1}'] * 10)}]\n" for i in range(1, 9))),
          "cases[1].description: Input should be a valid string"),
     Kind("unknown_case_key", case(IMG + MASK + "    colour: red   # @\n"), "unknown key 'colour'"),
     Kind("threshold_out_of_range", case(IMG + MASK + "    thresholds: {min_object_mass: 1.5}   # @\n"),
