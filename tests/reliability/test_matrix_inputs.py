@@ -313,3 +313,47 @@ def test_tags_select_with_m_and_k_under_strict_markers(tmp_path: Path) -> None:
                                           if "::" in line}
     assert selected == {("-m", "sticker"): {"ok", "night"}, ("-m", "not sticker"): {"plain"},
                         ("-k", "night-time"): {"night"}}
+
+
+NET = '''\
+import harness.collect as collect
+
+_load, _items = collect.load_suite, collect.SuiteFile._case_items
+
+
+def load_suite(path, *args, **kwargs):
+    if path.name.startswith("explode"):
+        raise RuntimeError("a bug in the loader")
+    return _load(path, *args, **kwargs)
+
+
+def case_items(self, case, *args, **kwargs):
+    if case.case_id == "boom":
+        raise RuntimeError("a bug in the items")
+    return _items(self, case, *args, **kwargs)
+
+
+collect.load_suite = load_suite
+collect.SuiteFile._case_items = case_items
+'''
+
+
+def test_collection_never_raises_for_one_file_or_one_case(tmp_path: Path) -> None:
+    # Whatever escapes for one file or one case (here: injected bugs) becomes its error item.
+    write_world(tmp_path)
+    (tmp_path / "conftest.py").write_text(NET)
+    one_variant = HEADER.replace("  label: speed_30\n", "  label: speed_30\n  variants: [original]\n")
+    (tmp_path / "explode.xai.yaml").write_text(one_variant)
+    (tmp_path / "cases.xai.yaml").write_text(one_variant + "  - id: boom\n" + IMG + MASK)
+    run = run_session(tmp_path)
+    outcomes = {(suite, name): (o.outcome, o.message)
+                for suite, items in run.items.items() for name, o in items.items()}
+    assert {key: value[0] for key, value in outcomes.items()} == {
+        ("explode", "explode.xai.yaml[collection]"): "error", ("cases", "ok[original]"): "passed",
+        ("cases", "boom"): "error"}
+    assert "explode.xai.yaml: cannot collect this file: RuntimeError: a bug in the loader" in \
+        outcomes[("explode", "explode.xai.yaml[collection]")][1]
+    assert "cases.xai.yaml:10: cases[1]: cannot collect this case: RuntimeError: a bug in the items" in \
+        outcomes[("cases", "boom")][1]
+    assert sorted((r["suite"], r["case_id"], r["verdict"]) for r in run.rows) == [
+        ("cases.xai.yaml", "boom", "error"), ("cases.xai.yaml", "ok", "passed"), ("explode.xai.yaml", "", "error")]
