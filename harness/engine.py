@@ -129,6 +129,8 @@ class Engine:
         # Under xdist each worker runs whole chunks (see harness.distribute), so its
         # batches must stay inside one; otherwise it would compute other workers' images.
         self.confine_to_chunk = False
+        # --xai-conservation: a band for every item, "off", or None (the items' own thresholds).
+        self.conservation_override: tuple[float, float] | str | None = None
 
     # ------------------------------------------------------------------ planning
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -165,6 +165,9 @@ def _evaluate(ctx: ItemContext, engine: Engine, assets_dir: Path | None, writer:
     classes = model.classes
     label_index = classes.index(ctx.label)
     variant = result.variant
+    override = engine.conservation_override
+    if override is not None:
+        ctx = replace(ctx, thresholds={**ctx.thresholds, "conservation": None if override == "off" else list(override)})
     health = _check_health(ctx, result, classes)
     tolerance = int(ctx.thresholds.get("pointing_tolerance") or 0)
     obs = Observation(

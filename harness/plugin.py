@@ -6,6 +6,7 @@ The hooks only wire things together; the work lives in the modules they call.
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import time
@@ -38,6 +39,8 @@ OPTIONS: dict[str, tuple[str, str | None]] = {
     "xai_results": ("results table (CSV; a .parquet twin is written when pyarrow is installed)", "reports/results.csv"),
     "xai_assets": ("folder for each item's variant image and heatmap PNGs ('' to skip)", "reports/assets"),
     "xai_report": ("write the HTML report to this path", None),
+    "xai_conservation": ("LRP health band LO,HI for every item, over the suites' thresholds.conservation; "
+                         "'off' switches the check off (docs/reliability.md)", None),
 }
 
 STATE_KEY = pytest.StashKey["XaiState"]()
@@ -80,6 +83,7 @@ class XaiState:
     results_path: Path | None
     assets_dir: Path | None
     is_worker: bool
+    conservation: tuple[float, float] | str | None = None   # --xai-conservation: a band, "off", or not given
     workers: int = 0   # xdist workers in the session, 0 outside xdist
     announced: bool = False   # the backends were shown in the header
     worker_engines: list[dict[str, Any]] = field(default_factory=list)   # xdist controller
@@ -120,6 +124,7 @@ class XaiState:
             self._engine = Engine(self.registry, resolve_device(self.device_name), self.batch_size, self.backend)
             # Under xdist each worker runs whole chunks of cases (harness.distribute).
             self._engine.confine_to_chunk = self.is_worker
+            self._engine.conservation_override = self.conservation
         return self._engine
 
     @property
@@ -223,12 +228,14 @@ def pytest_configure(config: pytest.Config) -> None:
     if backend not in ("auto", "fast", "zennit"):
         raise pytest.UsageError(f"--xai-lrp-backend must be auto, fast or zennit, got {backend!r}")
     workers = int(config.workerinput.get("workercount", 1)) if is_worker else 0  # type: ignore[attr-defined]
+    conservation = _conservation(option(config, "xai_conservation")[0])
     registry_path = _path(config, "xai_models")
     assert registry_path is not None
     state = XaiState(config=config, registry_path=registry_path, model_override=overrides,
                      explainer_override=option(config, "xai_explainer")[0] or None, device_name=device_name,
                      batch_size=batch_size, backend=str(backend), results_path=_path(config, "xai_results"),
-                     assets_dir=_path(config, "xai_assets"), is_worker=is_worker, workers=workers)
+                     assets_dir=_path(config, "xai_assets"), is_worker=is_worker, workers=workers,
+                     conservation=conservation)
     config.stash[STATE_KEY] = state
     if not is_worker:
         config.pluginmanager.register(ResultsRecorder(state), "xai-results")
@@ -242,6 +249,22 @@ def pytest_configure(config: pytest.Config) -> None:
             self_contained = bool(config.getini("xai_report_self_contained"))
         config.pluginmanager.register(ReportPlugin(config, report_path, self_contained=self_contained),
                                       "xai-report")
+
+
+def _conservation(value: Any) -> tuple[float, float] | str | None:
+    """``--xai-conservation``: ``LO,HI`` (finite, LO < HI), ``off``, or not given."""
+    if value in (None, ""):
+        return None
+    text = str(value).strip()
+    if text.lower() in ("off", "none", "null"):
+        return "off"
+    try:
+        lo, hi = (float(part) for part in text.split(","))
+    except ValueError:
+        raise pytest.UsageError(f"--xai-conservation must be LO,HI or off, got {text!r}") from None
+    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+        raise pytest.UsageError(f"--xai-conservation needs finite LO < HI, got {text!r}")
+    return lo, hi
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:

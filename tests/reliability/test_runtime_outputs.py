@@ -86,3 +86,16 @@ def test_report_folder_unwritable(report_blocked: tuple[Path, Session]) -> None:
     assert "xai report could not be written:" in session.output
     assert [row["verdict"] for row in session.rows] == ["passed"] * 4
     assert len(list((root / "out" / "assets").rglob("*.png"))) == 16
+
+
+def test_conservation_band_from_the_command_line(tmp_path: Path) -> None:
+    make_world(tmp_path)
+    (tmp_path / "one.xai.yaml").write_text(suite("good", ONE_CLEAN_CASE, thresholds="{conservation: [0.5, 2]}"))
+    session = run_session(tmp_path, "--xai-conservation", "2,3", "--xai-assets", "")
+    assert len(session.rows) == 4
+    for row in session.rows:  # the command line wins over the suite's band
+        assert row["verdict"] == "error", row["message"]
+        assert "explanation unreliable: relevance sums to" in row["message"]
+        assert "conservation 1 outside [2, 3] (lrp/epsilon_plus_flat)" in row["message"]
+    refused = run_session(tmp_path, "--xai-conservation", "3,2")
+    assert refused.returncode == 4 and "--xai-conservation needs finite LO < HI, got '3,2'" in refused.output
