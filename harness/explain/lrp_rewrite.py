@@ -13,7 +13,7 @@ op in the graph                         becomes
 ======================================  =====================================================
 ``a + b`` of tensors (add, iadd, ...)   :class:`Add` — a stack of the summands into zennit's
                                         ``Sum``, which the composites give the ``Norm`` rule
-``x + c``, ``x - c`` (number c)          removed from relevance (all relevance goes to ``x``)
+``x + c``, ``x - c`` (number c)          kept: the gradient passes all relevance to ``x``
 ``x * gate(...)`` (sigmoid/hardsigmoid  :class:`Gate` — relevance passes to ``x`` unchanged,
 gate), ``x * c``, ``x / c``, ``x * p``  none to the gate (the gate acts as a per-element
 (p a parameter, e.g. layer scale)       weight; the epsilon rule for a weight gives exactly
@@ -284,6 +284,10 @@ class _Rewriter:
             self.kind[node] = _OTHER
         elif target in _ROUTING_FUNCTIONS or method in _ROUTING_METHODS:
             return
+        elif target is F.pad:
+            if _arg(node, 2, "mode", "constant") != "constant" or _arg(node, 3, "value", None) not in (None, 0, 0.0):
+                raise self.refuse(node, "padding other than with zeros")
+            return  # zero padding: the gradient crops relevance back to the input
         elif target in _ADD or method in ("add", "add_"):
             self.rewrite_add(node)
         elif target in _SUB or method in ("sub", "sub_"):
@@ -320,20 +324,18 @@ class _Rewriter:
         if _arg(node, 2, "alpha", 1) != 1:
             raise self.refuse(node, "addition with alpha != 1")
         tensors = [v for v in (a, b) if isinstance(v, fx.Node) and self.is_tensor(v)]
-        if len(tensors) == 1:  # x + c: a constant takes no relevance
+        if len(tensors) == 1:  # x + c: its gradient already passes all relevance to x, the constant takes none
             self.summary["constant shifts passed through"] += 1
-            self.bypass(node, tensors[0])
             return
         self.summary["tensor additions routed through Sum"] += 1
         self.replace(node, "add", Add(), (a, b))
 
     def rewrite_sub(self, node: fx.Node) -> None:
         a, b = node.args[0], _arg(node, 1, "other", None)
-        if self.is_tensor(a) and not self.is_tensor(b) and _arg(node, 2, "alpha", 1) == 1:
+        if self.is_tensor(a) and not self.is_tensor(b):  # x - c: as x + c
             self.summary["constant shifts passed through"] += 1
-            self.bypass(node, a)  # type: ignore[arg-type]
             return
-        raise self.refuse(node, "subtraction of tensors")
+        raise self.refuse(node, "subtraction of tensors (or from a constant)")
 
     def _is_gate(self, value: Any) -> bool:
         if not isinstance(value, fx.Node):

@@ -330,3 +330,41 @@ def test_canonizer_none_merges_nothing_but_still_routes_additions():
     assert explainer.summary["tensor additions routed through Sum"] == 2
     with pytest.raises(HarnessError, match="needs a torchvision ResNet"):
         ZennitLRP(model, "epsilon_plus_flat", canonizer="resnet")
+
+
+class Detours(nn.Module):
+    """Detours between layers (scaling by 4 / 2, shifting there and back, zero padding
+    cropped away) against the same function with conv1's parameters doubled instead: LRP
+    rules are invariant to that doubling, so the relevance must be the same."""
+
+    def __init__(self, detours: bool) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.detours = detours
+        self.conv1, self.conv2 = nn.Conv2d(3, 6, 3, padding=1), nn.Conv2d(6, 4, 3, padding=1)
+        self.head = nn.Linear(4 * 8 * 8, 3)
+        if not detours:
+            with torch.no_grad():
+                self.conv1.weight.mul_(2.0)
+                self.conv1.bias.mul_(2.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = F.relu(self.conv1(x))
+        if self.detours:
+            h = (h * 4.0) / 2.0
+            h = (h + 1.5) - 1.5
+            h = F.pad(h, (1, 1, 2, 2))[:, :, 2:-2, 1:-1]
+        return self.head(F.relu(self.conv2(h)).flatten(1))
+
+
+@pytest.mark.parametrize("rule", RULES)
+def test_constant_scalings_shifts_and_padding_pass_relevance_unchanged(rule):
+    torch.manual_seed(3)
+    x, targets = torch.randn(2, 3, 8, 8), torch.tensor([0, 2])
+    with_detours = ZennitLRP(frozen(Detours(True)), rule)
+    assert with_detours.summary["constant scalings passed through"] == 2
+    assert with_detours.summary["constant shifts passed through"] == 2
+    logits, rel = with_detours(x, targets)
+    expected_logits, expected = zennit_explain(frozen(Detours(False)), rule, x, targets)
+    assert torch.allclose(logits, expected_logits, atol=1e-5)
+    assert max_rel_diff(rel, expected) < 1e-5
