@@ -212,12 +212,35 @@ class GraphLRP:
                 self._calls[node] = None  # run by _max_pool
             elif isinstance(module, (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)):
                 self._calls[node] = _identity  # eval semantics whatever the module's mode
-            elif getattr(module, "inplace", False):
-                plain = copy.copy(module)
-                plain.inplace = False  # type: ignore[assignment]
-                self._calls[node] = plain
+            elif hasattr(module, "inplace"):
+                # in place only on a fresh tensor that nothing else reads (saves a large
+                # allocation per activation); otherwise out of place, whatever the model says
+                inplace = self._may_overwrite(node.args[0] if node.args else None)
+                if bool(module.inplace) != inplace:
+                    module = copy.copy(module)
+                    module.inplace = inplace  # type: ignore[assignment]
+                self._calls[node] = module
             else:
                 self._calls[node] = module
+
+        self._relu_in_place = {
+            node for node in self._order
+            if node.op == "call_function" and node.target in (F.relu, torch.relu, F.relu_, torch.relu_)
+            and len(node.args) == 1 and set(node.kwargs) <= {"inplace"} and self._may_overwrite(node.args[0])
+        }
+
+    def _may_overwrite(self, value: Any) -> bool:
+        """Whether an activation may run in place on ``value``: a fresh output of a layer,
+        batch norm, addition or gate that has no other reader and that no rule keeps."""
+        tr = self.traced
+        return (
+            isinstance(value, fx.Node)
+            and value in tr.nodes
+            and tr.nodes[value].kind in (Kind.AFFINE, Kind.BATCH_NORM, Kind.ADD, Kind.GATE)
+            and len(value.users) == 1
+            and value not in self._keep
+            and value is not tr.output
+        )
 
     def _prepare(self, device: torch.device, dtype: torch.dtype) -> None:
         key = (device, dtype)
@@ -253,6 +276,8 @@ class GraphLRP:
                 target = _INPLACE_FUNCTIONS.get(node.target, node.target)
                 if kwargs.get("inplace"):
                     kwargs = {**kwargs, "inplace": False}
+                if node in self._relu_in_place:
+                    target, kwargs = torch.relu_, {}
                 value = target(*args, **kwargs)
             else:  # call_method
                 name = str(node.target)

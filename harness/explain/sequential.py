@@ -31,7 +31,6 @@ caller can fall back to zennit.
 from __future__ import annotations
 
 import sys
-
 from collections.abc import Callable
 from typing import Any
 
@@ -789,7 +788,7 @@ class FastLRP:
             """Whether relevance at the output of ReLU step ``index`` is zero wherever that
             output is zero: true if the next consumer multiplies by its input, looking
             through max pooling, flattening and further ReLUs."""
-            for name, module, rule, _ in steps[index + 1 :]:
+            for _name, module, rule, _ in steps[index + 1 :]:
                 if isinstance(module, (nn.MaxPool2d, nn.Flatten, nn.ReLU)):
                     continue
                 if isinstance(module, (nn.AvgPool2d, nn.AdaptiveAvgPool2d)):
