@@ -62,7 +62,8 @@ class Health:
 
     @property
     def near_zero(self) -> bool:
-        return abs(self.target_logit) < NEAR_ZERO * self.logit_scale
+        # A zero logit is near zero even when every logit is zero (scale 0): no ratio then.
+        return self.target_logit == 0.0 or abs(self.target_logit) < NEAR_ZERO * self.logit_scale
 
     def columns(self) -> dict[str, Any]:
         """The values a results row records."""

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 
 from harness.health import DEFAULT_CONSERVATION, NEAR_ZERO, band_of, measure, median, problem
 
@@ -82,3 +85,55 @@ def test_band_from_thresholds_and_median() -> None:
     assert band_of({"conservation": [0.2, 3]}) == (0.2, 3.0)
     assert band_of({"conservation": None}) is None
     assert median([1.0, 3.0, float("nan"), 2.0]) == 2.0 and median([]) is None
+
+
+# ----------------------------------------------------------------------------- properties
+
+finite_or_not = st.floats(allow_nan=True, allow_infinity=True, width=32)
+logit_rows = arrays(np.float32, st.integers(2, 6), elements=st.floats(-1e4, 1e4, width=32))
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(
+    logits=logit_rows,
+    values=arrays(np.float32, (3, 4, 4), elements=finite_or_not),
+    conservative=st.booleans(),
+    band=st.one_of(st.none(), st.tuples(st.floats(-10, 1), st.floats(1.01, 20))),
+)
+def test_a_map_is_judged_healthy_only_when_every_rule_holds(
+    logits: np.ndarray, values: np.ndarray, conservative: bool, band: tuple[float, float] | None
+) -> None:
+    health = measure(logits, 0, values)
+    text = problem(health, conservative, band)
+    if text is not None:
+        return
+    assert np.isfinite(values).all()
+    assert not (health.all_zero and not health.near_zero)
+    if conservative and band is not None:
+        lo, hi = band
+        if health.near_zero:
+            assert abs(health.relevance_sum - health.target_logit) <= NEAR_ZERO * health.logit_scale * max(
+                1 - lo, hi - 1
+            )
+        else:
+            assert lo <= health.relevance_sum / health.target_logit <= hi
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(
+    relevance=arrays(np.float32, (6, 5), elements=finite_or_not),
+    mask=arrays(np.bool_, (6, 5)),
+    tolerance=st.integers(0, 3),
+)
+def test_metrics_are_finite_and_in_range_or_an_error(relevance: np.ndarray, mask: np.ndarray, tolerance: int) -> None:
+    from harness.errors import MetricError
+    from harness.metrics import region_metrics
+
+    try:
+        metrics = region_metrics(relevance, mask, tolerance)
+    except MetricError:
+        return
+    assert np.isfinite(relevance).all() and mask.any() and not mask.all()
+    assert 0.0 <= metrics.mass <= 1.0 and 0.0 <= metrics.rank_accuracy <= 1.0
+    assert metrics.signed is None or -1.0 - 1e-9 <= metrics.signed <= 1.0 + 1e-9
+    assert metrics.negative is None or 0.0 <= metrics.negative <= 1.0
