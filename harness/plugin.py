@@ -419,6 +419,10 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         counts = Counter(str(row.get("verdict")) for row in state.rows.values())
         tr.section("xai verdicts")
         tr.write_line(", ".join(f"{verdict}: {n}" for verdict, n in sorted(counts.items())))
+        unreliable = sum("explanation unreliable" in str(row.get("message")) for row in state.rows.values())
+        if unreliable:
+            tr.write_line(f"xai: {unreliable} item(s) errored because their explanation is unreliable "
+                          f"(docs/reliability.md)")
         if state._engine is not None:
             own = state._engine.summary()
             if state.announced:

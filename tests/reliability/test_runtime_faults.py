@@ -217,6 +217,9 @@ def test_summary_gives_backend_and_median_conservation(session: Session) -> None
     # Four healthy maps at 1 and four blown-up ones at 100.
     assert "xai: fault-blown_relevance / lrp/epsilon_plus_flat: backend fast, median conservation 50.5 " in out
     assert "cannot be used, its items will error: unknown model 'nosuch'" in out
+    unreliable = sum("explanation unreliable" in row["message"] for row in session.rows)
+    assert unreliable == 6 * 4  # nan / inf / zero / blown relevance, gradient NaN, band excluding 1
+    assert f"xai: {unreliable} item(s) errored because their explanation is unreliable" in out
 
 
 def test_batch_failure_was_retried_image_by_image(session: Session) -> None:
