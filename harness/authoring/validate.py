@@ -146,9 +146,11 @@ class _Checker:
             return None  # load_suite reported it
         try:
             return read_rgb(case.image)
+        except HarnessError as exc:
+            self.error(loc + ("image",), f"{where}.image", str(exc))
         except Exception as exc:  # noqa: BLE001 - an unreadable image is one problem among others
             self.error(loc + ("image",), f"{where}.image", f"cannot read image {case.image}: {exc}")
-            return None
+        return None
 
     def _region_loc(self, raw: Any, case: CaseSpec, index: int) -> tuple[tuple[Any, ...], str]:
         single = isinstance(raw, dict) and isinstance(raw.get("object"), dict)
