@@ -168,6 +168,7 @@ def make_explainer(name: str, model: LoadedModel, backend: Backend = "auto") -> 
         return Explainer(key, model, "autograd", "", InputXGradient(model.module))
     if backend not in ("auto", "fast", "zennit"):
         raise HarnessError(f"unknown LRP backend {backend!r}; expected auto, fast or zennit")
+    why = ""
     if backend == "zennit":
         note = "zennit requested"
     else:
@@ -179,5 +180,10 @@ def make_explainer(name: str, model: LoadedModel, backend: Backend = "auto") -> 
             raise HarnessError(f"--xai-lrp-backend fast: model {model.name!r} is not supported: {why}")
         note = f"fast LRP does not cover model {model.name!r} ({why}); using zennit"
     low, high = (b.to(model.device) for b in model.preprocessing.bounds())
-    zennit = ZennitLRP(model.module, rule, low=low, high=high, canonizer=model.entry.canonizer)
+    try:
+        zennit = ZennitLRP(model.module, rule, low=low, high=high, canonizer=model.entry.canonizer)
+    except HarnessError as exc:
+        if not why:
+            raise
+        raise HarnessError(f"model {model.name!r}: {exc}; nor do the fast LRP engines cover it ({why})") from None
     return Explainer(key, model, "zennit", f"{note} ({zennit.describe()})", zennit)
