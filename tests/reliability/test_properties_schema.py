@@ -7,6 +7,7 @@ never raise."""
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +88,7 @@ def cases(draw: st.DrawFn) -> Any:
     if draw(st.integers(0, 19)) == 0:
         return draw(anything)
     case: dict[str, Any] = {"id": draw(st.sampled_from(["a", "b", "c"])), "image": "img.png",
-                            "object": {"box": [2, 2, 12, 10]}}
+                            "object": {"mask": "mask.png"}}
     for key in draw(st.lists(st.sampled_from(sorted(CASE_VALUES)), unique=True, max_size=3)):
         if draw(st.integers(0, 4)) == 0:
             case.pop(key, None)
@@ -226,3 +227,44 @@ def test_any_text_is_accepted_soundly_or_refused_located(world: Path, content: b
     path.write_bytes(content if isinstance(content, bytes) else content.encode("utf-8", errors="replace"))
     _check_suite(path)
     validate_suite(path)
+
+
+def test_the_plugin_runs_any_documents_to_located_errors_or_finite_results(tmp_path: Path) -> None:
+    """Thirty generated suites in one pytest session against the demo model: every item
+    errors with its file's location, or ends with finite numbers in its row."""
+    from .conftest import run_session, write_world
+
+    write_world(tmp_path)
+    cv2.imwrite(str(tmp_path / "small.png"), np.full((8, 8), 255, np.uint8))
+    cv2.imwrite(str(tmp_path / "empty.png"), np.zeros((64, 64), np.uint8))
+    (tmp_path / "junk.png").write_bytes(b"junk")
+    (tmp_path / "loop.png").symlink_to("loop.png")
+    written: list[Path] = []
+
+    @settings(max_examples=30, deadline=None, derandomize=True, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(suites())
+    def write_one(document: Any) -> None:
+        path = tmp_path / f"gen{len(written):03d}.xai.yaml"
+        path.write_text(yaml.safe_dump(document, allow_unicode=True, sort_keys=False), encoding="utf-8")
+        written.append(path)
+
+    write_one()
+    run = run_session(tmp_path, "-p", "no:xdist")
+    assert run.returncode in (0, 1), run.stdout[-3000:]
+    assert "INTERNALERROR" not in run.stdout and "Traceback" not in run.stdout, run.stdout[-3000:]
+    items = {(suite, name): outcome for suite, found in run.items.items() for name, outcome in found.items()}
+    assert len(run.rows) == len(items) and {Path(r["suite"]).name for r in run.rows} <= {p.name for p in written}
+    event_counts: dict[str, int] = {}
+    for row in run.rows:
+        verdict = row["verdict"]
+        event_counts[verdict] = event_counts.get(verdict, 0) + 1
+        if verdict == "error":
+            assert re.search(rf"{re.escape(row['suite'])}(:\d+)?: ", row["message"]), row["message"]
+        elif verdict != "skipped":
+            for column in ("p_predicted", "p_label", "mass_object"):
+                if row[column] not in ("", None):
+                    assert math.isfinite(float(row[column])), (column, row)
+            assert row["predicted"], row
+    # The generated suites reach both sides: located errors and judged items.
+    assert event_counts.get("error", 0) > 0 and len(run.rows) > event_counts.get("error", 0), event_counts
