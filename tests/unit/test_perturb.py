@@ -4,8 +4,16 @@ import numpy as np
 import pytest
 
 from harness.errors import HarnessError
-from harness.perturb import (InstanceRemovedSettings, StickerAddedSettings, add_sticker, apply_variant, dilate_mask,
-                             original, remove_background, remove_instance)
+from harness.perturb import (
+    InstanceRemovedSettings,
+    StickerAddedSettings,
+    add_sticker,
+    apply_variant,
+    dilate_mask,
+    original,
+    remove_background,
+    remove_instance,
+)
 
 
 @pytest.fixture
@@ -147,5 +155,29 @@ def test_apply_variant_dispatches_with_settings(scene):
     out = apply_variant("instance_removed", InstanceRemovedSettings(fill="grey", dilate=0), image, mask,
                         lambda p: None, lambda p: None)
     assert np.all(out.image[mask] == 128)
-    sticker = apply_variant("sticker_added", StickerAddedSettings(size=0.1), image, mask, lambda p: None, lambda p: None)
+    sticker = apply_variant("sticker_added", StickerAddedSettings(size=0.1), image, mask,
+                            lambda p: None, lambda p: None)
     assert sticker.sticker_mask.sum() == 4
+
+
+@pytest.mark.parametrize(("settings", "values"), [
+    (StickerAddedSettings, {"color": (300, -5, 0)}),
+    (StickerAddedSettings, {"seed": -1}),
+    (StickerAddedSettings, {"size": float("nan")}),
+    (StickerAddedSettings, {"position": (True, 3)}),
+    (StickerAddedSettings, {"position": (10**7, 3)}),
+    (InstanceRemovedSettings, {"seed": -1}),
+    (InstanceRemovedSettings, {"grey_value": True}),
+])
+def test_settings_out_of_range_are_refused_not_clipped(settings, values):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError):
+        settings.model_validate(values)
+
+
+def test_largest_seed_still_renders(scene):
+    image, mask = scene
+    settings = InstanceRemovedSettings.model_validate({"fill": "noise", "seed": 2**63 - 1})
+    out = apply_variant("instance_removed", settings, image, mask, None, None)
+    assert out.image.dtype == np.uint8 and not np.array_equal(out.image, image)
