@@ -1,25 +1,31 @@
-"""Micro-benchmark of LRP: zennit's composites versus the fast engine (harness.explain.sequential).
+"""Micro-benchmark of LRP: zennit (with the canonizers each architecture needs) versus the
+graph engine (harness.explain.graph) and the sequential engine (harness.explain.sequential).
 
 Usage::
 
     .venv/bin/python benchmarks/bench_lrp.py [--quick] [--json out.json] [--threads 2]
+    .venv/bin/python benchmarks/bench_lrp.py --batches 8 --rule-sets epsilon_plus_flat --no-memory \
+        --models resnet18,resnet50,mobilenet_v2,efficientnet_b0,vgg11      # the issue-11 targets
 
-For each model (torchvision vgg11 and resnet18 with random weights at 224x224, and the
-demo model ``harness.zoo:small_vgg`` at 64x64 when it exists) and each batch size it
-times, all in one process and interleaved round by round (so that load from other
-processes hits every method alike):
+For each model (torchvision vgg11, resnet18, resnet50, mobilenet_v2 and efficientnet_b0
+with random weights at 224x224, and the demo model ``harness.zoo:small_vgg`` at 64x64 when
+it exists) and each batch size it times, all in one process and interleaved round by
+round (so that load from other processes hits every method alike):
 
 * the model's plain forward pass under ``torch.no_grad()`` (the reference),
-* zennit's ``Gradient`` attribution per rule set,
-* the fast engine per rule set ("n/a" where it does not support the model; the harness
-  then falls back to zennit),
+* zennit per rule set, prepared as the harness's zennit backend prepares it
+  (``harness.explain.zennit_backend.ZennitLRP``: ResNetCanonizer for ResNets, VGGCanonizer
+  for VGGs, an fx rewrite otherwise; composite registered once), or, where that module is
+  absent, zennit's ``Gradient`` with ResNetCanonizer / SequentialMergeBatchNorm,
+* the graph engine per rule set,
+* the sequential engine per rule set ("n/a" where it does not support the model),
 
 and reports the median time per call over the timed rounds (after one warm-up call;
 fast calls are repeated within a round to fill at least 0.2 s), the ratio to the
 forward pass (the median over rounds of each round's ratio, which cancels load from
 other processes that drifts between rounds, and fastest over fastest, which is only
-meaningful on a quiet machine), and the relative error of the fast engine against zennit
-(``max |R_fast - R_zennit| / max |R_zennit|`` on the same batch). Peak memory of one
+meaningful on a quiet machine), and the relative error of each engine against zennit
+(``max |R_engine - R_zennit| / max |R_zennit|`` on the same batch). Peak memory of one
 vgg11 call at two batch sizes (giving a fixed part and a per-sample slope) is measured
 in fresh subprocesses as the growth of the resident set's anonymous part, sampled from
 /proc while the call runs (tracemalloc does not see torch's buffers, and ``ru_maxrss``
@@ -38,17 +44,21 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 import torchvision  # noqa: E402,F401  (imported up front so that no timing includes the import)
 
+from harness.explain.graph import GraphLRP  # noqa: E402
 from harness.explain.sequential import FastLRP, zennit_relevance  # noqa: E402
 
 RULE_SETS = FastLRP.RULE_SETS
+ENGINES = ("graph", "fast")
+TORCHVISION = ("vgg11", "resnet18", "resnet50", "mobilenet_v2", "efficientnet_b0")
 SHORT = {"epsilon_plus_flat": "plus_flat", "epsilon_gamma_box": "gamma_box", "epsilon_alpha2_beta1_flat": "a2b1_flat"}
 # Box bounds of ImageNet-normalised [0, 1] pixels, per channel, as the harness passes them.
 _MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
@@ -59,11 +69,17 @@ LOW, HIGH = (0 - _MEAN) / _STD, (1 - _MEAN) / _STD
 def build_model(name: str) -> tuple[torch.nn.Module, int, int] | None:
     """Return ``(model, input side, classes)`` with seeded random weights, or None if unavailable."""
     torch.manual_seed(0)
-    if name in ("vgg11", "resnet18"):
+    if name in TORCHVISION:
         import torchvision
 
         model = getattr(torchvision.models, name)(weights=None)
         side, classes = 224, 1000
+        # random running statistics, so that the merged batch norms are not trivial
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                assert module.running_mean is not None and module.running_var is not None
+                module.running_mean.uniform_(-0.2, 0.2)
+                module.running_var.uniform_(0.5, 2.0)
     elif name == "small_vgg":
         try:
             from harness.zoo import small_vgg
@@ -74,6 +90,7 @@ def build_model(name: str) -> tuple[torch.nn.Module, int, int] | None:
         # Random running statistics, so that the merged batch norms are not trivial.
         for module in model.modules():
             if isinstance(module, torch.nn.BatchNorm2d):
+                assert module.running_mean is not None and module.running_var is not None
                 module.running_mean.uniform_(-0.5, 0.5)
                 module.running_var.uniform_(0.5, 2.0)
     else:
@@ -92,13 +109,42 @@ def make_batch(batch: int, side: int, classes: int) -> tuple[torch.Tensor, torch
     return x, targets
 
 
+def zennit_method(model: torch.nn.Module, rule_set: str) -> Callable[..., Any]:
+    """zennit as the harness's zennit backend runs it (prepared once), or a plain fallback."""
+    try:
+        from harness.explain import zennit_backend
+    except ImportError:
+        zennit_backend = None  # type: ignore[assignment]
+    if zennit_backend is not None:
+        return zennit_backend.ZennitLRP(model, rule_set, low=LOW, high=HIGH)
+    if type(model).__name__ == "ResNet":
+        from zennit.attribution import Gradient
+        from zennit.composites import EpsilonAlpha2Beta1Flat, EpsilonGammaBox, EpsilonPlusFlat
+        from zennit.torchvision import ResNetCanonizer
+
+        def resnet(x: torch.Tensor, targets: torch.Tensor) -> Any:
+            comp = {"epsilon_plus_flat": lambda: EpsilonPlusFlat(canonizers=[ResNetCanonizer()]),
+                    "epsilon_gamma_box": lambda: EpsilonGammaBox(low=LOW, high=HIGH, canonizers=[ResNetCanonizer()]),
+                    "epsilon_alpha2_beta1_flat": lambda: EpsilonAlpha2Beta1Flat(canonizers=[ResNetCanonizer()]),
+                    }[rule_set]()
+            with Gradient(model, comp) as attributor:
+                return attributor(x, lambda out: out * torch.nn.functional.one_hot(targets, out.shape[1]).to(out))
+
+        return resnet
+    return lambda x, t: zennit_relevance(model, rule_set, x, t, low=LOW, high=HIGH)
+
+
 def methods_for(
-    model: torch.nn.Module, channels_last: bool, only: str | None = None, setup_s: dict[str, float] | None = None
+    model: torch.nn.Module,
+    channels_last: bool,
+    only: str | None = None,
+    setup_s: dict[str, float] | None = None,
+    rule_sets: tuple[str, ...] = RULE_SETS,
 ) -> dict[str, Callable[..., Any] | None]:
-    """Name -> callable(x, targets); None marks an unsupported fast engine.
+    """Name -> callable(x, targets); None marks an engine that does not cover the model.
 
     ``only`` restricts the result to one method (the memory probe builds nothing else);
-    ``setup_s`` receives each fast engine's construction time.
+    ``setup_s`` receives each engine's construction time, keyed ``engine:rule_set``.
     """
     methods: dict[str, Callable[..., Any] | None] = {}
 
@@ -107,19 +153,24 @@ def methods_for(
             return model(x)
 
     methods["forward"] = forward
-    for rs in RULE_SETS:
-        methods[f"zennit:{rs}"] = (lambda rs: lambda x, t: zennit_relevance(model, rs, x, t, low=LOW, high=HIGH))(rs)
-    for rs in RULE_SETS:
-        if only not in (None, f"fast:{rs}"):
-            continue
-        if FastLRP.check(model, rs) is None:
+    for rs in rule_sets:
+        if only in (None, f"zennit:{rs}"):
+            methods[f"zennit:{rs}"] = zennit_method(model, rs)
+    for rs in rule_sets:
+        for engine in ENGINES:
+            name = f"{engine}:{rs}"
+            if only not in (None, name):
+                continue
+            cls: Any = GraphLRP if engine == "graph" else FastLRP
+            if cls.check(model, rs) is not None:
+                methods[name] = None
+                continue
+            kwargs = {"channels_last": channels_last} if engine == "fast" else {}
             start = time.perf_counter()
-            methods[f"fast:{rs}"] = FastLRP(model, rs, low=LOW, high=HIGH, channels_last=channels_last)
+            methods[name] = cls(model, rs, low=LOW, high=HIGH, **kwargs)
             if setup_s is not None:
-                setup_s[rs] = time.perf_counter() - start
-        else:
-            methods[f"fast:{rs}"] = None
-    return methods if only is None else {only: methods[only]}
+                setup_s[name] = time.perf_counter() - start
+    return methods if only is None else {only: methods.get(only)}
 
 
 def time_methods(
@@ -147,7 +198,7 @@ def time_methods(
         rule_set = name.split(":", 1)[-1]
         if name.startswith("zennit:"):
             reference[rule_set] = out[1]
-        elif name.startswith("fast:"):
+        elif name.split(":", 1)[0] in ENGINES:
             ref = reference[rule_set]
             errors[name] = float((out[1] - ref).abs().max() / ref.abs().max())
         del out
@@ -214,9 +265,11 @@ def memory_probe(model_name: str, method: str, batch: int, threads: int, channel
     print(json.dumps(peak_growth_mib(lambda: fn(x, targets))))
 
 
-def measure_memory(model_name: str, batch: int, threads: int, channels_last: bool) -> dict[str, float | None]:
+def measure_memory(
+    model_name: str, batch: int, threads: int, channels_last: bool, rule_sets: tuple[str, ...] = RULE_SETS
+) -> dict[str, float | None]:
     out: dict[str, float | None] = {}
-    for method in ["forward", *(f"zennit:{rs}" for rs in RULE_SETS), *(f"fast:{rs}" for rs in RULE_SETS)]:
+    for method in ["forward", *(f"{kind}:{rs}" for kind in ("zennit", *ENGINES) for rs in rule_sets)]:
         cmd = [sys.executable, __file__, "--_memory-probe", model_name, method, str(batch), "--threads", str(threads)]
         if channels_last:
             cmd.append("--channels-last")
@@ -230,7 +283,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smoke run: small_vgg and vgg11 at batch 1, 2 rounds")
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default 2)")
-    parser.add_argument("--models", default=None, help="comma list of vgg11,resnet18,small_vgg")
+    parser.add_argument("--models", default=None,
+                        help="comma list of small_vgg," + ",".join(TORCHVISION) + " (default: all)")
+    parser.add_argument("--rule-sets", default=",".join(RULE_SETS), help="comma list (default: all three)")
     parser.add_argument("--batches", default=None, help="comma list of batch sizes (default 1,8)")
     parser.add_argument("--rounds", type=int, default=None, help="timed rounds per method (default 7)")
     parser.add_argument("--memory-batches", default=None,
@@ -249,7 +304,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     torch.set_num_threads(args.threads)
-    models = (args.models or ("small_vgg,vgg11,resnet18" if not args.quick else "small_vgg,vgg11")).split(",")
+    models = (args.models or ("small_vgg," + ",".join(TORCHVISION) if not args.quick else "small_vgg,vgg11")).split(",")
+    rule_sets = tuple(args.rule_sets.split(","))
+    unknown = set(rule_sets) - set(RULE_SETS)
+    if unknown:
+        parser.error(f"unknown rule sets {sorted(unknown)}; expected some of {RULE_SETS}")
     batches = [int(b) for b in (args.batches or ("1,8" if not args.quick else "1")).split(",")]
     rounds = args.rounds or (2 if args.quick else 7)
     small_mem, large_mem = (int(b) for b in (args.memory_batches or ("2,4" if args.quick else "8,32")).split(","))
@@ -261,11 +320,13 @@ def main(argv: list[str] | None = None) -> int:
         "device": "cpu",
         "fast_layout": "channels_last" if channels_last else "nchw",
         "rounds": rounds,
+        "rule_sets": list(rule_sets),
     }
     print(f"torch {header['torch']}, {header['threads']} threads, CPU, fast engine layout {header['fast_layout']}, "
           f"{rounds} interleaved rounds after a warm-up call")
     print("ms: median per call; x fwd: median over rounds of time / forward time of the same round;\n"
-          "best: fastest call / fastest forward; rel err: max|R_fast - R_zennit| / max|R_zennit|")
+          "best: fastest call / fastest forward; rel err: max|R_engine - R_zennit| / max|R_zennit|;\n"
+          "zennit: prepared as the harness's zennit backend prepares it (canonizer or fx rewrite)")
     rows: list[dict[str, Any]] = []
     for model_name in models:
         built = build_model(model_name)
@@ -274,16 +335,16 @@ def main(argv: list[str] | None = None) -> int:
             continue
         model, side, classes = built
         setup: dict[str, float] = {}
-        methods = methods_for(model, channels_last, setup_s=setup)
-        setup_s = max(setup.values(), default=0.0)
-        reasons = {rs: FastLRP.check(model, rs) for rs in RULE_SETS}
+        methods = methods_for(model, channels_last, setup_s=setup, rule_sets=rule_sets)
+        reasons = {f"{engine}:{rs}": (GraphLRP if engine == "graph" else FastLRP).check(model, rs)
+                   for engine in ENGINES for rs in rule_sets}
         for batch in batches:
             x, targets = make_batch(batch, side, classes)
             times, errors = time_methods(methods, x, targets, rounds)
             medians = {name: statistics.median(ts) for name, ts in times.items()}
             fwd = medians["forward"]
             row: dict[str, Any] = {"model": model_name, "input": side, "batch": batch, "forward_s": fwd,
-                                   "engine_setup_s": setup_s, "unsupported": {k: v for k, v in reasons.items() if v}}
+                                   "engine_setup_s": setup, "unsupported": {k: v for k, v in reasons.items() if v}}
             for name in methods:
                 if name not in medians:
                     row[name] = None
@@ -301,11 +362,11 @@ def main(argv: list[str] | None = None) -> int:
                     **({"rel_err": errors[name]} if name in errors else {}),
                 }
             rows.append(row)
-            print_row(row)
+            print_row(row, rule_sets)
     memory: dict[str, Any] = {}
     if not args.no_memory and "vgg11" in models:
-        small = measure_memory("vgg11", small_mem, args.threads, channels_last)
-        large = measure_memory("vgg11", large_mem, args.threads, channels_last)
+        small = measure_memory("vgg11", small_mem, args.threads, channels_last, rule_sets)
+        large = measure_memory("vgg11", large_mem, args.threads, channels_last, rule_sets)
         memory = {"model": "vgg11", "batches": [small_mem, large_mem], "methods": {}}
         print("\npeak memory growth of one call (anonymous RSS sampled from /proc, fresh process each; vgg11 224x224):")
         columns = (f"batch {small_mem}", f"batch {large_mem}", "per sample", "fixed")
@@ -329,25 +390,32 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def print_row(row: dict[str, Any]) -> None:
+def print_row(row: dict[str, Any], rule_sets: tuple[str, ...] = RULE_SETS) -> None:
+    setup = row["engine_setup_s"]
+    graph_setup = max((v for k, v in setup.items() if k.startswith("graph:")), default=0.0)
     print(f"\n{row['model']} {row['input']}x{row['input']} batch {row['batch']}: "
           f"forward {row['forward_s'] * 1e3:.1f} ms median "
-          f"(fast engine setup <= {row['engine_setup_s'] * 1e3:.0f} ms, once per model)")
+          f"(graph engine setup <= {graph_setup * 1e3:.0f} ms, once per model)")
     print(f"  {'rule set':10s} {'zennit ms':>10s} {'x fwd':>6s} {'best':>6s} "
-          f"{'fast ms':>9s} {'x fwd':>6s} {'best':>6s} {'speed-up':>8s} {'rel err':>8s}")
-    for rs in RULE_SETS:
+          + " ".join(f"{e + ' ms':>9s} {'x fwd':>6s} {'best':>6s} {'vs zen':>6s} {'rel err':>8s}" for e in ENGINES))
+    for rs in rule_sets:
         z = row.get(f"zennit:{rs}")
-        f = row.get(f"fast:{rs}")
-        ztxt = f"{z['median_s'] * 1e3:10.1f} {z['ratio']:6.2f} {z['ratio_best']:6.2f}"
-        if f:
-            ftxt = (f"{f['median_s'] * 1e3:9.1f} {f['ratio']:6.2f} {f['ratio_best']:6.2f} "
-                    f"{z['median_s'] / f['median_s']:8.2f} {f['rel_err']:8.1e}")
-        else:
-            ftxt = f"{'n/a':>9s}  (fast engine does not cover the model: fallback to zennit)"
-        print(f"  {SHORT[rs]:10s} {ztxt} {ftxt}")
-    for rs, reason in row["unsupported"].items():
-        print(f"  fast engine, {SHORT[rs]}: {reason}")
-        break
+        assert z is not None
+        cells = [f"{z['median_s'] * 1e3:10.1f} {z['ratio']:6.2f} {z['ratio_best']:6.2f}"]
+        for engine in ENGINES:
+            f = row.get(f"{engine}:{rs}")
+            if f:
+                cells.append(f"{f['median_s'] * 1e3:9.1f} {f['ratio']:6.2f} {f['ratio_best']:6.2f} "
+                             f"{z['median_s'] / f['median_s']:6.2f} {f['rel_err']:8.1e}")
+            else:
+                cells.append(f"{'n/a':>9s} {'':6s} {'':6s} {'':6s} {'':8s}")
+        print(f"  {SHORT[rs]:10s} " + " ".join(cells))
+    shown = set()
+    for key, reason in row["unsupported"].items():
+        engine = key.split(":", 1)[0]
+        if engine not in shown:
+            print(f"  {engine} engine does not cover the model: {reason}")
+            shown.add(engine)
 
 
 if __name__ == "__main__":
