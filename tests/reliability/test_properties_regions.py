@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from harness.errors import HarnessError
 from harness.regions import MAX_COORDINATE, Region, check_usable, rasterize, read_mask
 
-SETTINGS = settings(max_examples=150, deadline=None, derandomize=True,
+SETTINGS = settings(max_examples=150, deadline=None, derandomize=True, database=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 SHAPE = (24, 32)
 

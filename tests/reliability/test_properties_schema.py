@@ -25,7 +25,7 @@ from harness.perturb import VARIANTS, apply_variant
 from harness.regions import check_usable, rasterize
 from harness.spec import CaseModel, Defaults, SuiteHeader, Thresholds, load_suite
 
-SETTINGS = settings(max_examples=200, deadline=None, derandomize=True,
+SETTINGS = settings(max_examples=200, deadline=None, derandomize=True, database=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
                                            HealthCheck.data_too_large])
 
@@ -214,7 +214,7 @@ def test_any_document_from_the_schema_is_accepted_soundly_or_refused_located(wor
         _assert_located(error, path, path.read_text(encoding="utf-8").count("\n") + 1)
 
 
-@settings(max_examples=200, deadline=None, derandomize=True, suppress_health_check=[
+@settings(max_examples=200, deadline=None, derandomize=True, database=None, suppress_health_check=[
     HealthCheck.function_scoped_fixture])
 @given(st.one_of(st.binary(max_size=120), st.text(max_size=120),
                  st.lists(st.sampled_from(["model: signs-clean", "cases:", "  - id: a", "    image: img.png",

@@ -17,7 +17,7 @@ from harness.errors import HarnessError
 from harness.imageio import read_rgb, read_rgba
 from harness.perturb import VARIANTS, apply_variant
 
-SETTINGS = settings(max_examples=300, deadline=None, derandomize=True,
+SETTINGS = settings(max_examples=300, deadline=None, derandomize=True, database=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 anything = st.one_of(
