@@ -79,8 +79,11 @@ class SuiteFile(pytest.File):
             yield from self._collect()
         except Exception as exc:  # noqa: BLE001
             rel = _state(self.config).relative(self.path)
-            yield SuiteErrorItem.from_parent(self, name=f"{self.path.name}[collection]", error=SpecError(
-                rel, None, "", f"cannot collect this file: {type(exc).__name__}: {exc}"))
+            yield SuiteErrorItem.from_parent(
+                self,
+                name=f"{self.path.name}[collection]",
+                error=SpecError(rel, None, "", f"cannot collect this file: {type(exc).__name__}: {exc}"),
+            )
 
     def _collect(self) -> Iterator[pytest.Item]:
         state = _state(self.config)
@@ -91,16 +94,21 @@ class SuiteFile(pytest.File):
             return
         models = state.model_override or suite.models
         if not models:
-            yield SuiteErrorItem.from_parent(self, name=self.path.name, error=SpecError(
-                rel, 1, "model", "no model under test: give 'model' in the suite or --xai-model NAME"))
+            yield SuiteErrorItem.from_parent(
+                self,
+                name=self.path.name,
+                error=SpecError(rel, 1, "model", "no model under test: give 'model' in the suite or --xai-model NAME"),
+            )
             return
         try:
             explainer = canonical_name(state.explainer_override or suite.explainer)
         except HarnessError as exc:
-            field_name, line = ("--xai-explainer", None) if state.explainer_override else \
-                ("explainer", suite.explainer_line or 1)
-            yield SuiteErrorItem.from_parent(self, name=self.path.name, error=SpecError(
-                rel, line, field_name, str(exc)))
+            field_name, line = (
+                ("--xai-explainer", None) if state.explainer_override else ("explainer", suite.explainer_line or 1)
+            )
+            yield SuiteErrorItem.from_parent(
+                self, name=self.path.name, error=SpecError(rel, line, field_name, str(exc))
+            )
             return
         classes: dict[str, list[str] | None] = {}
         registry_error: ModelError | None = None
@@ -116,38 +124,71 @@ class SuiteFile(pytest.File):
             try:
                 items = list(self._case_items(case, suite, models, explainer, rel, classes, registry_error))
             except Exception as exc:  # noqa: BLE001 - one case must not take the file down
-                items = [SuiteErrorItem.from_parent(
-                    self, name=case.case_id, case_id=case.case_id, error=SpecError(
-                        rel, case.line, f"cases[{case.index}]",
-                        f"cannot collect this case: {type(exc).__name__}: {exc}"))]
+                items = [
+                    SuiteErrorItem.from_parent(
+                        self,
+                        name=case.case_id,
+                        case_id=case.case_id,
+                        error=SpecError(
+                            rel,
+                            case.line,
+                            f"cases[{case.index}]",
+                            f"cannot collect this case: {type(exc).__name__}: {exc}",
+                        ),
+                    )
+                ]
             yield from items
 
-    def _case_items(self, case: CaseSpec, suite: SuiteSpec, models: list[str], explainer: str, rel: str,
-                    classes: dict[str, list[str] | None], registry_error: ModelError | None) -> Iterator[pytest.Item]:
+    def _case_items(
+        self,
+        case: CaseSpec,
+        suite: SuiteSpec,
+        models: list[str],
+        explainer: str,
+        rel: str,
+        classes: dict[str, list[str] | None],
+        registry_error: ModelError | None,
+    ) -> Iterator[pytest.Item]:
         tag_errors = self._tag_errors(case, rel)
         if not case.variants:
             # Nothing to run, which must not look like nothing to report (spec.py says why).
-            errors = [_relocated(e, rel) for e in case.errors + tag_errors] or [SpecError(
-                rel, case.line, f"cases[{case.index}].variants", "no variants to run")]
+            errors = [_relocated(e, rel) for e in case.errors + tag_errors] or [
+                SpecError(rel, case.line, f"cases[{case.index}].variants", "no variants to run")
+            ]
             yield SuiteErrorItem.from_parent(self, name=case.case_id, case_id=case.case_id, errors=errors)
             return
         for variant in case.variants:
             for model in models:
-                name = f"{case.case_id}[{variant.name}]" if len(models) == 1 else \
-                    f"{case.case_id}[{variant.name}-{model}]"
-                item = XaiItem.from_parent(self, name=name, suite=suite, case=case, variant=variant,
-                                           model=model, explainer=explainer, suite_rel=rel,
-                                           classes=classes.get(model), registry_error=registry_error)
+                name = (
+                    f"{case.case_id}[{variant.name}]" if len(models) == 1 else f"{case.case_id}[{variant.name}-{model}]"
+                )
+                item = XaiItem.from_parent(
+                    self,
+                    name=name,
+                    suite=suite,
+                    case=case,
+                    variant=variant,
+                    model=model,
+                    explainer=explainer,
+                    suite_rel=rel,
+                    classes=classes.get(model),
+                    registry_error=registry_error,
+                )
                 item.problems += tag_errors
                 if case.skip:
-                    item.add_marker(pytest.mark.skip(
-                        reason=case.skip if isinstance(case.skip, str) else "skip: true in the suite"))
+                    item.add_marker(
+                        pytest.mark.skip(reason=case.skip if isinstance(case.skip, str) else "skip: true in the suite")
+                    )
                 if case.xfail:
                     # Only the oracle's verdict is expected to fail: an input error or a
                     # crash of the harness still shows as an error.
-                    item.add_marker(pytest.mark.xfail(
-                        reason=case.xfail if isinstance(case.xfail, str) else "xfail: true in the suite",
-                        raises=VerdictFailure, strict=False))
+                    item.add_marker(
+                        pytest.mark.xfail(
+                            reason=case.xfail if isinstance(case.xfail, str) else "xfail: true in the suite",
+                            raises=VerdictFailure,
+                            strict=False,
+                        )
+                    )
                 if not tag_errors:
                     for tag in case.tags:
                         # Registered, so --strict-markers accepts them and `-m tag` selects them.
@@ -159,10 +200,17 @@ class SuiteFile(pytest.File):
         """Tags named like a marker that pytest or a plugin acts on are refused: a tag
         is a label for selection and must never change an outcome."""
         reserved = _reserved_markers(self.config)
-        return [SpecError(rel, case.tags_line or case.line, f"cases[{case.index}].tags",
-                          f"tag {tag!r} is the name of a pytest marker that changes how tests run; choose another "
-                          f"word (use the case's own 'skip:' / 'xfail:' keys for those)")
-                for tag in case.tags if tag in reserved]
+        return [
+            SpecError(
+                rel,
+                case.tags_line or case.line,
+                f"cases[{case.index}].tags",
+                f"tag {tag!r} is the name of a pytest marker that changes how tests run; choose another "
+                f"word (use the case's own 'skip:' / 'xfail:' keys for those)",
+            )
+            for tag in case.tags
+            if tag in reserved
+        ]
 
 
 def _relocated(error: SpecError, rel: str) -> SpecError:
@@ -174,18 +222,33 @@ class SuiteErrorItem(pytest.Item):
     or for a case that has no variant to run, so the problem is reported (as an error,
     with its row in the results) without stopping the other suites."""
 
-    def __init__(self, *, error: SpecError | None = None, errors: list[SpecError] | None = None,
-                 case_id: str = "", **kwargs: Any) -> None:
+    def __init__(
+        self, *, error: SpecError | None = None, errors: list[SpecError] | None = None, case_id: str = "", **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.errors = list(errors or []) + ([error] if error is not None else [])
         self.error = self.errors[0]
         self.case_id = case_id
         row: dict[str, Any] = {column: None for column in RESULT_COLUMNS}
         # A whole-file problem without a line (an unreadable file) is filed under line 1.
-        row.update(suite=self.error.path, line=self.error.line or 1, case_id=case_id, variant="", model="",
-                   explainer="", label="", description="", verdict="error", passed=False,
-                   message=f"error: {'; '.join(e.format() for e in self.errors)}", nodeid=self.nodeid,
-                   checks=[], images={}, heatmap_scale=None, thresholds={})
+        row.update(
+            suite=self.error.path,
+            line=self.error.line or 1,
+            case_id=case_id,
+            variant="",
+            model="",
+            explainer="",
+            label="",
+            description="",
+            verdict="error",
+            passed=False,
+            message=f"error: {'; '.join(e.format() for e in self.errors)}",
+            nodeid=self.nodeid,
+            checks=[],
+            images={},
+            heatmap_scale=None,
+            thresholds={},
+        )
         self.user_properties.extend(row_properties(row))
 
     def _text(self) -> str:
@@ -210,9 +273,19 @@ class SuiteErrorItem(pytest.Item):
 class XaiItem(pytest.Item):
     """One case × variant: setup computes (batched, cached), call judges."""
 
-    def __init__(self, *, suite: SuiteSpec, case: CaseSpec, variant: VariantSpec, model: str, explainer: str,
-                 suite_rel: str, classes: list[str] | None, registry_error: ModelError | None,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        suite: SuiteSpec,
+        case: CaseSpec,
+        variant: VariantSpec,
+        model: str,
+        explainer: str,
+        suite_rel: str,
+        classes: list[str] | None,
+        registry_error: ModelError | None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.suite = suite
         self.case = case
@@ -225,16 +298,32 @@ class XaiItem(pytest.Item):
         if registry_error is not None:
             self.problems.append(registry_error)
         elif classes is not None and case.label is not None and case.label not in classes:
-            self.problems.append(SpecError(suite_rel, case.label_line or case.line, f"cases[{case.index}].label",
-                                           f"unknown class {case.label!r} for model {model!r}; allowed values: "
-                                           f"{', '.join(classes)}"))
+            self.problems.append(
+                SpecError(
+                    suite_rel,
+                    case.label_line or case.line,
+                    f"cases[{case.index}].label",
+                    f"unknown class {case.label!r} for model {model!r}; allowed values: {', '.join(classes)}",
+                )
+            )
         self.key = ImageKey(model, explainer, case_uid(case), variant.name)
-        self.original_key = ImageKey(model, explainer, case_uid(case), "original") \
-            if variant.name == "sticker_added" else None
+        self.original_key = (
+            ImageKey(model, explainer, case_uid(case), "original") if variant.name == "sticker_added" else None
+        )
         self.context = ItemContext(
-            suite=suite_rel, line=variant.line or case.line, case_id=case.case_id, description=case.description,
-            variant=variant.name, model=model, explainer=explainer, label=case.label or "",
-            thresholds=variant.thresholds, key=self.key, original_key=self.original_key, nodeid=self.nodeid)
+            suite=suite_rel,
+            line=variant.line or case.line,
+            case_id=case.case_id,
+            description=case.description,
+            variant=variant.name,
+            model=model,
+            explainer=explainer,
+            label=case.label or "",
+            thresholds=variant.thresholds,
+            key=self.key,
+            original_key=self.original_key,
+            nodeid=self.nodeid,
+        )
         row = base_row(self.context, "")
         row["verdict"] = "not run"
         self._set_row(row)
@@ -249,8 +338,15 @@ class XaiItem(pytest.Item):
         if self.original_key is not None:
             original = VariantSpec(name="original", line=self.case.line, settings=OriginalSettings())
             out.append(Request(self.original_key, self.case, original, self.case.label or ""))
-        out.append(Request(self.key, self.case, self.variant, self.case.label or "",
-                           predicted_relevance=self.variant.name == "sticker_added"))
+        out.append(
+            Request(
+                self.key,
+                self.case,
+                self.variant,
+                self.case.label or "",
+                predicted_relevance=self.variant.name == "sticker_added",
+            )
+        )
         return out
 
     # ---------------------------------------------------------------- running
@@ -258,8 +354,7 @@ class XaiItem(pytest.Item):
     def _set_row(self, row: dict[str, Any]) -> None:
         """Attach the row: whole under "xai" (report, results table) and its scalar
         columns one by one, which is what JUnit XML consumers read."""
-        self.user_properties[:] = [(k, v) for k, v in self.user_properties
-                                   if k != "xai" and k not in PROPERTY_COLUMNS]
+        self.user_properties[:] = [(k, v) for k, v in self.user_properties if k != "xai" and k not in PROPERTY_COLUMNS]
         self.user_properties.extend(row_properties(row))
 
     def setup(self) -> None:
@@ -270,7 +365,7 @@ class XaiItem(pytest.Item):
                 self.evaluation = evaluate(self.context, state.engine, state.assets_dir, state.picture_writer())
             except HarnessError as exc:
                 problems.append(HarnessError(f"{self.context.location}: {exc}"))
-                self._measured = dict(getattr(exc, "columns", {}))   # e.g. an unhealthy explanation's values
+                self._measured = dict(getattr(exc, "columns", {}))  # e.g. an unhealthy explanation's values
             finally:
                 state.engine.release(self.key)
                 if self.original_key is not None:
@@ -283,8 +378,7 @@ class XaiItem(pytest.Item):
         self._set_row(self.evaluation.row)
 
     def _problem_text(self, problems: list[BaseException]) -> str:
-        return "\n".join([f"cannot run {self.name}:", *(f"  {_error_text(e)}" for e in problems), "",
-                          self._excerpt()])
+        return "\n".join([f"cannot run {self.name}:", *(f"  {_error_text(e)}" for e in problems), "", self._excerpt()])
 
     def _error_row(self, problems: list[BaseException]) -> None:
         row = base_row(self.context, str(_state(self.config).device))
@@ -305,8 +399,10 @@ class XaiItem(pytest.Item):
             lines = [error.judgement.message, ""]
             for check in error.judgement.checks:
                 mark = "ok  " if check.passed else "FAIL"
-                lines.append(f"  {mark} {check.name}: {check.metric} = {_fmt(check.value)} "
-                             f"(required {check.op} {_fmt(check.threshold)})")
+                lines.append(
+                    f"  {mark} {check.name}: {check.metric} = {_fmt(check.value)} "
+                    f"(required {check.op} {_fmt(check.threshold)})"
+                )
             return "\n".join(lines + ["", self._excerpt()])
         if isinstance(error, CaseError):
             return self._problem_text(error.errors)
@@ -339,4 +435,3 @@ def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.3f}"
     return str(value)
-

@@ -25,10 +25,10 @@ from harness.yamlio import refuse_booleans
 class VariantImage:
     """A generated variant and the regions used for its metrics (all at one resolution)."""
 
-    image: np.ndarray                    # uint8 (H, W, 3) RGB
-    object_mask: np.ndarray              # bool (H, W): the annotated object
-    removed_mask: np.ndarray | None = None   # bool: pixels that were filled (instance_removed)
-    sticker_mask: np.ndarray | None = None   # bool: pixels covered by the sticker
+    image: np.ndarray  # uint8 (H, W, 3) RGB
+    object_mask: np.ndarray  # bool (H, W): the annotated object
+    removed_mask: np.ndarray | None = None  # bool: pixels that were filled (instance_removed)
+    sticker_mask: np.ndarray | None = None  # bool: pixels covered by the sticker
 
 
 # --------------------------------------------------------------------------- settings
@@ -63,15 +63,17 @@ BackgroundFill = Literal["grey", "black", "mean", "blur", "noise", "image"]
 Corner = Literal["top_left", "top_right", "bottom_left", "bottom_right"]
 StickerPosition = Union[  # noqa: UP007 - a runtime alias that pydantic reads
     Literal["on_object", "object_center", "off_object", "top_left", "top_right", "bottom_left", "bottom_right"],
-    tuple[Coordinate, Coordinate]]
+    tuple[Coordinate, Coordinate],
+]
 
 
 class InstanceRemovedSettings(VariantSettings):
     """Paint the object out."""
 
     fill: InstanceFill = Field("inpaint_telea", description="how the object pixels are filled")
-    dilate: int = Field(2, ge=0, le=64,
-                        description="grow the mask by this many pixels first, so no object edge survives")
+    dilate: int = Field(
+        2, ge=0, le=64, description="grow the mask by this many pixels first, so no object edge survives"
+    )
     inpaint_radius: int = Field(3, ge=1, le=32, description="neighbourhood radius for the inpaint fills")
     grey_value: int = Field(128, ge=0, le=255)
     seed: Seed = Field(0, description="seed of the noise fill (a non-negative integer)")
@@ -81,8 +83,9 @@ class BackgroundRemovedSettings(VariantSettings):
     """Keep only the object."""
 
     fill: BackgroundFill = Field("grey", description="what replaces everything outside the object")
-    image: str | None = Field(None, min_length=1, description="with fill: image, the replacement background "
-                                                            "(path relative to the YAML file)")
+    image: str | None = Field(
+        None, min_length=1, description="with fill: image, the replacement background (path relative to the YAML file)"
+    )
     grey_value: int = Field(128, ge=0, le=255)
     blur_sigma: float = Field(8.0, gt=0, le=100, description="with fill: blur, Gaussian sigma in pixels")
     seed: Seed = Field(0, description="seed of the noise fill (a non-negative integer)")
@@ -100,12 +103,15 @@ class StickerAddedSettings(VariantSettings):
     shape: Literal["square", "circle"] = "square"
     color: tuple[Channel, Channel, Channel] = Field((0, 0, 0), description="RGB, each 0..255")
     image: str | None = Field(None, min_length=1, description="a PNG (alpha respected) pasted instead of a plain shape")
-    size: float = Field(0.25, gt=0, le=1,
-                        description="side length as a fraction of the object's (or image's) larger side")
+    size: float = Field(
+        0.25, gt=0, le=1, description="side length as a fraction of the object's (or image's) larger side"
+    )
     relative_to: Literal["object", "image"] = "object"
     position: StickerPosition = Field(
-        "on_object", description="on_object (seeded spot inside the object), object_center, off_object, a corner, "
-                                 "or [x, y] of the sticker's centre")
+        "on_object",
+        description="on_object (seeded spot inside the object), object_center, off_object, a corner, "
+        "or [x, y] of the sticker's centre",
+    )
     seed: Seed = Field(0, description="seed of the on_object / off_object placement (a non-negative integer)")
 
 
@@ -153,9 +159,16 @@ def original(image: np.ndarray, object_mask: np.ndarray) -> VariantImage:
     return VariantImage(image=image.copy(), object_mask=object_mask.copy())
 
 
-def remove_instance(image: np.ndarray, object_mask: np.ndarray, *, fill: InstanceFill = "inpaint_telea",
-                    dilate: int = 2, inpaint_radius: int = 3, grey_value: int = 128,
-                    seed: int = 0) -> VariantImage:
+def remove_instance(
+    image: np.ndarray,
+    object_mask: np.ndarray,
+    *,
+    fill: InstanceFill = "inpaint_telea",
+    dilate: int = 2,
+    inpaint_radius: int = 3,
+    grey_value: int = 128,
+    seed: int = 0,
+) -> VariantImage:
     """Fill the (dilated) object so that the class evidence on the object is gone.
 
     Returns the image with ``removed_mask`` = the filled pixels.
@@ -181,9 +194,16 @@ def remove_instance(image: np.ndarray, object_mask: np.ndarray, *, fill: Instanc
     return VariantImage(image=out, object_mask=object_mask.copy(), removed_mask=removed)
 
 
-def remove_background(image: np.ndarray, object_mask: np.ndarray, *, fill: BackgroundFill = "grey",
-                      background: np.ndarray | None = None, grey_value: int = 128,
-                      blur_sigma: float = 8.0, seed: int = 0) -> VariantImage:
+def remove_background(
+    image: np.ndarray,
+    object_mask: np.ndarray,
+    *,
+    fill: BackgroundFill = "grey",
+    background: np.ndarray | None = None,
+    grey_value: int = 128,
+    blur_sigma: float = 8.0,
+    seed: int = 0,
+) -> VariantImage:
     """Replace everything outside the object; the object pixels stay identical."""
     outside = ~object_mask
     if fill == "grey":
@@ -216,8 +236,9 @@ def _sticker_side(object_mask: np.ndarray, size: float, relative_to: str) -> int
     return max(1, int(round(size * extent)))
 
 
-def _sticker_centre(object_mask: np.ndarray, side: int, position: StickerPosition,
-                    rng: np.random.Generator) -> tuple[int, int]:
+def _sticker_centre(
+    object_mask: np.ndarray, side: int, position: StickerPosition, rng: np.random.Generator
+) -> tuple[int, int]:
     """Centre (x, y) of a side×side sticker, chosen as the position setting asks."""
     height, width = object_mask.shape
     half = side // 2
@@ -229,7 +250,7 @@ def _sticker_centre(object_mask: np.ndarray, side: int, position: StickerPositio
         return corners[position]
     square = cv2.getStructuringElement(cv2.MORPH_RECT, (side, side))
     inside_image = np.zeros_like(object_mask)
-    inside_image[lo:hi_y + 1, lo:hi_x + 1] = True
+    inside_image[lo : hi_y + 1, lo : hi_x + 1] = True
     if position in ("on_object", "object_center"):
         # Distance to the object's border: the sticker should sit on the object, not its edge.
         dist = cv2.distanceTransform(_as_uint8_mask(object_mask), cv2.DIST_L2, 5)
@@ -250,10 +271,18 @@ def _sticker_centre(object_mask: np.ndarray, side: int, position: StickerPositio
     return int(xs[pick]), int(ys[pick])
 
 
-def add_sticker(image: np.ndarray, object_mask: np.ndarray, *, shape: str = "square",
-                color: tuple[int, int, int] = (0, 0, 0), sticker: np.ndarray | None = None,
-                size: float = 0.25, relative_to: str = "object", position: StickerPosition = "on_object",
-                seed: int = 0) -> VariantImage:
+def add_sticker(
+    image: np.ndarray,
+    object_mask: np.ndarray,
+    *,
+    shape: str = "square",
+    color: tuple[int, int, int] = (0, 0, 0),
+    sticker: np.ndarray | None = None,
+    size: float = 0.25,
+    relative_to: str = "object",
+    position: StickerPosition = "on_object",
+    seed: int = 0,
+) -> VariantImage:
     """Paste a square/circle of one colour, or an RGBA image, and report where it is.
 
     ``sticker_mask`` holds the pixels the sticker actually covers (alpha > 0 for images).
@@ -304,7 +333,8 @@ class VariantKind:
 
 
 VARIANTS: dict[str, VariantKind] = {
-    kind.name: kind for kind in (
+    kind.name: kind
+    for kind in (
         VariantKind("original", OriginalSettings, "the unchanged image"),
         VariantKind("instance_removed", InstanceRemovedSettings, "the object painted out"),
         VariantKind("background_removed", BackgroundRemovedSettings, "everything but the object replaced"),
@@ -315,8 +345,14 @@ VARIANTS: dict[str, VariantKind] = {
 DEFAULT_VARIANTS: tuple[str, ...] = tuple(VARIANTS)
 
 
-def apply_variant(name: str, settings: VariantSettings, image: np.ndarray, object_mask: np.ndarray,
-                  load_rgb: Callable[[str], np.ndarray], load_rgba: Callable[[str], np.ndarray]) -> VariantImage:
+def apply_variant(
+    name: str,
+    settings: VariantSettings,
+    image: np.ndarray,
+    object_mask: np.ndarray,
+    load_rgb: Callable[[str], np.ndarray],
+    load_rgba: Callable[[str], np.ndarray],
+) -> VariantImage:
     """Generate variant ``name`` with its validated settings.
 
     ``load_rgb`` / ``load_rgba`` resolve the file names a setting may hold (background
@@ -326,16 +362,39 @@ def apply_variant(name: str, settings: VariantSettings, image: np.ndarray, objec
         return original(image, object_mask)
     if name == "instance_removed":
         s = cast(InstanceRemovedSettings, settings)
-        return remove_instance(image, object_mask, fill=s.fill, dilate=s.dilate,
-                               inpaint_radius=s.inpaint_radius, grey_value=s.grey_value, seed=s.seed)
+        return remove_instance(
+            image,
+            object_mask,
+            fill=s.fill,
+            dilate=s.dilate,
+            inpaint_radius=s.inpaint_radius,
+            grey_value=s.grey_value,
+            seed=s.seed,
+        )
     if name == "background_removed":
         s2 = cast(BackgroundRemovedSettings, settings)
         background = load_rgb(s2.image) if s2.fill == "image" and s2.image else None
-        return remove_background(image, object_mask, fill=s2.fill, background=background,
-                                 grey_value=s2.grey_value, blur_sigma=s2.blur_sigma, seed=s2.seed)
+        return remove_background(
+            image,
+            object_mask,
+            fill=s2.fill,
+            background=background,
+            grey_value=s2.grey_value,
+            blur_sigma=s2.blur_sigma,
+            seed=s2.seed,
+        )
     if name == "sticker_added":
         s3 = cast(StickerAddedSettings, settings)
         patch = load_rgba(s3.image) if s3.image else None
-        return add_sticker(image, object_mask, shape=s3.shape, color=s3.color, sticker=patch,
-                           size=s3.size, relative_to=s3.relative_to, position=s3.position, seed=s3.seed)
+        return add_sticker(
+            image,
+            object_mask,
+            shape=s3.shape,
+            color=s3.color,
+            sticker=patch,
+            size=s3.size,
+            relative_to=s3.relative_to,
+            position=s3.position,
+            seed=s3.seed,
+        )
     raise HarnessError(f"unknown variant {name!r}; known: {', '.join(VARIANTS)}")

@@ -34,10 +34,12 @@ class Region(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    mask: str | None = Field(None, min_length=1,
-                             description="PNG mask, same size as the image; non-zero pixels are the object")
-    mask_value: int | None = Field(None, ge=0, le=65535,
-                                  description="with `mask`: only pixels equal to this value (instance/class PNGs)")
+    mask: str | None = Field(
+        None, min_length=1, description="PNG mask, same size as the image; non-zero pixels are the object"
+    )
+    mask_value: int | None = Field(
+        None, ge=0, le=65535, description="with `mask`: only pixels equal to this value (instance/class PNGs)"
+    )
     polygon: list[tuple[float, float]] | None = Field(None, min_length=3, description="[[x, y], ...] in image pixels")
     box: tuple[float, float, float, float] | None = Field(None, description="[x0, y0, x1, y1] in image pixels")
 
@@ -67,8 +69,8 @@ class Region(BaseModel):
         given = [k for k in ("mask", "polygon", "box") if getattr(self, k) is not None]
         if len(given) != 1:
             raise ValueError(
-                "give exactly one of 'mask', 'polygon' or 'box'"
-                + (f" (got {', '.join(given)})" if given else ""))
+                "give exactly one of 'mask', 'polygon' or 'box'" + (f" (got {', '.join(given)})" if given else "")
+            )
         if self.mask_value is not None and self.mask is None:
             raise ValueError("'mask_value' needs 'mask'")
         if self.box is not None:
@@ -114,8 +116,10 @@ def rasterize(regions: Sequence[Region], shape: tuple[int, int], base_dir: Path)
 
 
 def _size_mismatch(path: Path, size: tuple[int, int], shape: tuple[int, int]) -> HarnessError:
-    return HarnessError(f"mask {path} is {size[0]}x{size[1]} (w x h) but the image is {shape[1]}x{shape[0]}; "
-                        f"a mask must have the image's size")
+    return HarnessError(
+        f"mask {path} is {size[0]}x{size[1]} (w x h) but the image is {shape[1]}x{shape[0]}; "
+        f"a mask must have the image's size"
+    )
 
 
 def read_mask(path: Path, shape: tuple[int, int]) -> np.ndarray:

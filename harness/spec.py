@@ -47,8 +47,9 @@ TAG_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
 _EXPRESSION_WORDS = frozenset({"and", "or", "not", "True", "False", "None"})
 # Markers pytest itself acts on: a tag of that name would skip or xfail instead of
 # labelling (the plugin refuses those of installed plugins too).
-PYTEST_MARKERS = frozenset({"skip", "skipif", "xfail", "parametrize", "usefixtures", "filterwarnings",
-                            "tryfirst", "trylast"})
+PYTEST_MARKERS = frozenset(
+    {"skip", "skipif", "xfail", "parametrize", "usefixtures", "filterwarnings", "tryfirst", "trylast"}
+)
 
 # --------------------------------------------------------------------------- thresholds
 
@@ -59,20 +60,32 @@ class Thresholds(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     min_object_mass: float | None = Field(
-        None, ge=0, le=1,
-        description="original: share of positive relevance on the object below which the verdict is 'wrong reasons'")
+        None,
+        ge=0,
+        le=1,
+        description="original: share of positive relevance on the object below which the verdict is 'wrong reasons'",
+    )
     max_sticker_share: float | None = Field(
-        None, ge=0, le=1, description="sticker_added: share of positive relevance on the sticker above which the "
-                                       "verdict is 'artifact reliance'")
+        None,
+        ge=0,
+        le=1,
+        description="sticker_added: share of positive relevance on the sticker above which the "
+        "verdict is 'artifact reliance'",
+    )
     min_rank_accuracy: float | None = Field(
-        None, ge=0, le=1, description="original: optional minimum relevance rank accuracy on the object")
+        None, ge=0, le=1, description="original: optional minimum relevance rank accuracy on the object"
+    )
     pointing_game: bool | None = Field(
-        None, description="original: require the most relevant pixel to lie on the object")
+        None, description="original: require the most relevant pixel to lie on the object"
+    )
     pointing_tolerance: int | None = Field(
-        None, ge=0, le=64, description="pixels by which the pointing game may miss the object")
+        None, ge=0, le=64, description="pixels by which the pointing game may miss the object"
+    )
     conservation: tuple[float, float] | None = Field(
-        None, description="[lo, hi]: an LRP explanation whose relevance sum / target logit lies outside this band is "
-                          "an error ('explanation unreliable'); null switches the check off (docs/reliability.md)")
+        None,
+        description="[lo, hi]: an LRP explanation whose relevance sum / target logit lies outside this band is "
+        "an error ('explanation unreliable'); null switches the check off (docs/reliability.md)",
+    )
 
     @field_validator("*", mode="before")
     @classmethod
@@ -106,8 +119,9 @@ class Defaults(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    label: str | None = Field(None, min_length=1,
-                              description="expected class of every case unless the case says otherwise")
+    label: str | None = Field(
+        None, min_length=1, description="expected class of every case unless the case says otherwise"
+    )
     thresholds: Thresholds | None = None
     variants: _VariantsField = Field(None, description="variants to run and their settings")
 
@@ -143,8 +157,9 @@ class CaseModel(BaseModel):
     image: str = Field(..., description="image path, relative to the YAML file")
     label: str | None = Field(None, min_length=1, description="expected class (overrides defaults.label)")
     description: str = ""
-    object: list[Region] = Field(..., min_length=1,
-                                 description="the annotated object: mask, polygon or box (or a list of them)")
+    object: list[Region] = Field(
+        ..., min_length=1, description="the annotated object: mask, polygon or box (or a list of them)"
+    )
     thresholds: Thresholds | None = None
     variants: _VariantsField = None
     skip: bool | str = Field(False, description="skip the case (a string gives the reason)")
@@ -156,8 +171,10 @@ class CaseModel(BaseModel):
     def _tags_are_words(cls, value: list[str]) -> list[str]:
         for tag in value:
             if not TAG_PATTERN.fullmatch(tag) or tag in _EXPRESSION_WORDS:
-                raise ValueError(f"tag {tag!r} is not a word pytest -m can select: use letters, digits, '_' and '-', "
-                                 f"starting with a letter (not and/or/not)")
+                raise ValueError(
+                    f"tag {tag!r} is not a word pytest -m can select: use letters, digits, '_' and '-', "
+                    f"starting with a letter (not and/or/not)"
+                )
         return value
 
     @field_validator("object", mode="before")
@@ -221,7 +238,7 @@ class SuiteSpec:
     description: str = ""
     cases: list[CaseSpec] = field(default_factory=list)
     error: SpecError | None = None
-    explainer_line: int | None = None   # where 'explainer' is written (None: the default)
+    explainer_line: int | None = None  # where 'explainer' is written (None: the default)
     model_line: int | None = None
 
 
@@ -287,8 +304,15 @@ def _clean_loc(raw: Any, loc: tuple[Any, ...]) -> tuple[Any, ...]:
     return tuple(out)
 
 
-def _errors_from_validation(exc: ValidationError, model: type[BaseModel], raw: Any, path: Path,
-                            prefix: str, root: Any, root_loc: tuple[Any, ...]) -> list[SpecError]:
+def _errors_from_validation(
+    exc: ValidationError,
+    model: type[BaseModel],
+    raw: Any,
+    path: Path,
+    prefix: str,
+    root: Any,
+    root_loc: tuple[Any, ...],
+) -> list[SpecError]:
     """Turn pydantic errors into located, readable :class:`SpecError` objects."""
     out: list[SpecError] = []
     for err in exc.errors():
@@ -311,7 +335,7 @@ def _errors_from_validation(exc: ValidationError, model: type[BaseModel], raw: A
             if "input" in err and kind not in ("value_error",) and not isinstance(err["input"], (dict, list)):
                 message += f" (got {err['input']!r})"
             if message.startswith("Value error, "):
-                message = message[len("Value error, "):]
+                message = message[len("Value error, ") :]
         if any(e.field == where for e in out):
             continue  # union branches repeat the same complaint; the first is the clearest
         out.append(SpecError(path, line, where, message))
@@ -321,8 +345,9 @@ def _errors_from_validation(exc: ValidationError, model: type[BaseModel], raw: A
 # --------------------------------------------------------------------------- variants
 
 
-def _variant_entries(value: Any, where: str, path: Path, root: Any, root_loc: tuple[Any, ...]
-                     ) -> tuple[list[tuple[str, Any, tuple[Any, ...]]], list[SpecError]]:
+def _variant_entries(
+    value: Any, where: str, path: Path, root: Any, root_loc: tuple[Any, ...]
+) -> tuple[list[tuple[str, Any, tuple[Any, ...]]], list[SpecError]]:
     """Normalise the list / mapping forms of ``variants`` to (name, settings, loc) triples."""
     entries: list[tuple[str, Any, tuple[Any, ...]]] = []
     errors: list[SpecError] = []
@@ -334,20 +359,34 @@ def _variant_entries(value: Any, where: str, path: Path, root: Any, root_loc: tu
             if isinstance(item, str):
                 entries.append((item, {}, root_loc + (i,)))
             elif isinstance(item, dict) and len(item) == 1:
-                (name, settings), = item.items()
+                ((name, settings),) = item.items()
                 entries.append((str(name), settings, root_loc + (i, name)))
             else:
-                errors.append(SpecError(path, line_of(root, root_loc + (i,)), f"{where}[{i}]",
-                                        f"expected a variant name or a one-key mapping name: settings; "
-                                        f"known variants: {', '.join(VARIANTS)}"))
+                errors.append(
+                    SpecError(
+                        path,
+                        line_of(root, root_loc + (i,)),
+                        f"{where}[{i}]",
+                        f"expected a variant name or a one-key mapping name: settings; "
+                        f"known variants: {', '.join(VARIANTS)}",
+                    )
+                )
     else:
-        errors.append(SpecError(path, line_of(root, root_loc), where,
-                                "expected a list of variant names or a mapping name: settings"))
+        errors.append(
+            SpecError(
+                path, line_of(root, root_loc), where, "expected a list of variant names or a mapping name: settings"
+            )
+        )
     if isinstance(value, (dict, list)) and not value:
         # An empty list would silently drop the case: there would be no item to fail.
-        errors.append(SpecError(path, line_of(root, root_loc), where,
-                                f"no variants: list at least one of {', '.join(VARIANTS)} (or leave the key out "
-                                f"for all of them)"))
+        errors.append(
+            SpecError(
+                path,
+                line_of(root, root_loc),
+                where,
+                f"no variants: list at least one of {', '.join(VARIANTS)} (or leave the key out for all of them)",
+            )
+        )
     seen: set[str] = set()
     for name, _, loc in entries:
         if name in seen:
@@ -364,13 +403,21 @@ def _merge_thresholds(*levels: Thresholds | None) -> dict[str, Any]:
     return merged
 
 
-def _resolve_variants(case_raw: Any, case: CaseModel | None, defaults: Defaults, suite_raw: Any,
-                      path: Path, case_loc: tuple[Any, ...], where: str) -> tuple[list[VariantSpec], list[SpecError]]:
+def _resolve_variants(
+    case_raw: Any,
+    case: CaseModel | None,
+    defaults: Defaults,
+    suite_raw: Any,
+    path: Path,
+    case_loc: tuple[Any, ...],
+    where: str,
+) -> tuple[list[VariantSpec], list[SpecError]]:
     errors: list[SpecError] = []
     default_entries: dict[str, tuple[Any, tuple[Any, ...]]] = {}
     if defaults.variants is not None:
-        entries, errs = _variant_entries(defaults.variants, "defaults.variants", path, suite_raw,
-                                         ("defaults", "variants"))
+        entries, errs = _variant_entries(
+            defaults.variants, "defaults.variants", path, suite_raw, ("defaults", "variants")
+        )
         errors += errs
         default_entries = {name: (settings, loc) for name, settings, loc in entries}
     else:
@@ -394,21 +441,31 @@ def _resolve_variants(case_raw: Any, case: CaseModel | None, defaults: Defaults,
         field_name = f"{where}.variants.{name}" if case_variants is not None else f"defaults.variants.{name}"
         kind = VARIANTS.get(name)
         if kind is None:
-            spec.errors.append(SpecError(path, spec.line, field_name,
-                                         f"unknown variant {name!r}; allowed values: {', '.join(VARIANTS)}"))
+            spec.errors.append(
+                SpecError(
+                    path, spec.line, field_name, f"unknown variant {name!r}; allowed values: {', '.join(VARIANTS)}"
+                )
+            )
             continue
         merged: dict[str, Any] = {}
-        image_at: tuple[str, int] = (f"{field_name}.image", spec.line)   # where the last 'image' setting was
+        image_at: tuple[str, int] = (f"{field_name}.image", spec.line)  # where the last 'image' setting was
         threshold_levels: list[Thresholds | None] = [defaults.thresholds, case.thresholds if case else None]
         problems: list[SpecError] = []
         for source, source_loc, label in (
-                (*default_entries.get(name, ({}, ())), f"defaults.variants.{name}"),
-                (settings_raw if case_variants is not None else {}, loc, field_name)):
+            (*default_entries.get(name, ({}, ())), f"defaults.variants.{name}"),
+            (settings_raw if case_variants is not None else {}, loc, field_name),
+        ):
             if source is None:
                 continue
             if not isinstance(source, dict):
-                problems.append(SpecError(path, line_of(suite_raw, source_loc) or spec.line, label,
-                                          "expected a mapping of settings (or {})"))
+                problems.append(
+                    SpecError(
+                        path,
+                        line_of(suite_raw, source_loc) or spec.line,
+                        label,
+                        "expected a mapping of settings (or {})",
+                    )
+                )
                 continue
             source = dict(source)
             raw_thresholds = source.pop("thresholds", None)
@@ -416,8 +473,15 @@ def _resolve_variants(case_raw: Any, case: CaseModel | None, defaults: Defaults,
                 try:
                     threshold_levels.append(Thresholds.model_validate(raw_thresholds))
                 except ValidationError as exc:
-                    problems += _errors_from_validation(exc, Thresholds, raw_thresholds, path, f"{label}.thresholds",
-                                                        suite_raw, source_loc + ("thresholds",))
+                    problems += _errors_from_validation(
+                        exc,
+                        Thresholds,
+                        raw_thresholds,
+                        path,
+                        f"{label}.thresholds",
+                        suite_raw,
+                        source_loc + ("thresholds",),
+                    )
             merged.update(source)
             if "image" in source:
                 image_at = (f"{label}.image", line_of(suite_raw, source_loc + ("image",)) or spec.line)
@@ -431,8 +495,10 @@ def _resolve_variants(case_raw: Any, case: CaseModel | None, defaults: Defaults,
             except ValidationError as exc:
                 # Each level was valid alone, their combination is not (e.g. fill: image from the case,
                 # no image anywhere): report it where the variant is.
-                problems += [SpecError(path, spec.line, field_name, e.message)
-                             for e in _errors_from_validation(exc, kind.settings, merged, path, "", suite_raw, ())]
+                problems += [
+                    SpecError(path, spec.line, field_name, e.message)
+                    for e in _errors_from_validation(exc, kind.settings, merged, path, "", suite_raw, ())
+                ]
         image = getattr(spec.settings, "image", None)
         if image and not (name == "background_removed" and getattr(spec.settings, "fill", None) != "image"):
             problem = file_problem(path.parent, image, "image")
@@ -544,8 +610,13 @@ def load_suite(path: str | Path, text: str | None = None) -> SuiteSpec:
         return suite
     except UnicodeDecodeError as exc:
         line = exc.object[: exc.start].count(b"\n") + 1
-        suite.error = SpecError(path, line, "", f"cannot read file: not UTF-8 text (byte {exc.object[exc.start]:#04x} "
-                                                f"at offset {exc.start}); save the suite as UTF-8")
+        suite.error = SpecError(
+            path,
+            line,
+            "",
+            f"cannot read file: not UTF-8 text (byte {exc.object[exc.start]:#04x} "
+            f"at offset {exc.start}); save the suite as UTF-8",
+        )
         return suite
     except (OSError, RuntimeError) as exc:
         suite.error = SpecError(path, None, "", f"cannot read file: {exc}")
@@ -557,8 +628,11 @@ def load_suite(path: str | Path, text: str | None = None) -> SuiteSpec:
         header = SuiteHeader.model_validate(raw)
     except ValidationError as exc:
         errors = _errors_from_validation(exc, SuiteHeader, raw, path, "", raw, ())
-        suite.error = errors[0] if len(errors) == 1 else SpecError(
-            path, errors[0].line, errors[0].field, "; ".join(e.format() for e in errors))
+        suite.error = (
+            errors[0]
+            if len(errors) == 1
+            else SpecError(path, errors[0].line, errors[0].field, "; ".join(e.format() for e in errors))
+        )
         return suite
     if header.model and header.models:
         suite.error = SpecError(path, line_of(raw, ("models",)), "models", "give either 'model' or 'models', not both")
@@ -568,15 +642,21 @@ def load_suite(path: str | Path, text: str | None = None) -> SuiteSpec:
     suite.models = header.models or ([header.model] if header.model else [])
     suite.explainer = header.explainer
     suite.explainer_line = line_of(raw, ("explainer",)) if "explainer" in raw else None
-    suite.model_line = line_of(raw, ("models",) if "models" in raw else ("model",)) if (
-        "models" in raw or "model" in raw) else None
+    suite.model_line = (
+        line_of(raw, ("models",) if "models" in raw else ("model",)) if ("models" in raw or "model" in raw) else None
+    )
     seen: dict[str, int] = {}
     for index, case_raw in enumerate(header.cases):
         case = _resolve_case(case_raw, index, header, raw, path)
         if case.case_id in seen:
-            case.errors.append(SpecError(path, case.line, f"cases[{index}].id",
-                                         f"duplicate case id {case.case_id!r} "
-                                         f"(first used by cases[{seen[case.case_id]}])"))
+            case.errors.append(
+                SpecError(
+                    path,
+                    case.line,
+                    f"cases[{index}].id",
+                    f"duplicate case id {case.case_id!r} (first used by cases[{seen[case.case_id]}])",
+                )
+            )
             case.case_id = f"{case.case_id}~{index}"
         else:
             seen[case.case_id] = index
@@ -588,9 +668,14 @@ def check_labels(suite: SuiteSpec, classes: list[str], model_name: str) -> None:
     """Add an error to every case whose label is not one of the model's classes."""
     for case in suite.cases:
         if case.label is not None and case.label not in classes:
-            case.errors.append(SpecError(
-                suite.path, case.label_line or case.line, f"cases[{case.index}].label",
-                f"unknown class {case.label!r} for model {model_name!r}; allowed values: {', '.join(classes)}"))
+            case.errors.append(
+                SpecError(
+                    suite.path,
+                    case.label_line or case.line,
+                    f"cases[{case.index}].label",
+                    f"unknown class {case.label!r} for model {model_name!r}; allowed values: {', '.join(classes)}",
+                )
+            )
 
 
 def suite_json_schema() -> dict[str, Any]:
@@ -609,12 +694,26 @@ def suite_json_schema() -> dict[str, Any]:
         sub.setdefault("properties", {})["thresholds"] = {"$ref": "#/$defs/Thresholds"}
         schema["$defs"][kind.settings.__name__] = sub
         variant_props[name] = {"anyOf": [{"$ref": f"#/$defs/{kind.settings.__name__}"}, {"type": "null"}]}
-    variants_schema = {"anyOf": [
-        {"type": "object", "properties": variant_props, "additionalProperties": False},
-        {"type": "array", "items": {"anyOf": [{"enum": list(VARIANTS)},
-                                               {"type": "object", "properties": variant_props,
-                                                "additionalProperties": False, "maxProperties": 1}]}},
-        {"type": "null"}]}
+    variants_schema = {
+        "anyOf": [
+            {"type": "object", "properties": variant_props, "additionalProperties": False},
+            {
+                "type": "array",
+                "items": {
+                    "anyOf": [
+                        {"enum": list(VARIANTS)},
+                        {
+                            "type": "object",
+                            "properties": variant_props,
+                            "additionalProperties": False,
+                            "maxProperties": 1,
+                        },
+                    ]
+                },
+            },
+            {"type": "null"},
+        ]
+    }
     schema["$defs"]["Defaults"]["properties"]["variants"] = variants_schema
     schema["$defs"]["CaseModel"]["properties"]["variants"] = variants_schema
     schema["title"] = "xai-harness suite"

@@ -107,14 +107,20 @@ class _Checker:
         for variant in case.variants:
             self.errors += variant.errors
         if placeholder:
-            self.error(loc + ("object",), f"{where}.object",
-                       "not annotated yet: replace the placeholder by {mask: ...}, {polygon: ...} or {box: ...}")
+            self.error(
+                loc + ("object",),
+                f"{where}.object",
+                "not annotated yet: replace the placeholder by {mask: ...}, {polygon: ...} or {box: ...}",
+            )
         self.check_label(case, raw, classes)
         for tag in case.tags:
             if tag in PYTEST_MARKERS:
-                self.error(loc + ("tags",), f"{where}.tags",
-                           f"tag {tag!r} is the name of a pytest marker that changes how tests run; choose another "
-                           f"word (use the case's own 'skip:' / 'xfail:' keys for those)")
+                self.error(
+                    loc + ("tags",),
+                    f"{where}.tags",
+                    f"tag {tag!r} is the name of a pytest marker that changes how tests run; choose another "
+                    f"word (use the case's own 'skip:' / 'xfail:' keys for those)",
+                )
         image = self.check_image(case, raw, loc, where)
         if image is not None and case.regions and not placeholder:
             self.check_regions(case, raw, image.shape[:2], classes)
@@ -124,15 +130,19 @@ class _Checker:
         in_case = isinstance(raw, dict) and "label" in raw
         defaults = self.raw.get("defaults")
         # A case that failed the schema has no resolved label but still deserves the check.
-        label = case.label or (raw.get("label") if in_case else
-                               defaults.get("label") if isinstance(defaults, dict) else None)
+        label = case.label or (
+            raw.get("label") if in_case else defaults.get("label") if isinstance(defaults, dict) else None
+        )
         if not isinstance(label, str):
             return
         loc = ("cases", case.index, "label") if in_case else ("defaults", "label")
         for model, names in classes.items():
             if label not in names:
-                self.error(loc, f"cases[{case.index}].label" if in_case else "defaults.label",
-                           f"unknown class {label!r} for model {model!r}; allowed values: {', '.join(names)}")
+                self.error(
+                    loc,
+                    f"cases[{case.index}].label" if in_case else "defaults.label",
+                    f"unknown class {label!r} for model {model!r}; allowed values: {', '.join(names)}",
+                )
 
     def check_image(self, case: CaseSpec, raw: Any, loc: tuple[Any, ...], where: str) -> np.ndarray | None:
         if case.image is None:
@@ -183,9 +193,10 @@ class _Checker:
             if size is None:
                 continue
             try:
-                check_usable(resize_mask(mask, self.registry.get(model).preprocessing),  # type: ignore[union-attr]
-                             f"object region at {model!r}'s input size "
-                             f"{size[1]}x{size[0]}")
+                check_usable(
+                    resize_mask(mask, self.registry.get(model).preprocessing),  # type: ignore[union-attr]
+                    f"object region at {model!r}'s input size {size[1]}x{size[0]}",
+                )
             except HarnessError as exc:
                 self.error(obj_loc, obj_where, str(exc))
 
@@ -204,18 +215,22 @@ class _Checker:
                 return "mask", str(exc)
             inside = labels == region.mask_value if region.mask_value is not None else labels > 0
             if not inside.any():
-                what = f"no pixel equals mask_value {region.mask_value}" if region.mask_value is not None \
+                what = (
+                    f"no pixel equals mask_value {region.mask_value}"
+                    if region.mask_value is not None
                     else "the mask is empty (all pixels 0)"
+                )
                 return ("mask_value" if region.mask_value is not None else "mask"), f"{region.mask}: {what}"
             return None
-        points = np.asarray(region.polygon if region.polygon is not None else
-                            [region.box[:2], region.box[2:]], dtype=float)  # type: ignore[index]
+        corners = region.polygon if region.polygon is not None else [region.box[:2], region.box[2:]]  # type: ignore[index]
+        points = np.asarray(corners, dtype=float)
         key = "polygon" if region.polygon is not None else "box"
         outside = (points[:, 0] < 0) | (points[:, 0] > width) | (points[:, 1] < 0) | (points[:, 1] > height)
         if outside.any():
             x, y = points[int(np.argmax(outside))]
-            return key, (f"point ({x:g}, {y:g}) lies outside the {width}x{height} image "
-                         f"(x in 0..{width}, y in 0..{height})")
+            return key, (
+                f"point ({x:g}, {y:g}) lies outside the {width}x{height} image (x in 0..{width}, y in 0..{height})"
+            )
         if not rasterize([region], (height, width), base).any():
             return key, f"the {key} covers no pixel"
         return None
@@ -245,8 +260,11 @@ class _Checker:
             if isinstance(variants, dict):
                 entries = [(variants.get(variant), base + (variant,))]
             elif isinstance(variants, list):
-                entries = [(item.get(variant), base + (i, variant)) for i, item in enumerate(variants)
-                           if isinstance(item, dict) and variant in item]
+                entries = [
+                    (item.get(variant), base + (i, variant))
+                    for i, item in enumerate(variants)
+                    if isinstance(item, dict) and variant in item
+                ]
             for settings, loc in entries:
                 if isinstance(settings, dict) and key in settings:
                     return _field_name(loc + (key,)), line_of(self.raw, loc + (key,)) or case.line
@@ -261,8 +279,9 @@ def _field_name(loc: Sequence[Any]) -> str:
     return text
 
 
-def validate_suite(path: str | Path, registry: Registry | None = None,
-                   model_override: Sequence[str] = ()) -> tuple[int, list[SpecError]]:
+def validate_suite(
+    path: str | Path, registry: Registry | None = None, model_override: Sequence[str] = ()
+) -> tuple[int, list[SpecError]]:
     """Check one suite; returns (number of cases, errors in file order)."""
     suite = load_suite(path)
     if suite.error is not None:
@@ -279,8 +298,9 @@ def validate_suite(path: str | Path, registry: Registry | None = None,
     return len(suite.cases), sorted(unique.values(), key=lambda e: (e.line or 0, e.field))
 
 
-def validate_paths(paths: Iterable[str | Path], registry: Registry | None = None,
-                   model_override: Sequence[str] = ()) -> Report:
+def validate_paths(
+    paths: Iterable[str | Path], registry: Registry | None = None, model_override: Sequence[str] = ()
+) -> Report:
     """Validate every suite named by ``paths`` (files, or folders searched for suites)."""
     suites, errors = find_suites(paths)
     report = Report(errors=errors)

@@ -169,8 +169,9 @@ def test_every_mistake_is_reported_at_its_line(broken: Path, registry: Path, cli
         assert hits, f"no error for {marker}: expected a line starting {prefix!r}\n{out}"
         assert any(words in hit for hit in hits), f"{marker}: {hits}"
     # The good case, and nothing else, is clean.
-    reported = {line.split(": ", 2)[1].split(".")[0].split("[")[1].rstrip("]") for line in lines
-                if line.startswith(f"{suite}:")}
+    reported = {
+        line.split(": ", 2)[1].split(".")[0].split("[")[1].rstrip("]") for line in lines if line.startswith(f"{suite}:")
+    }
     assert reported == {str(n) for n in range(20)}
     # The other two files.
     syntax = broken / "syntax.xai.yaml"
@@ -271,8 +272,9 @@ def test_every_input_problem_is_reported_without_a_traceback(broken: Path, regis
 
     # A PNG whose header claims 10^10 pixels: a decompression bomb for a reader that trusts it.
     header = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 0, 0, 0, 0)
-    (broken / "bomb.png").write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) +
-                                      chunk(b"IDAT", zlib.compress(bytes(64))) + chunk(b"IEND", b""))
+    (broken / "bomb.png").write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(bytes(64))) + chunk(b"IEND", b"")
+    )
     os.symlink("loop_b.png", broken / "loop_a.png")
     os.symlink("loop_a.png", broken / "loop_b.png")
     (broken / "reliability.xai.yaml").write_text(RELIABILITY)
@@ -302,4 +304,5 @@ def test_an_internal_failure_is_one_located_problem(tmp_path: Path, write_image,
     report = module.validate_paths([tmp_path])
     assert [(Path(e.path).name, e.message) for e in report.errors] == [
         ("a.xai.yaml", "cannot validate this file: ZeroDivisionError: boom"),
-        ("b.xai.yaml", "cannot validate this file: ZeroDivisionError: boom")]
+        ("b.xai.yaml", "cannot validate this file: ZeroDivisionError: boom"),
+    ]

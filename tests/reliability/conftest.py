@@ -39,7 +39,7 @@ cases:
 class Outcome:
     """One item of a run: pytest's outcome and the message it printed."""
 
-    outcome: str   # passed, failed, error, skipped, xfailed
+    outcome: str  # passed, failed, error, skipped, xfailed
     message: str
 
 
@@ -49,9 +49,9 @@ class Run:
 
     returncode: int
     stdout: str
-    items: dict[str, dict[str, Outcome]] = field(default_factory=dict)   # file stem -> item name -> outcome
+    items: dict[str, dict[str, Outcome]] = field(default_factory=dict)  # file stem -> item name -> outcome
     rows: list[dict[str, str]] = field(default_factory=list)
-    report: str = ""   # the HTML report, when one was asked for
+    report: str = ""  # the HTML report, when one was asked for
 
     def rows_of(self, suite: str) -> list[dict[str, str]]:
         return [row for row in self.rows if row["suite"] == f"{suite}.xai.yaml"]
@@ -81,17 +81,33 @@ def png_header_only(width: int, height: int) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + \
-        chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+    )
 
 
 def run_session(root: Path, *extra: str) -> Run:
     """Run pytest on ``root`` in a fresh process and read its JUnit XML and results table."""
     junit = root / "junit.xml"
     results = root / "reports" / "results.csv"
-    command = [sys.executable, "-m", "pytest", str(root), "-p", "no:cacheprovider", "-p", "no:randomly",
-               "--rootdir", str(root), f"--junitxml={junit}", f"--xai-results={results}", "--xai-assets=",
-               "--strict-markers", "-q", *extra]
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        str(root),
+        "-p",
+        "no:cacheprovider",
+        "-p",
+        "no:randomly",
+        "--rootdir",
+        str(root),
+        f"--junitxml={junit}",
+        f"--xai-results={results}",
+        "--xai-assets=",
+        "--strict-markers",
+        "-q",
+        *extra,
+    ]
     env = dict(os.environ, PYTHONHASHSEED="0", OMP_NUM_THREADS="1")
     done = subprocess.run(command, cwd=root, capture_output=True, text=True, env=env, timeout=600)
     run = Run(done.returncode, done.stdout + done.stderr)

@@ -16,13 +16,18 @@ from pydantic import ValidationError
 from harness.errors import HarnessError
 from harness.regions import MAX_COORDINATE, Region, check_usable, rasterize, read_mask
 
-SETTINGS = settings(max_examples=150, deadline=None, derandomize=True, database=None,
-                    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+SETTINGS = settings(
+    max_examples=150,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 SHAPE = (24, 32)
 
 coordinates = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True),
-    st.floats(min_value=-40, max_value=70),          # mostly near the image, where pixels are drawn
+    st.floats(min_value=-40, max_value=70),  # mostly near the image, where pixels are drawn
     st.integers(min_value=-(2**40), max_value=2**40),
 )
 points = st.lists(st.tuples(coordinates, coordinates), min_size=0, max_size=8)
@@ -77,19 +82,25 @@ def test_any_box_is_refused_or_covers_exactly_its_pixels(box: tuple[float, float
 
 @SETTINGS
 @given(
-    height=st.integers(1, 40), width=st.integers(1, 40),
-    dtype=st.sampled_from([np.uint8, np.uint16]), channels=st.sampled_from([0, 3, 4]),
-    fill=st.sampled_from(["zeros", "full", "random", "max"]), seed=st.integers(0, 2**16),
+    height=st.integers(1, 40),
+    width=st.integers(1, 40),
+    dtype=st.sampled_from([np.uint8, np.uint16]),
+    channels=st.sampled_from([0, 3, 4]),
+    fill=st.sampled_from(["zeros", "full", "random", "max"]),
+    seed=st.integers(0, 2**16),
     mask_value=st.one_of(st.none(), st.integers(0, 70000)),
 )
-def test_any_mask_file_is_refused_or_read_at_the_image_size(tmp_path: Path, height: int, width: int, dtype: type,
-                                                           channels: int, fill: str, seed: int,
-                                                           mask_value: int | None) -> None:
+def test_any_mask_file_is_refused_or_read_at_the_image_size(
+    tmp_path: Path, height: int, width: int, dtype: type, channels: int, fill: str, seed: int, mask_value: int | None
+) -> None:
     shape = (height, width) if channels == 0 else (height, width, channels)
     info = np.iinfo(dtype)
-    data = {"zeros": np.zeros(shape, dtype), "full": np.full(shape, info.max, dtype),
-            "max": np.full(shape, 1, dtype),
-            "random": np.random.default_rng(seed).integers(0, info.max, size=shape, dtype=dtype)}[fill]
+    data = {
+        "zeros": np.zeros(shape, dtype),
+        "full": np.full(shape, info.max, dtype),
+        "max": np.full(shape, 1, dtype),
+        "random": np.random.default_rng(seed).integers(0, info.max, size=shape, dtype=dtype),
+    }[fill]
     path = tmp_path / "mask.png"
     assert cv2.imwrite(str(path), data)
     try:

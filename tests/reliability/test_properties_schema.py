@@ -25,14 +25,27 @@ from harness.perturb import VARIANTS, apply_variant
 from harness.regions import check_usable, rasterize
 from harness.spec import CaseModel, Defaults, SuiteHeader, Thresholds, load_suite
 
-SETTINGS = settings(max_examples=200, deadline=None, derandomize=True, database=None,
-                    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
-                                           HealthCheck.data_too_large])
+SETTINGS = settings(
+    max_examples=200,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
-scalars = st.one_of(st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.integers(-5, 300),
-                    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=8))
-anything = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
-    st.text(max_size=6), inner, max_size=3), max_leaves=6)
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.integers(-5, 300),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=8),
+)
+anything = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=6,
+)
 coordinate = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.floats(-5, 40), st.integers(-5, 40))
 
 
@@ -44,9 +57,10 @@ def maybe(strategy: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
 regions = st.one_of(
     st.fixed_dictionaries({"box": maybe(st.lists(coordinate, min_size=4, max_size=4))}),
     st.fixed_dictionaries({"polygon": maybe(st.lists(st.lists(coordinate, min_size=2, max_size=2), max_size=6))}),
-    st.fixed_dictionaries({"mask": maybe(st.sampled_from(["mask.png", "small.png", "empty.png", "nope.png",
-                                                          "junk.png", "loop.png"]))},
-                          optional={"mask_value": maybe(st.integers(-1, 300))}),
+    st.fixed_dictionaries(
+        {"mask": maybe(st.sampled_from(["mask.png", "small.png", "empty.png", "nope.png", "junk.png", "loop.png"]))},
+        optional={"mask_value": maybe(st.integers(-1, 300))},
+    ),
     st.dictionaries(st.sampled_from(["mask", "polygon", "box", "mask_value", "todo"]), anything, max_size=3),
 )
 
@@ -60,8 +74,9 @@ def _settings(name: str) -> st.SearchStrategy[Any]:
 variant_names = st.sampled_from([*VARIANTS, "upside_down"])
 variants = st.one_of(
     st.dictionaries(variant_names, st.one_of(st.builds(dict), variant_names.flatmap(_settings)), max_size=4),
-    st.lists(st.one_of(variant_names, st.dictionaries(variant_names, st.builds(dict), min_size=1, max_size=2)),
-             max_size=4),
+    st.lists(
+        st.one_of(variant_names, st.dictionaries(variant_names, st.builds(dict), min_size=1, max_size=2)), max_size=4
+    ),
     anything,
 )
 thresholds = maybe(st.dictionaries(st.sampled_from([*Thresholds.model_fields, "bogus"]), scalars, max_size=3))
@@ -87,8 +102,11 @@ def cases(draw: st.DrawFn) -> Any:
     """A valid case with up to three keys set to other values (plausible or anything)."""
     if draw(st.integers(0, 19)) == 0:
         return draw(anything)
-    case: dict[str, Any] = {"id": draw(st.sampled_from(["a", "b", "c"])), "image": "img.png",
-                            "object": {"mask": "mask.png"}}
+    case: dict[str, Any] = {
+        "id": draw(st.sampled_from(["a", "b", "c"])),
+        "image": "img.png",
+        "object": {"mask": "mask.png"},
+    }
     for key in draw(st.lists(st.sampled_from(sorted(CASE_VALUES)), unique=True, max_size=3)):
         if draw(st.integers(0, 4)) == 0:
             case.pop(key, None)
@@ -98,11 +116,22 @@ def cases(draw: st.DrawFn) -> Any:
 
 
 HEADER_VALUES: dict[str, st.SearchStrategy[Any]] = {
-    "suite": maybe(st.text(max_size=5)), "description": anything,
-    "model": maybe(st.just("signs-clean")), "models": maybe(st.lists(st.just("signs-clean"), max_size=2)),
+    "suite": maybe(st.text(max_size=5)),
+    "description": anything,
+    "model": maybe(st.just("signs-clean")),
+    "models": maybe(st.lists(st.just("signs-clean"), max_size=2)),
     "explainer": maybe(st.sampled_from(["lrp/epsilon_plus_flat", "lrp", "lrp/nope", "gradient/input_x_gradient"])),
-    "defaults": maybe(st.fixed_dictionaries({}, optional={
-        "label": maybe(st.just("speed_30")), "thresholds": thresholds, "variants": variants, "bogus": anything})),
+    "defaults": maybe(
+        st.fixed_dictionaries(
+            {},
+            optional={
+                "label": maybe(st.just("speed_30")),
+                "thresholds": thresholds,
+                "variants": variants,
+                "bogus": anything,
+            },
+        )
+    ),
     "cases": maybe(st.lists(cases(), max_size=3)),
     "bogus": anything,
 }
@@ -115,8 +144,11 @@ def suites(draw: st.DrawFn) -> Any:
     """A valid suite with up to two header keys set to other values, and 1-3 cases."""
     if draw(st.integers(0, 19)) == 0:
         return draw(anything)
-    header: dict[str, Any] = {"model": "signs-clean", "defaults": {"label": "speed_30"},
-                              "cases": draw(st.lists(cases(), min_size=1, max_size=3))}
+    header: dict[str, Any] = {
+        "model": "signs-clean",
+        "defaults": {"label": "speed_30"},
+        "cases": draw(st.lists(cases(), min_size=1, max_size=3)),
+    }
     for key in draw(st.lists(st.sampled_from(sorted(HEADER_VALUES)), unique=True, max_size=2)):
         if draw(st.integers(0, 4)) == 0:
             header.pop(key, None)
@@ -194,8 +226,14 @@ def _check_suite(path: Path) -> None:
             assert variant.settings is not None
             base = case.base_dir
             try:
-                out = apply_variant(variant.name, variant.settings, image, mask,
-                                    lambda p, base=base: read_rgb(base / p), lambda p, base=base: read_rgba(base / p))
+                out = apply_variant(
+                    variant.name,
+                    variant.settings,
+                    image,
+                    mask,
+                    lambda p, base=base: read_rgb(base / p),
+                    lambda p, base=base: read_rgba(base / p),
+                )
             except HarnessError as exc:
                 assert str(exc)
                 continue
@@ -214,14 +252,44 @@ def test_any_document_from_the_schema_is_accepted_soundly_or_refused_located(wor
         _assert_located(error, path, path.read_text(encoding="utf-8").count("\n") + 1)
 
 
-@settings(max_examples=200, deadline=None, derandomize=True, database=None, suppress_health_check=[
-    HealthCheck.function_scoped_fixture])
-@given(st.one_of(st.binary(max_size=120), st.text(max_size=120),
-                 st.lists(st.sampled_from(["model: signs-clean", "cases:", "  - id: a", "    image: img.png",
-                                           "    object: {box: [1, 1, 5, 5]}", "\t", "  -", "defaults: {label: x}",
-                                           "&a [*a]", "!!python/name:os.system", "{", "]", "- - -", "a: b: c",
-                                           "variants: []", "cases: [", "\ufeff", "\x00"]), max_size=8)
-                 .map("\n".join)))
+@settings(
+    max_examples=200,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    st.one_of(
+        st.binary(max_size=120),
+        st.text(max_size=120),
+        st.lists(
+            st.sampled_from(
+                [
+                    "model: signs-clean",
+                    "cases:",
+                    "  - id: a",
+                    "    image: img.png",
+                    "    object: {box: [1, 1, 5, 5]}",
+                    "\t",
+                    "  -",
+                    "defaults: {label: x}",
+                    "&a [*a]",
+                    "!!python/name:os.system",
+                    "{",
+                    "]",
+                    "- - -",
+                    "a: b: c",
+                    "variants: []",
+                    "cases: [",
+                    "\ufeff",
+                    "\x00",
+                ]
+            ),
+            max_size=8,
+        ).map("\n".join),
+    )
+)
 def test_any_text_is_accepted_soundly_or_refused_located(world: Path, content: bytes | str) -> None:
     path = world / "t.xai.yaml"
     path.write_bytes(content if isinstance(content, bytes) else content.encode("utf-8", errors="replace"))
@@ -241,8 +309,7 @@ def test_the_plugin_runs_any_documents_to_located_errors_or_finite_results(tmp_p
     (tmp_path / "loop.png").symlink_to("loop.png")
     written: list[Path] = []
 
-    @settings(max_examples=30, deadline=None, derandomize=True, database=None,
-              suppress_health_check=list(HealthCheck))
+    @settings(max_examples=30, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
     @given(suites())
     def write_one(document: Any) -> None:
         path = tmp_path / f"gen{len(written):03d}.xai.yaml"

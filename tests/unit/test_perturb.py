@@ -20,7 +20,7 @@ from harness.perturb import (
 def scene():
     rng = np.random.default_rng(0)
     image = rng.integers(0, 100, size=(40, 50, 3), dtype=np.uint8)  # dark textured background
-    image[10:30, 15:35] = (250, 20, 20)                               # red object
+    image[10:30, 15:35] = (250, 20, 20)  # red object
     mask = np.zeros((40, 50), dtype=bool)
     mask[10:30, 15:35] = True
     return image, mask
@@ -135,8 +135,8 @@ def test_sticker_at_xy_centre(scene):
 def test_rgba_sticker_respects_alpha(scene):
     image, mask = scene
     patch = np.zeros((4, 4, 4), dtype=np.uint8)
-    patch[..., 2] = 255          # blue
-    patch[:2, :, 3] = 255        # top half opaque, bottom half transparent
+    patch[..., 2] = 255  # blue
+    patch[:2, :, 3] = 255  # top half opaque, bottom half transparent
     out = add_sticker(image, mask, sticker=patch, size=0.2, position=(25, 20))
     assert out.sticker_mask.sum() == 8
     assert np.all(out.image[out.sticker_mask] == (0, 0, 255))
@@ -152,23 +152,28 @@ def test_off_object_without_room_is_an_error():
 
 def test_apply_variant_dispatches_with_settings(scene):
     image, mask = scene
-    out = apply_variant("instance_removed", InstanceRemovedSettings(fill="grey", dilate=0), image, mask,
-                        lambda p: None, lambda p: None)
+    out = apply_variant(
+        "instance_removed", InstanceRemovedSettings(fill="grey", dilate=0), image, mask, lambda p: None, lambda p: None
+    )
     assert np.all(out.image[mask] == 128)
-    sticker = apply_variant("sticker_added", StickerAddedSettings(size=0.1), image, mask,
-                            lambda p: None, lambda p: None)
+    sticker = apply_variant(
+        "sticker_added", StickerAddedSettings(size=0.1), image, mask, lambda p: None, lambda p: None
+    )
     assert sticker.sticker_mask.sum() == 4
 
 
-@pytest.mark.parametrize(("settings", "values"), [
-    (StickerAddedSettings, {"color": (300, -5, 0)}),
-    (StickerAddedSettings, {"seed": -1}),
-    (StickerAddedSettings, {"size": float("nan")}),
-    (StickerAddedSettings, {"position": (True, 3)}),
-    (StickerAddedSettings, {"position": (10**7, 3)}),
-    (InstanceRemovedSettings, {"seed": -1}),
-    (InstanceRemovedSettings, {"grey_value": True}),
-])
+@pytest.mark.parametrize(
+    ("settings", "values"),
+    [
+        (StickerAddedSettings, {"color": (300, -5, 0)}),
+        (StickerAddedSettings, {"seed": -1}),
+        (StickerAddedSettings, {"size": float("nan")}),
+        (StickerAddedSettings, {"position": (True, 3)}),
+        (StickerAddedSettings, {"position": (10**7, 3)}),
+        (InstanceRemovedSettings, {"seed": -1}),
+        (InstanceRemovedSettings, {"grey_value": True}),
+    ],
+)
 def test_settings_out_of_range_are_refused_not_clipped(settings, values):
     from pydantic import ValidationError
 

@@ -32,7 +32,10 @@ def errors_of(suite):
 
 
 def test_defaults_cases_and_variants_merge_in_order(folder):
-    suite = load_suite(write(folder, """\
+    suite = load_suite(
+        write(
+            folder,
+            """\
 model: m
 defaults:
   label: cat
@@ -53,7 +56,9 @@ cases:
     variants:
       instance_removed: {fill: grey}
       sticker_added: {thresholds: {max_sticker_share: 0.5}}
-"""))
+""",
+        )
+    )
     assert suite.error is None and suite.models == ["m"] and suite.explainer == "lrp/epsilon_plus_flat"
     one, two = suite.cases
     assert errors_of(suite) == []
@@ -72,21 +77,33 @@ cases:
 
 
 def test_all_four_variants_by_default_and_list_form(folder):
-    suite = load_suite(write(folder, """\
+    suite = load_suite(
+        write(
+            folder,
+            """\
 model: m
 defaults: {label: cat}
 cases:
   - {id: a, image: a.png, object: {box: [0, 0, 4, 4]}}
   - {id: b, image: a.png, object: {box: [0, 0, 4, 4]}, variants: [original, {sticker_added: {shape: circle}}]}
-"""))
-    assert [v.name for v in suite.cases[0].variants] == ["original", "instance_removed", "background_removed",
-                                                          "sticker_added"]
+""",
+        )
+    )
+    assert [v.name for v in suite.cases[0].variants] == [
+        "original",
+        "instance_removed",
+        "background_removed",
+        "sticker_added",
+    ]
     assert [v.name for v in suite.cases[1].variants] == ["original", "sticker_added"]
     assert suite.cases[1].variants[1].settings.shape == "circle"
 
 
 def test_unknown_key_names_line_field_and_allowed_keys(folder):
-    suite = load_suite(write(folder, """\
+    suite = load_suite(
+        write(
+            folder,
+            """\
 model: m
 defaults: {label: cat}
 cases:
@@ -97,7 +114,9 @@ cases:
     image: a.png
     colour: red
     object: {box: [0, 0, 4, 4]}
-"""))
+""",
+        )
+    )
     assert suite.cases[0].errors == []
     (error,) = suite.cases[1].errors
     assert error.line == 9 and error.field == "cases[1].colour"
@@ -105,7 +124,10 @@ cases:
 
 
 def test_wrong_type_unknown_variant_and_bad_setting(folder):
-    suite = load_suite(write(folder, """\
+    suite = load_suite(
+        write(
+            folder,
+            """\
 model: m
 defaults: {label: cat}
 cases:
@@ -120,7 +142,9 @@ cases:
       original: {}
       blurred: {}
       instance_removed: {fill: magic}
-"""))
+""",
+        )
+    )
     assert "cases[0].thresholds.min_object_mass" in suite.cases[0].errors[0].format()
     assert ":7:" in suite.cases[0].errors[0].format()
     variants = {v.name: v for v in suite.cases[1].variants}
@@ -132,13 +156,18 @@ cases:
 
 
 def test_missing_files_and_missing_label(folder):
-    suite = load_suite(write(folder, """\
+    suite = load_suite(
+        write(
+            folder,
+            """\
 model: m
 cases:
   - id: a
     image: nope.png
     object: {mask: nomask.png}
-"""))
+""",
+        )
+    )
     messages = [e.format() for e in suite.cases[0].errors]
     assert any("cases[0].label: no label" in m for m in messages)
     assert any(":4: cases[0].image: image file not found: nope.png" in m for m in messages)
@@ -146,25 +175,35 @@ cases:
 
 
 def test_region_needs_exactly_one_shape_and_valid_box(folder):
-    suite = load_suite(write(folder, """\
+    suite = load_suite(
+        write(
+            folder,
+            """\
 model: m
 defaults: {label: cat}
 cases:
   - {id: a, image: a.png, object: {box: [0, 0, 4, 4], polygon: [[0, 0], [1, 1], [2, 0]]}}
   - {id: b, image: a.png, object: {box: [5, 5, 1, 1]}}
-"""))
+""",
+        )
+    )
     assert "exactly one of 'mask', 'polygon' or 'box'" in suite.cases[0].errors[0].message
     assert "x1 > x0" in suite.cases[1].errors[0].message
 
 
 def test_duplicate_ids_are_reported(folder):
-    suite = load_suite(write(folder, """\
+    suite = load_suite(
+        write(
+            folder,
+            """\
 model: m
 defaults: {label: cat}
 cases:
   - {id: a, image: a.png, object: {box: [0, 0, 4, 4]}}
   - {id: a, image: a.png, object: {box: [0, 0, 4, 4]}}
-"""))
+""",
+        )
+    )
     assert suite.cases[0].errors == []
     assert "duplicate case id 'a'" in suite.cases[1].errors[0].message
 
@@ -177,8 +216,9 @@ def test_syntax_and_header_errors_are_suite_errors(folder):
 
 
 def test_check_labels_lists_allowed_classes(folder):
-    suite = load_suite(write(folder, "model: m\ncases:\n"
-                                     "  - {id: a, image: a.png, label: zebra, object: {box: [0, 0, 4, 4]}}\n"))
+    suite = load_suite(
+        write(folder, "model: m\ncases:\n  - {id: a, image: a.png, label: zebra, object: {box: [0, 0, 4, 4]}}\n")
+    )
     check_labels(suite, ["cat", "dog"], "m")
     assert "unknown class 'zebra' for model 'm'; allowed values: cat, dog" in suite.cases[0].errors[0].message
 
@@ -193,8 +233,9 @@ def test_shipped_json_schema_is_current():
     import json
 
     shipped = Path(__file__).resolve().parents[2] / "docs" / "suite.schema.json"
-    assert json.loads(shipped.read_text()) == suite_json_schema(), \
+    assert json.loads(shipped.read_text()) == suite_json_schema(), (
         "regenerate with: python -m harness schema --output docs/suite.schema.json"
+    )
 
 
 # ------------------------------------------------------------------ input-side reliability (issue 10)
@@ -208,13 +249,19 @@ cases:
 """
 
 
-@pytest.mark.parametrize(("region", "message"), [
-    ("{polygon: [[.nan, 1], [10, 1], [10, 10]]}", "coordinates must be finite numbers (got nan)"),
-    ("{polygon: [[1, 1], [-.inf, 1], [10, 10]]}", "coordinates must be finite numbers (got -inf)"),
-    ("{box: [0, 0, .inf, 10]}", "coordinates must be finite numbers (got inf)"),
-    ("{box: [.nan, 0, 10, 10]}", "coordinates must be finite numbers (got nan)"),
-    ("{polygon: [[1, 1], [1.0e+7, 1], [10, 10]]}", "coordinate 10000000.0 is out of range (at most 1000000 pixels)"),
-])
+@pytest.mark.parametrize(
+    ("region", "message"),
+    [
+        ("{polygon: [[.nan, 1], [10, 1], [10, 10]]}", "coordinates must be finite numbers (got nan)"),
+        ("{polygon: [[1, 1], [-.inf, 1], [10, 10]]}", "coordinates must be finite numbers (got -inf)"),
+        ("{box: [0, 0, .inf, 10]}", "coordinates must be finite numbers (got inf)"),
+        ("{box: [.nan, 0, 10, 10]}", "coordinates must be finite numbers (got nan)"),
+        (
+            "{polygon: [[1, 1], [1.0e+7, 1], [10, 10]]}",
+            "coordinate 10000000.0 is out of range (at most 1000000 pixels)",
+        ),
+    ],
+)
 def test_non_finite_or_huge_coordinates_are_located_errors(folder, region, message):
     field = "polygon" if "polygon" in region else "box"
     suite = load_suite(write(folder, CASE + f"    object: {region}\n"))
@@ -225,24 +272,33 @@ def test_non_finite_or_huge_coordinates_are_located_errors(folder, region, messa
 def test_empty_variants_are_located_errors_not_a_dropped_case(folder, empty):
     in_case = load_suite(write(folder, CASE + f"    object: {{box: [1, 1, 5, 5]}}\n    variants: {empty}\n"))
     assert in_case.cases[0].variants == []
-    assert errors_of(in_case) == [f"{folder / 's.xai.yaml'}:7: cases[0].variants: no variants: list at least one "
-                                  f"of original, instance_removed, background_removed, sticker_added (or leave the "
-                                  f"key out for all of them)"]
-    in_defaults = load_suite(write(folder, CASE.replace("{label: cat}", f"{{label: cat, variants: {empty}}}")
-                                   + "    object: {box: [1, 1, 5, 5]}\n"))
+    assert errors_of(in_case) == [
+        f"{folder / 's.xai.yaml'}:7: cases[0].variants: no variants: list at least one "
+        f"of original, instance_removed, background_removed, sticker_added (or leave the "
+        f"key out for all of them)"
+    ]
+    in_defaults = load_suite(
+        write(
+            folder,
+            CASE.replace("{label: cat}", f"{{label: cat, variants: {empty}}}") + "    object: {box: [1, 1, 5, 5]}\n",
+        )
+    )
     assert [e.split(": ", 1)[1] for e in errors_of(in_defaults)][0].startswith("defaults.variants: no variants")
 
 
-@pytest.mark.parametrize(("settings", "field", "message"), [
-    ("sticker_added: {color: [300, -5, 0]}", "sticker_added.color[0]", "less than or equal to 255 (got 300)"),
-    ("sticker_added: {seed: -1}", "sticker_added.seed", "greater than or equal to 0 (got -1)"),
-    ("instance_removed: {fill: noise, seed: -3}", "instance_removed.seed", "greater than or equal to 0 (got -3)"),
-    ("background_removed: {fill: noise, seed: -1}", "background_removed.seed", "greater than or equal to 0"),
-    ("background_removed: {fill: blur, blur_sigma: .nan}", "background_removed.blur_sigma", "finite number"),
-    ("sticker_added: {size: .inf}", "sticker_added.size", "finite number"),
-    ("sticker_added: {position: [1, 99999999]}", "sticker_added.position[1]", "less than or equal to 1000000"),
-    ("sticker_added: {image: ''}", "sticker_added.image", "at least 1 character"),
-])
+@pytest.mark.parametrize(
+    ("settings", "field", "message"),
+    [
+        ("sticker_added: {color: [300, -5, 0]}", "sticker_added.color[0]", "less than or equal to 255 (got 300)"),
+        ("sticker_added: {seed: -1}", "sticker_added.seed", "greater than or equal to 0 (got -1)"),
+        ("instance_removed: {fill: noise, seed: -3}", "instance_removed.seed", "greater than or equal to 0 (got -3)"),
+        ("background_removed: {fill: noise, seed: -1}", "background_removed.seed", "greater than or equal to 0"),
+        ("background_removed: {fill: blur, blur_sigma: .nan}", "background_removed.blur_sigma", "finite number"),
+        ("sticker_added: {size: .inf}", "sticker_added.size", "finite number"),
+        ("sticker_added: {position: [1, 99999999]}", "sticker_added.position[1]", "less than or equal to 1000000"),
+        ("sticker_added: {image: ''}", "sticker_added.image", "at least 1 character"),
+    ],
+)
 def test_variant_settings_out_of_range_are_located_errors(folder, settings, field, message):
     suite = load_suite(write(folder, CASE + f"    object: {{box: [1, 1, 5, 5]}}\n    variants:\n      {settings}\n"))
     prefix = f"{folder / 's.xai.yaml'}:8: cases[0].variants.{field}: "
@@ -258,8 +314,10 @@ def test_sticker_colour_bounds_are_inclusive():
 @pytest.mark.parametrize("tag", ["_private", "a: b", "two words", "and", "9lives", ""])
 def test_tags_must_be_words_pytest_can_select(folder, tag):
     suite = load_suite(write(folder, CASE + f"    object: {{box: [1, 1, 5, 5]}}\n    tags: [{tag!r}]\n"))
-    assert errors_of(suite) == [f"{folder / 's.xai.yaml'}:7: cases[0].tags: tag {tag!r} is not a word pytest -m can "
-                                f"select: use letters, digits, '_' and '-', starting with a letter (not and/or/not)"]
+    assert errors_of(suite) == [
+        f"{folder / 's.xai.yaml'}:7: cases[0].tags: tag {tag!r} is not a word pytest -m can "
+        f"select: use letters, digits, '_' and '-', starting with a letter (not and/or/not)"
+    ]
 
 
 def test_good_tags_are_kept_with_their_line(folder):
@@ -277,15 +335,23 @@ def test_image_symlink_loop_and_folder_are_located(folder):
     suite = load_suite(write(folder, CASE.replace("a.png", "loop_a.png") + "    object: {mask: dir.png}\n"))
     assert errors_of(suite) == [
         f"{folder / 's.xai.yaml'}:5: cases[0].image: image path is a symlink loop: loop_a.png (looked in {folder})",
-        f"{folder / 's.xai.yaml'}:6: cases[0].object.mask: mask path is not a file: dir.png (looked in {folder})"]
+        f"{folder / 's.xai.yaml'}:6: cases[0].object.mask: mask path is not a file: dir.png (looked in {folder})",
+    ]
 
 
 def test_missing_variant_image_is_located_at_its_setting(folder):
-    suite = load_suite(write(folder, CASE + "    object: {box: [1, 1, 5, 5]}\n    variants:\n"
-                                            "      background_removed: {fill: image,\n"
-                                            "                           image: nope.png}\n"))
-    assert errors_of(suite) == [f"{folder / 's.xai.yaml'}:9: cases[0].variants.background_removed.image: "
-                                f"image file not found: nope.png (looked in {folder})"]
+    suite = load_suite(
+        write(
+            folder,
+            CASE + "    object: {box: [1, 1, 5, 5]}\n    variants:\n"
+            "      background_removed: {fill: image,\n"
+            "                           image: nope.png}\n",
+        )
+    )
+    assert errors_of(suite) == [
+        f"{folder / 's.xai.yaml'}:9: cases[0].variants.background_removed.image: "
+        f"image file not found: nope.png (looked in {folder})"
+    ]
 
 
 def test_non_utf8_file_is_located_at_its_line(folder):
@@ -297,17 +363,23 @@ def test_non_utf8_file_is_located_at_its_line(folder):
 
 
 def test_explainer_line_is_recorded(folder):
-    suite = load_suite(write(folder, "model: m\n\nexplainer: lrp/nope\n" + CASE.split("\n", 1)[1]
-                             + "    object: {box: [1, 1, 5, 5]}\n"))
+    suite = load_suite(
+        write(
+            folder, "model: m\n\nexplainer: lrp/nope\n" + CASE.split("\n", 1)[1] + "    object: {box: [1, 1, 5, 5]}\n"
+        )
+    )
     assert suite.explainer_line == 3 and suite.model_line == 1
 
 
-@pytest.mark.parametrize(("where", "text", "field"), [
-    ("case", "    thresholds: {min_object_mass: yes}\n", "cases[0].thresholds.min_object_mass"),
-    ("case", "    variants: {sticker_added: {color: [true, 0, 0]}}\n", "cases[0].variants.sticker_added.color"),
-    ("case", "    variants: {instance_removed: {dilate: no}}\n", "cases[0].variants.instance_removed.dilate"),
-    ("region", "{box: [true, 0, 5, 5]}", "cases[0].object.box"),
-])
+@pytest.mark.parametrize(
+    ("where", "text", "field"),
+    [
+        ("case", "    thresholds: {min_object_mass: yes}\n", "cases[0].thresholds.min_object_mass"),
+        ("case", "    variants: {sticker_added: {color: [true, 0, 0]}}\n", "cases[0].variants.sticker_added.color"),
+        ("case", "    variants: {instance_removed: {dilate: no}}\n", "cases[0].variants.instance_removed.dilate"),
+        ("region", "{box: [true, 0, 5, 5]}", "cases[0].object.box"),
+    ],
+)
 def test_booleans_are_not_numbers(folder, where, text, field):
     # pydantic alone would read `yes` as 1: a threshold of 1.0, a red channel of 1.
     body = f"    object: {text}\n" if where == "region" else "    object: {box: [1, 1, 5, 5]}\n" + text
@@ -317,8 +389,9 @@ def test_booleans_are_not_numbers(folder, where, text, field):
 
 
 def test_booleans_stay_valid_where_a_boolean_belongs(folder):
-    suite = load_suite(write(folder, CASE + "    object: {box: [1, 1, 5, 5]}\n    thresholds: {pointing_game: yes}\n"
-                                            "    xfail: true\n"))
+    suite = load_suite(
+        write(folder, CASE + "    object: {box: [1, 1, 5, 5]}\n    thresholds: {pointing_game: yes}\n    xfail: true\n")
+    )
     assert errors_of(suite) == [] and suite.cases[0].xfail is True
     assert suite.cases[0].variants[0].thresholds["pointing_game"] is True
 
@@ -326,7 +399,8 @@ def test_booleans_stay_valid_where_a_boolean_belongs(folder):
 def test_empty_label_and_repeated_model_are_errors(folder):
     suite = load_suite(write(folder, CASE + "    object: {box: [1, 1, 5, 5]}\n    label: ''\n"))
     assert [e.split(": ", 1)[1] for e in errors_of(suite)] == [
-        "cases[0].label: String should have at least 1 character (got '')"]
+        "cases[0].label: String should have at least 1 character (got '')"
+    ]
     twice = load_suite(write(folder, CASE.replace("model: m", "models: [m, m]") + "    object: {box: [1, 1, 5, 5]}\n"))
     assert twice.error is not None and twice.error.line == 1
     assert twice.error.message == "a model is listed twice (got ['m', 'm'])"
