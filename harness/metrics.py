@@ -106,13 +106,15 @@ class RegionMetrics:
 
 def region_metrics(relevance: np.ndarray, mask: np.ndarray, tolerance: int = 0) -> RegionMetrics:
     """Compute every metric of ``relevance`` against ``mask`` at once."""
-    metrics = RegionMetrics(
-        mass=positive_mass(relevance, mask),
-        signed=signed_share(relevance, mask),
-        negative=negative_mass(relevance, mask),
-        rank_accuracy=rank_accuracy(relevance, mask),
-        pointing_game=pointing_game(relevance, mask, tolerance),
-    )
+    # Overflowing sums are caught below as non-finite values, not warned about.
+    with np.errstate(over="ignore", invalid="ignore"):
+        metrics = RegionMetrics(
+            mass=positive_mass(relevance, mask),
+            signed=signed_share(relevance, mask),
+            negative=negative_mass(relevance, mask),
+            rank_accuracy=rank_accuracy(relevance, mask),
+            pointing_game=pointing_game(relevance, mask, tolerance),
+        )
     for name in ("mass", "signed", "negative", "rank_accuracy"):
         value = getattr(metrics, name)
         # Sums of finite float32 maps can still overflow to Inf: no metric may pass on it.
