@@ -69,6 +69,29 @@ def _reserved_markers(config: pytest.Config) -> frozenset[str]:
     return reserved
 
 
+def item_name(
+    case_id: str,
+    variant: str,
+    *,
+    sweep: str | None = None,
+    model: str | None = None,
+    explainer: str | None = None,
+) -> str:
+    """The item's name: ``case_id[variant-sweep-model-explainer]``.
+
+    The one place that spells item ids (suites, the report and the results table read
+    them back). A part is given only when it distinguishes items of one case: the sweep
+    value of a swept variant, the model when a run has several, the explainer when a
+    run has several (``/`` becomes ``_`` so that ``-k gradcam`` selects by substring and
+    the id stays one path segment).
+    """
+    parts = [variant]
+    parts += [part for part in (sweep, model) if part]
+    if explainer:
+        parts.append(explainer.replace("/", "_"))
+    return f"{case_id}[{'-'.join(parts)}]"
+
+
 class SuiteFile(pytest.File):
     """A ``*.xai.yaml`` file."""
 
@@ -159,9 +182,7 @@ class SuiteFile(pytest.File):
             return
         for variant in case.variants:
             for model in models:
-                name = (
-                    f"{case.case_id}[{variant.name}]" if len(models) == 1 else f"{case.case_id}[{variant.name}-{model}]"
-                )
+                name = item_name(case.case_id, variant.name, model=model if len(models) > 1 else None)
                 item = XaiItem.from_parent(
                     self,
                     name=name,
