@@ -86,6 +86,24 @@ class Thresholds(BaseModel):
         description="[lo, hi]: an LRP explanation whose relevance sum / target logit lies outside this band is "
         "an error ('explanation unreliable'); null switches the check off (docs/reliability.md)",
     )
+    min_object_lift: float | None = Field(
+        None,
+        ge=0,
+        description="original: relevance mass on the object divided by the object's share of the pixels (1 = no "
+        "more than its size) below which the verdict is 'wrong reasons'; judges small and large objects alike",
+    )
+    top_k: int | None = Field(
+        None,
+        ge=1,
+        description="a class counts as predicted when it is among the k most probable classes (1: top-1)",
+    )
+    min_p: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="a class counts as predicted only with at least this probability (raise it when near-uniform "
+        "outputs, e.g. on empty images, must not count)",
+    )
 
     @field_validator("*", mode="before")
     @classmethod
@@ -100,13 +118,20 @@ class Thresholds(BaseModel):
         return value
 
 
+# The size-aware reasons check is the default; the absolute mass check is there for a suite
+# that sets it (benchmarks/measure_reasons.py measured both on the demo models).
+MIN_OBJECT_LIFT = 2.0
+
 DEFAULT_THRESHOLDS: dict[str, Any] = {
-    "min_object_mass": 0.5,
+    "min_object_mass": None,
     "max_sticker_share": 0.3,
     "min_rank_accuracy": None,
     "pointing_game": False,
     "pointing_tolerance": 0,
     "conservation": DEFAULT_CONSERVATION,
+    "min_object_lift": MIN_OBJECT_LIFT,
+    "top_k": 1,
+    "min_p": None,
 }
 
 # --------------------------------------------------------------------------- raw models
@@ -200,6 +225,8 @@ class VariantSpec:
     settings: VariantSettings | None = None
     thresholds: dict[str, Any] = field(default_factory=dict)
     errors: list[SpecError] = field(default_factory=list)
+    # threshold name -> the level it came from: built-in, suite, case or variant
+    threshold_sources: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -403,6 +430,17 @@ def _merge_thresholds(*levels: Thresholds | None) -> dict[str, Any]:
     return merged
 
 
+def _threshold_sources(levels: list[Thresholds | None]) -> dict[str, str]:
+    """Where each merged threshold came from; ``levels`` as given to :func:`_merge_thresholds`
+    (suite defaults, case, then the variant's levels)."""
+    sources = dict.fromkeys(DEFAULT_THRESHOLDS, "built-in")
+    for position, level in enumerate(levels):
+        if level is not None:
+            name = ("suite", "case")[position] if position < 2 else "variant"
+            sources.update(dict.fromkeys(level.model_dump(exclude_unset=True), name))
+    return sources
+
+
 def _resolve_variants(
     case_raw: Any,
     case: CaseModel | None,
@@ -509,6 +547,7 @@ def _resolve_variants(
             spec.errors += problems
             continue
         spec.thresholds = _merge_thresholds(*threshold_levels)
+        spec.threshold_sources = _threshold_sources(threshold_levels)
     return specs, errors
 
 
