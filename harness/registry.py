@@ -61,6 +61,8 @@ class ModelEntry(BaseModel):
     description: str = ""
     canonizer: Literal["auto", "batchnorm", "none"] = Field(
         "auto", description="BatchNorm merging for LRP: auto merges whenever the model has BatchNorm layers")
+    cam_layer: str | None = Field(
+        None, description="Grad-CAM's layer (a qualified module name, e.g. features.18); default: the last convolution")
     # Where relative paths (class file, architecture file, weights) start; the registry's folder.
     _base: Path = PrivateAttr(default_factory=Path)
     _classes_file: Path | None = PrivateAttr(default=None)

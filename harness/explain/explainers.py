@@ -36,9 +36,11 @@ LRP_RULE_SETS = ("epsilon_plus_flat", "epsilon_gamma_box", "epsilon_alpha2_beta1
 EXPLAINERS: dict[str, str] = {
     **{f"lrp/{rule}": f"LRP with zennit's {rule} composite" for rule in LRP_RULE_SETS},
     "gradient/input_x_gradient": "input times gradient of the target logit (no LRP rules; a baseline)",
+    "cam/gradcam": "Grad-CAM on the last convolution (or the registry's cam_layer), ReLU'd, upsampled bilinearly",
 }
 ALIASES = {rule: f"lrp/{rule}" for rule in LRP_RULE_SETS} | {"lrp": "lrp/epsilon_plus_flat",
-                                                              "input_x_gradient": "gradient/input_x_gradient"}
+                                                              "input_x_gradient": "gradient/input_x_gradient",
+                                                              "gradcam": "cam/gradcam"}
 
 
 def canonical_name(name: str) -> str:
@@ -164,6 +166,8 @@ def make_explainer(name: str, model: LoadedModel, backend: Backend = "auto") -> 
     """
     key = canonical_name(name)
     kind, _, rule = key.partition("/")
+    if kind == "cam":
+        return _gradcam(key, model)
     if kind != "lrp":
         return Explainer(key, model, "autograd", "", InputXGradient(model.module))
     if backend not in ("auto", "fast", "zennit"):
@@ -187,3 +191,19 @@ def make_explainer(name: str, model: LoadedModel, backend: Backend = "auto") -> 
             raise
         raise HarnessError(f"model {model.name!r}: {exc}; nor do the fast LRP engines cover it ({why})") from None
     return Explainer(key, model, "zennit", f"{note} ({zennit.describe()})", zennit)
+
+
+def _gradcam(key: str, model: LoadedModel) -> Explainer:
+    """Grad-CAM on the registry's ``cam_layer``, else on the last convolution the logits
+    depend on (found with one probe forward of a zero image at the model's input size)."""
+    from harness.explain.cam import GradCAM, last_conv_layer
+
+    layer = model.entry.cam_layer
+    how = "cam_layer in the registry"
+    if layer is None:
+        height, width = model.preprocessing.size
+        probe = torch.zeros(1, len(model.preprocessing.mean), height, width, device=model.device)
+        layer = last_conv_layer(model.module, probe)
+        how = "the last convolution"
+    cam = GradCAM(model.module, layer)
+    return Explainer(key, model, "autograd", f"{cam.describe()} ({how})", cam)
