@@ -59,6 +59,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     default=None,
                     help="inline the report's images instead of an assets folder [ini: xai_report_self_contained]")
     parser.addini("xai_report_self_contained", "inline the report's images", type="bool", default=False)
+    group.addoption("--xai-threshold", dest="xai_threshold", action="append", default=None, metavar="NAME=VALUE",
+                    help="set a threshold for every item, over the suites' (repeatable), e.g. min_object_lift=1.5 "
+                         "[ini: xai_threshold, one NAME=VALUE a line]")
+    parser.addini("xai_threshold", "thresholds for every item, NAME=VALUE one a line", type="linelist", default=[])
 
 
 def option(config: pytest.Config, name: str) -> tuple[Any, Path]:
@@ -84,6 +88,7 @@ class XaiState:
     assets_dir: Path | None
     is_worker: bool
     conservation: tuple[float, float] | str | None = None   # --xai-conservation: a band, "off", or not given
+    threshold_overrides: dict[str, Any] = field(default_factory=dict)   # --xai-threshold NAME=VALUE
     workers: int = 0   # xdist workers in the session, 0 outside xdist
     announced: bool = False   # the backends were shown in the header
     worker_engines: list[dict[str, Any]] = field(default_factory=list)   # xdist controller
@@ -229,13 +234,15 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"--xai-lrp-backend must be auto, fast or zennit, got {backend!r}")
     workers = int(config.workerinput.get("workercount", 1)) if is_worker else 0  # type: ignore[attr-defined]
     conservation = _conservation(option(config, "xai_conservation")[0])
+    threshold_lines = config.getoption("xai_threshold", None) or config.getini("xai_threshold")
+    threshold_overrides = parse_thresholds(list(threshold_lines or []))
     registry_path = _path(config, "xai_models")
     assert registry_path is not None
     state = XaiState(config=config, registry_path=registry_path, model_override=overrides,
                      explainer_override=option(config, "xai_explainer")[0] or None, device_name=device_name,
                      batch_size=batch_size, backend=str(backend), results_path=_path(config, "xai_results"),
                      assets_dir=_path(config, "xai_assets"), is_worker=is_worker, workers=workers,
-                     conservation=conservation)
+                     conservation=conservation, threshold_overrides=threshold_overrides)
     config.stash[STATE_KEY] = state
     if not is_worker:
         config.pluginmanager.register(ResultsRecorder(state), "xai-results")
@@ -265,6 +272,35 @@ def _conservation(value: Any) -> tuple[float, float] | str | None:
     if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
         raise pytest.UsageError(f"--xai-conservation needs finite LO < HI, got {text!r}")
     return lo, hi
+
+
+def parse_thresholds(lines: list[str]) -> dict[str, Any]:
+    """``--xai-threshold NAME=VALUE`` (values read as YAML: ``0.3``, ``null``, ``[0.5, 3]``),
+    validated like a suite's thresholds; the last of a name wins."""
+    if not lines:
+        return {}
+    import yaml
+    from pydantic import ValidationError
+
+    from harness.spec import Thresholds
+
+    out: dict[str, Any] = {}
+    for line in lines:
+        name, sep, text = str(line).partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise pytest.UsageError(f"--xai-threshold must be NAME=VALUE, got {line!r}")
+        if name not in Thresholds.model_fields:
+            raise pytest.UsageError(f"--xai-threshold: unknown threshold {name!r}; allowed names: "
+                                    f"{', '.join(Thresholds.model_fields)}")
+        try:
+            value = yaml.safe_load(text.strip()) if text.strip() else None
+            value = getattr(Thresholds.model_validate({name: value}), name)
+        except (yaml.YAMLError, ValidationError) as exc:
+            detail = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else str(exc).splitlines()[0]
+            raise pytest.UsageError(f"--xai-threshold {name}: bad value {text.strip()!r}: {detail}") from None
+        out[name] = value
+    return out
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
