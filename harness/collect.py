@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -124,7 +125,7 @@ class SuiteFile(pytest.File):
             )
             return
         try:
-            explainer = canonical_name(state.explainer_override or suite.explainer)
+            explainers = explainer_keys(state.explainer_override, suite)
         except HarnessError as exc:
             field_name, line = (
                 ("--xai-explainer", None) if state.explainer_override else ("explainer", suite.explainer_line or 1)
@@ -145,7 +146,7 @@ class SuiteFile(pytest.File):
             registry_error = exc
         for case in suite.cases:
             try:
-                items = list(self._case_items(case, suite, models, explainer, rel, classes, registry_error))
+                items = list(self._case_items(case, suite, models, explainers, rel, classes, registry_error))
             except Exception as exc:  # noqa: BLE001 - one case must not take the file down
                 items = [
                     SuiteErrorItem.from_parent(
@@ -167,7 +168,7 @@ class SuiteFile(pytest.File):
         case: CaseSpec,
         suite: SuiteSpec,
         models: list[str],
-        explainer: str,
+        explainers: list[str],
         rel: str,
         classes: dict[str, list[str] | None],
         registry_error: ModelError | None,
@@ -181,8 +182,13 @@ class SuiteFile(pytest.File):
             yield SuiteErrorItem.from_parent(self, name=case.case_id, case_id=case.case_id, errors=errors)
             return
         for variant in case.variants:
-            for model in models:
-                name = item_name(case.case_id, variant.name, model=model if len(models) > 1 else None)
+            for model, explainer in itertools.product(models, explainers):
+                name = item_name(
+                    case.case_id,
+                    variant.name,
+                    model=model if len(models) > 1 else None,
+                    explainer=explainer if len(explainers) > 1 else None,
+                )
                 item = XaiItem.from_parent(
                     self,
                     name=name,
@@ -194,6 +200,7 @@ class SuiteFile(pytest.File):
                     suite_rel=rel,
                     classes=classes.get(model),
                     registry_error=registry_error,
+                    several_explainers=len(explainers) > 1,
                 )
                 item.problems += tag_errors
                 if case.skip:
@@ -207,7 +214,7 @@ class SuiteFile(pytest.File):
                         pytest.mark.xfail(
                             reason=case.xfail if isinstance(case.xfail, str) else "xfail: true in the suite",
                             raises=VerdictFailure,
-                            strict=False,
+                            # no strict=: pytest's xfail_strict ini decides whether an xpass fails
                         )
                     )
                 if not tag_errors:
@@ -234,6 +241,40 @@ class SuiteFile(pytest.File):
         ]
 
 
+def _structured_nodeid(kwargs: dict[str, Any]) -> None:
+    """Give the item the node id its own string parses to.
+
+    pytest 9 compares ids structurally (path, names, ``[params]``) when it matches
+    ``--lf``/``--ff``/``--sw`` records and command-line ids; an id built by appending
+    the name ``case[variant]`` as a plain name never equals the stored string parsed
+    back. Passing the string lets every pytest version derive the structure itself.
+    """
+    if kwargs.get("nodeid") is None:
+        kwargs["nodeid"] = f"{kwargs['parent'].nodeid}::{kwargs['name']}"
+
+
+def _domain(name: str, suite_rel: str) -> str:
+    """The test name for reports: pytest's terminal turns dots before ``[`` into ``::``
+    when the name ends the node id (Python's ``Class.test``), which would print a
+    case id such as ``img.001`` as an id that cannot be pasted back; a name that
+    does not end the id is left alone, so a dotted one carries its suite."""
+    if "." in name.partition("[")[0]:
+        return f"{name} ({suite_rel})"
+    return name
+
+
+def explainer_keys(override: str | None, suite: SuiteSpec) -> list[str]:
+    """The run's explainers for ``suite``: ``--xai-explainer`` (comma-separated) over the
+    suite's ``explainer`` (a name or a list), as registry keys, each once."""
+    names = [n.strip() for n in override.split(",") if n.strip()] if override else suite.explainers or [suite.explainer]
+    if not names:
+        raise HarnessError("no explainer given")
+    keys = [canonical_name(name) for name in names]
+    if len(set(keys)) != len(keys):
+        raise HarnessError(f"an explainer is named twice ({', '.join(names)} are {', '.join(keys)})")
+    return keys
+
+
 def _relocated(error: SpecError, rel: str) -> SpecError:
     return SpecError(rel, error.line, error.field, error.message)
 
@@ -246,6 +287,7 @@ class SuiteErrorItem(pytest.Item):
     def __init__(
         self, *, error: SpecError | None = None, errors: list[SpecError] | None = None, case_id: str = "", **kwargs: Any
     ) -> None:
+        _structured_nodeid(kwargs)
         super().__init__(**kwargs)
         self.errors = list(errors or []) + ([error] if error is not None else [])
         self.error = self.errors[0]
@@ -288,7 +330,7 @@ class SuiteErrorItem(pytest.Item):
         return str(super().repr_failure(excinfo))
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
-        return self.path, (self.error.line or 1) - 1, self.name
+        return self.path, (self.error.line or 1) - 1, _domain(self.name, self.error.path)
 
 
 class XaiItem(pytest.Item):
@@ -305,14 +347,18 @@ class XaiItem(pytest.Item):
         suite_rel: str,
         classes: list[str] | None,
         registry_error: ModelError | None,
+        several_explainers: bool = False,
         **kwargs: Any,
     ) -> None:
+        _structured_nodeid(kwargs)
         super().__init__(**kwargs)
         self.suite = suite
         self.case = case
         self.variant = variant
         self.model = model
         self.explainer = explainer
+        # With several explainers each keeps its pictures in its own folder (same file names).
+        self.assets_part = explainer.replace("/", "_") if several_explainers else ""
         self.suite_rel = suite_rel
         self.evaluation: Evaluation | None = None
         self.problems: list[BaseException] = [_relocated(e, suite_rel) for e in case.errors + variant.errors]
@@ -331,6 +377,8 @@ class XaiItem(pytest.Item):
         self.original_key = (
             ImageKey(model, explainer, case_uid(case), "original") if variant.name == "sticker_added" else None
         )
+        # --xai-threshold values are the highest level, over built-in, suite, case and variant.
+        overrides = _state(self.config).threshold_overrides
         self.context = ItemContext(
             suite=suite_rel,
             line=variant.line or case.line,
@@ -340,7 +388,8 @@ class XaiItem(pytest.Item):
             model=model,
             explainer=explainer,
             label=case.label or "",
-            thresholds=variant.thresholds,
+            thresholds={**variant.thresholds, **overrides},
+            threshold_sources={**variant.threshold_sources, **dict.fromkeys(overrides, "command line")},
             key=self.key,
             original_key=self.original_key,
             nodeid=self.nodeid,
@@ -365,7 +414,9 @@ class XaiItem(pytest.Item):
                 self.case,
                 self.variant,
                 self.case.label or "",
-                predicted_relevance=self.variant.name == "sticker_added",
+                # Sticker rows judge the predicted class's relevance; the rules that expect
+                # the label show it where the prediction differs from the label.
+                predicted_relevance=self.variant.name != "instance_removed",
             )
         )
         return out
@@ -383,7 +434,9 @@ class XaiItem(pytest.Item):
         problems = list(self.problems)
         if not problems:
             try:
-                self.evaluation = evaluate(self.context, state.engine, state.assets_dir, state.picture_writer())
+                assets = state.assets_dir / self.assets_part if state.assets_dir and self.assets_part else state.assets_dir
+                self.evaluation = evaluate(self.context, state.engine, assets, state.picture_writer())
+                self.evaluation.row.update(state.engine.agreement(self.key))
             except HarnessError as exc:
                 problems.append(HarnessError(f"{self.context.location}: {exc}"))
                 self._measured = dict(getattr(exc, "columns", {}))  # e.g. an unhealthy explanation's values
@@ -449,7 +502,7 @@ class XaiItem(pytest.Item):
         return "\n".join(f"{'>' if n + 1 == marked else ' '} {n + 1:4d} | {lines[n]}" for n in range(start, end))
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
-        return self.path, self.context.line - 1, f"{self.suite_rel}::{self.name}"
+        return self.path, self.context.line - 1, _domain(self.name, self.suite_rel)
 
 
 def _fmt(value: Any) -> str:
