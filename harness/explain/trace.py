@@ -14,7 +14,11 @@ Choices (each matches the zennit reference of the test suite):
   the usual LRP treatment of gates, e.g. in LSTMs).  Any other product of two tensors is
   unsupported.
 * ``a + b`` of two tensors: zennit's ``Sum`` with the ``Norm`` rule, i.e. relevance split
-  in proportion to the summands, epsilon-stabilised.  Adding a constant is unsupported.
+  in proportion to the summands, epsilon-stabilised.  Adding a constant tensor (a
+  parameter) is unsupported.
+* ``x + c``, ``x - c``, ``x * c``, ``x / c`` with a number ``c``: relevance passes to ``x``
+  unchanged (for a fixed factor, the epsilon rule of that diagonal layer gives exactly
+  this; a constant offset is treated like a bias that takes no relevance).
 * ``torch.cat``: relevance split back; reshapes, zero padding, dropout, identity: the
   gradient (reshape back, crop, pass).
 * activations (module or functional): zennit's ``Pass`` rule, relevance unchanged.
