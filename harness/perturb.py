@@ -7,6 +7,7 @@ functions never touch files or global random state: randomness comes from a
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Union, cast
@@ -61,6 +62,7 @@ class OriginalSettings(VariantSettings):
 InstanceFill = Literal["inpaint_telea", "inpaint_ns", "blur", "mean", "grey", "noise"]
 BackgroundFill = Literal["grey", "black", "mean", "blur", "noise", "image"]
 Corner = Literal["top_left", "top_right", "bottom_left", "bottom_right"]
+CORNERS: tuple[str, ...] = ("top_left", "top_right", "bottom_left", "bottom_right")
 StickerPosition = Union[  # noqa: UP007 - a runtime alias that pydantic reads
     Literal["on_object", "object_center", "off_object", "top_left", "top_right", "bottom_left", "bottom_right"],
     tuple[Coordinate, Coordinate],
@@ -98,13 +100,15 @@ class BackgroundRemovedSettings(VariantSettings):
 
 
 class StickerAddedSettings(VariantSettings):
-    """Paste a patch (the seed experiment's black sticker)."""
+    """Paste a patch (the seed experiment's black sticker) or an image (a watermark)."""
 
     shape: Literal["square", "circle"] = "square"
     color: tuple[Channel, Channel, Channel] = Field((0, 0, 0), description="RGB, each 0..255")
     image: str | None = Field(None, min_length=1, description="a PNG (alpha respected) pasted instead of a plain shape")
-    size: float = Field(
-        0.25, gt=0, le=1, description="side length as a fraction of the object's (or image's) larger side"
+    size: Annotated[float, Field(gt=0, le=1)] | Literal["native"] = Field(
+        0.25,
+        description="the sticker's larger side as a fraction of the object's (or image's) larger side; "
+        "'native': an image sticker keeps its own pixel size",
     )
     relative_to: Literal["object", "image"] = "object"
     position: StickerPosition = Field(
@@ -112,7 +116,31 @@ class StickerAddedSettings(VariantSettings):
         description="on_object (seeded spot inside the object), object_center, off_object, a corner, "
         "or [x, y] of the sticker's centre",
     )
+    margin: int = Field(0, ge=0, le=10_000, description="with a corner position: pixels between sticker and edges")
+    opacity: float = Field(1.0, gt=0, le=1, description="0-1: how much of the sticker covers the image (1: opaque)")
     seed: Seed = Field(0, description="seed of the on_object / off_object placement (a non-negative integer)")
+
+    @field_validator("size", mode="before")
+    @classmethod
+    def _size(cls, value: Any) -> Any:
+        # One clear message instead of one per branch of the union.
+        if isinstance(value, str):
+            if value != "native":
+                raise ValueError(f"size must be a fraction 0 < size <= 1 or 'native' (got {value!r})")
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):
+                raise ValueError(f"Input should be a finite number (got {value!r})")
+            if not 0 < value <= 1:
+                raise ValueError(f"size must be a fraction 0 < size <= 1 or 'native' (got {value!r})")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> StickerAddedSettings:
+        if self.size == "native" and not self.image:
+            raise ValueError("size 'native' needs 'image': a plain shape has no size of its own")
+        if self.margin and self.position not in CORNERS:
+            raise ValueError(f"margin applies to the corner positions only ({', '.join(CORNERS)})")
+        return self
 
 
 # --------------------------------------------------------------------------- helpers
@@ -174,6 +202,9 @@ def remove_instance(
     Returns the image with ``removed_mask`` = the filled pixels.
     """
     removed = dilate_mask(object_mask, dilate)
+    if not removed.any():
+        # No object (an `expect: absent` case): nothing to paint out, and no removed region.
+        return VariantImage(image=image.copy(), object_mask=object_mask.copy())
     if removed.all():
         raise HarnessError("the dilated object covers the whole image: nothing left to fill it from")
     out = image.copy()
@@ -227,48 +258,81 @@ def remove_background(
     return VariantImage(image=out, object_mask=object_mask.copy())
 
 
-def _sticker_side(object_mask: np.ndarray, size: float, relative_to: str) -> int:
-    if relative_to == "object":
-        rows, cols = np.nonzero(object_mask)
-        extent = max(rows.max() - rows.min() + 1, cols.max() - cols.min() + 1)
-    else:
-        extent = min(object_mask.shape)
-    return max(1, int(round(size * extent)))
+def _extent(object_mask: np.ndarray, relative_to: str) -> int:
+    """The length ``size`` is a fraction of: the larger side of the object's box or of the image."""
+    if relative_to == "image":
+        return max(object_mask.shape)
+    rows, cols = np.nonzero(object_mask)
+    if len(rows) == 0:
+        raise HarnessError("a sticker sized relative to the object needs an object; use relative_to: image")
+    return int(max(rows.max() - rows.min() + 1, cols.max() - cols.min() + 1))
 
 
-def _sticker_centre(
-    object_mask: np.ndarray, side: int, position: StickerPosition, rng: np.random.Generator
+def sticker_shape(
+    object_mask: np.ndarray, size: float | str, relative_to: str, native: tuple[int, int] | None
 ) -> tuple[int, int]:
-    """Centre (x, y) of a side×side sticker, chosen as the position setting asks."""
+    """(height, width) of the pasted sticker.
+
+    ``native`` is the sticker image's own (height, width), or ``None`` for a plain
+    shape (a square box). The sticker's larger side becomes ``size`` times the extent,
+    and its aspect ratio is kept, so a 16x9 watermark never turns into a square.
+    """
+    if size == "native":
+        if native is None:
+            raise HarnessError("size 'native' needs an image sticker")
+        return native
+    target = max(1, int(round(float(size) * _extent(object_mask, relative_to))))
+    if native is None:
+        return target, target
+    height, width = native
+    scale = target / max(height, width)
+    return max(1, int(round(height * scale))), max(1, int(round(width * scale)))
+
+
+def _sticker_origin(
+    object_mask: np.ndarray,
+    box: tuple[int, int],
+    position: StickerPosition,
+    margin: int,
+    rng: np.random.Generator,
+) -> tuple[int, int]:
+    """Top-left corner (x, y) of an h x w sticker, placed as the position setting asks."""
     height, width = object_mask.shape
-    half = side // 2
-    lo, hi_x, hi_y = half, width - (side - half), height - (side - half)
+    h, w = box
     if isinstance(position, tuple):
-        return int(position[0]), int(position[1])
-    corners = {"top_left": (lo, lo), "top_right": (hi_x, lo), "bottom_left": (lo, hi_y), "bottom_right": (hi_x, hi_y)}
+        return int(position[0]) - w // 2, int(position[1]) - h // 2
+    corners = {
+        "top_left": (margin, margin),
+        "top_right": (width - w - margin, margin),
+        "bottom_left": (margin, height - h - margin),
+        "bottom_right": (width - w - margin, height - h - margin),
+    }
     if position in corners:
         return corners[position]
-    square = cv2.getStructuringElement(cv2.MORPH_RECT, (side, side))
+    # Candidate centres (the kernel's anchor is (w // 2, h // 2)) for which the sticker lies inside the image.
+    rect = cv2.getStructuringElement(cv2.MORPH_RECT, (w, h))
     inside_image = np.zeros_like(object_mask)
-    inside_image[lo : hi_y + 1, lo : hi_x + 1] = True
+    inside_image[h // 2 : height - (h - h // 2) + 1, w // 2 : width - (w - w // 2) + 1] = True
+    if not object_mask.any():
+        raise HarnessError(f"position {position!r} needs an object; use a corner or [x, y]")
     if position in ("on_object", "object_center"):
         # Distance to the object's border: the sticker should sit on the object, not its edge.
         dist = cv2.distanceTransform(_as_uint8_mask(object_mask), cv2.DIST_L2, 5)
         if position == "on_object":
-            fits = (cv2.erode(_as_uint8_mask(object_mask), square) > 0) & inside_image
+            fits = (cv2.erode(_as_uint8_mask(object_mask), rect) > 0) & inside_image
             if fits.any():
                 ys, xs = np.nonzero(fits)
                 pick = int(rng.integers(len(ys)))
-                return int(xs[pick]), int(ys[pick])
+                return int(xs[pick]) - w // 2, int(ys[pick]) - h // 2
         y, x = np.unravel_index(int(np.argmax(dist)), dist.shape)
-        return int(x), int(y)
+        return int(x) - w // 2, int(y) - h // 2
     # off_object: the whole sticker must miss the object (touching is allowed).
-    free = (cv2.dilate(_as_uint8_mask(object_mask), square) == 0) & inside_image
+    free = (cv2.dilate(_as_uint8_mask(object_mask), rect) == 0) & inside_image
     if not free.any():
-        raise HarnessError(f"no room for a {side}px sticker off the object; use a smaller size or a corner")
+        raise HarnessError(f"no room for a {w}x{h}px sticker off the object; use a smaller size or a corner")
     ys, xs = np.nonzero(free)
     pick = int(rng.integers(len(ys)))
-    return int(xs[pick]), int(ys[pick])
+    return int(xs[pick]) - w // 2, int(ys[pick]) - h // 2
 
 
 def add_sticker(
@@ -278,9 +342,11 @@ def add_sticker(
     shape: str = "square",
     color: tuple[int, int, int] = (0, 0, 0),
     sticker: np.ndarray | None = None,
-    size: float = 0.25,
+    size: float | str = 0.25,
     relative_to: str = "object",
     position: StickerPosition = "on_object",
+    margin: int = 0,
+    opacity: float = 1.0,
     seed: int = 0,
 ) -> VariantImage:
     """Paste a square/circle of one colour, or an RGBA image, and report where it is.
@@ -288,18 +354,19 @@ def add_sticker(
     ``sticker_mask`` holds the pixels the sticker actually covers (alpha > 0 for images).
     """
     height, width = object_mask.shape
-    side = _sticker_side(object_mask, size, relative_to)
-    cx, cy = _sticker_centre(object_mask, side, position, np.random.default_rng(seed))
-    x0, y0 = cx - side // 2, cy - side // 2
+    native = None if sticker is None else (int(sticker.shape[0]), int(sticker.shape[1]))
+    h, w = sticker_shape(object_mask, size, relative_to, native)
+    x0, y0 = _sticker_origin(object_mask, (h, w), position, margin, np.random.default_rng(seed))
     # Clip the sticker to the image; a user-given [x, y] near the edge is allowed.
-    ix0, iy0, ix1, iy1 = max(x0, 0), max(y0, 0), min(x0 + side, width), min(y0 + side, height)
+    ix0, iy0, ix1, iy1 = max(x0, 0), max(y0, 0), min(x0 + w, width), min(y0 + h, height)
     if ix1 <= ix0 or iy1 <= iy0:
-        raise HarnessError(f"sticker centred at ({cx}, {cy}) lies outside the {width}x{height} image")
+        raise HarnessError(f"sticker centred at ({x0 + w // 2}, {y0 + h // 2}) lies outside the {width}x{height} image")
     if sticker is not None:
-        patch = cv2.resize(sticker, (side, side), interpolation=cv2.INTER_AREA)
+        patch = sticker if (h, w) == native else cv2.resize(sticker, (w, h), interpolation=cv2.INTER_AREA)
         alpha = patch[..., 3:4].astype(np.float32) / 255.0
         colour = patch[..., :3].astype(np.float32)
     else:
+        side = h
         alpha_u8 = np.zeros((side, side), dtype=np.uint8)
         if shape == "circle":
             cv2.circle(alpha_u8, (side // 2, side // 2), max(side // 2, 1), 255, thickness=-1)
@@ -310,6 +377,7 @@ def add_sticker(
         alpha = alpha_u8[..., None].astype(np.float32) / 255.0
         colour = np.empty((side, side, 3), dtype=np.float32)
         colour[:] = np.asarray(color, dtype=np.float32)
+    alpha = alpha * np.float32(opacity)
     sub = (slice(iy0 - y0, iy1 - y0), slice(ix0 - x0, ix1 - x0))
     region = image[iy0:iy1, ix0:ix1].astype(np.float32)
     blended = alpha[sub] * colour[sub] + (1.0 - alpha[sub]) * region
@@ -356,8 +424,13 @@ def apply_variant(
     """Generate variant ``name`` with its validated settings.
 
     ``load_rgb`` / ``load_rgba`` resolve the file names a setting may hold (background
-    or sticker image), so this module stays free of path handling.
+    or sticker image), so this module stays free of path handling. A variant made of
+    steps (its settings are a ``harness.steps.StepsSettings``) applies them in order.
     """
+    from harness.steps import StepsSettings, apply_steps  # steps build on this module
+
+    if isinstance(settings, StepsSettings):
+        return apply_steps(settings, image, object_mask, load_rgb, load_rgba)
     if name == "original":
         return original(image, object_mask)
     if name == "instance_removed":
@@ -395,6 +468,8 @@ def apply_variant(
             size=s3.size,
             relative_to=s3.relative_to,
             position=s3.position,
+            margin=s3.margin,
+            opacity=s3.opacity,
             seed=s3.seed,
         )
     raise HarnessError(f"unknown variant {name!r}; known: {', '.join(VARIANTS)}")

@@ -25,11 +25,12 @@ from __future__ import annotations
 
 import math
 import os
+import random
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Union, get_args, get_origin
+from typing import Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
@@ -38,6 +39,7 @@ from harness.errors import SpecError
 from harness.health import DEFAULT_CONSERVATION
 from harness.perturb import DEFAULT_VARIANTS, VARIANTS, VariantSettings
 from harness.regions import Region
+from harness.steps import JUDGES, STEP_KINDS, StepsSettings, step_settings
 from harness.yamlio import line_of, load_marked, refuse_booleans
 
 SUITE_SUFFIX = ".xai.yaml"
@@ -173,6 +175,21 @@ class SuiteHeader(BaseModel):
         return value
 
 
+class SweepGlob(BaseModel):
+    """Sweep values read from files: ``{glob: backgrounds/*.png, sample: 5, seed: 0}``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    glob: str = Field(..., min_length=1, description="file pattern relative to the YAML file (sorted matches)")
+    sample: int | None = Field(None, ge=1, le=100_000, description="take this many of the matches, chosen by seed")
+    seed: int = Field(0, ge=0, le=2**63 - 1, description="seed of the sample")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_booleans(cls, value: Any, info: ValidationInfo) -> Any:
+        return refuse_booleans(cls, info.field_name, value)
+
+
 class CaseModel(BaseModel):
     """One test case as written in YAML."""
 
@@ -182,11 +199,20 @@ class CaseModel(BaseModel):
     image: str = Field(..., description="image path, relative to the YAML file")
     label: str | None = Field(None, min_length=1, description="expected class (overrides defaults.label)")
     description: str = ""
-    object: list[Region] = Field(
-        ..., min_length=1, description="the annotated object: mask, polygon or box (or a list of them)"
+    object: list[Region] | None = Field(
+        None,
+        min_length=1,
+        description="the annotated object: mask, polygon or box (or a list of them); required unless expect: absent",
+    )
+    expect: Literal["present", "absent"] = Field(
+        "present",
+        description="absent: the image shows no such object, and every variant fails if the label is predicted",
     )
     thresholds: Thresholds | None = None
     variants: _VariantsField = None
+    overrides: dict[str, dict[str, Any]] | None = Field(
+        None, description="change settings of single variants: {variant: {setting: value}}"
+    )
     skip: bool | str = Field(False, description="skip the case (a string gives the reason)")
     xfail: bool | str = Field(False, description="expect the case to fail (a string gives the reason)")
     tags: list[str] = Field(default_factory=list, description="words that select the case with pytest -m / -k")
@@ -227,6 +253,13 @@ class VariantSpec:
     errors: list[SpecError] = field(default_factory=list)
     # threshold name -> the level it came from: built-in, suite, case or variant
     threshold_sources: dict[str, str] = field(default_factory=dict)
+    judge: str = ""  # the verdict rule when it is not the name (steps, or "absent" for negative cases)
+    sweep: str | None = None  # this item's sweep value, as it appears in the item id
+
+    @property
+    def rule(self) -> str:
+        """Which verdict rule judges this variant (see harness.verdicts)."""
+        return self.judge or self.name
 
 
 @dataclass
@@ -248,6 +281,7 @@ class CaseSpec:
     tags: list[str] = field(default_factory=list)
     tags_line: int | None = None
     errors: list[SpecError] = field(default_factory=list)
+    expect: str = "present"
 
     @property
     def base_dir(self) -> Path:
@@ -470,85 +504,339 @@ def _resolve_variants(
         # Variants inherited from the defaults are reported at the case's line.
         chosen = [(name, {}, ()) for name in default_entries]
 
+    overrides = case_raw.get("overrides") if isinstance(case_raw, dict) else None
+    if isinstance(overrides, dict):
+        names = {name for name, _, _ in chosen}
+        for name in overrides:
+            if name not in names:
+                errors.append(
+                    SpecError(
+                        path,
+                        line_of(suite_raw, case_loc + ("overrides", name)),
+                        f"{where}.overrides.{name}",
+                        f"overrides a variant the case does not run; its variants: {', '.join(sorted(names))}",
+                    )
+                )
+
     case_line = line_of(suite_raw, case_loc) or 0
     specs: list[VariantSpec] = []
     for name, settings_raw, loc in chosen:
         line = line_of(suite_raw, loc) if loc else case_line
-        spec = VariantSpec(name=name, line=line or case_line)
-        specs.append(spec)
         field_name = f"{where}.variants.{name}" if case_variants is not None else f"defaults.variants.{name}"
-        kind = VARIANTS.get(name)
-        if kind is None:
-            spec.errors.append(
-                SpecError(
-                    path, spec.line, field_name, f"unknown variant {name!r}; allowed values: {', '.join(VARIANTS)}"
-                )
-            )
-            continue
-        merged: dict[str, Any] = {}
-        image_at: tuple[str, int] = (f"{field_name}.image", spec.line)  # where the last 'image' setting was
-        threshold_levels: list[Thresholds | None] = [defaults.thresholds, case.thresholds if case else None]
-        problems: list[SpecError] = []
-        for source, source_loc, label in (
+        sources: list[tuple[Any, tuple[Any, ...], str]] = [
             (*default_entries.get(name, ({}, ())), f"defaults.variants.{name}"),
             (settings_raw if case_variants is not None else {}, loc, field_name),
-        ):
+        ]
+        if isinstance(overrides, dict) and name in overrides:
+            sources.append((overrides[name], case_loc + ("overrides", name), f"{where}.overrides.{name}"))
+        resolver = _Resolver(path, suite_raw, name, line or case_line, field_name)
+        levels: list[Thresholds | None] = [defaults.thresholds, case.thresholds if case else None]
+        specs += resolver.resolve(sources, levels)
+    return specs, errors
+
+
+_Source = tuple[Any, tuple[Any, ...], str]  # (raw settings, their loc in the YAML, their field name)
+
+
+class _Resolver:
+    """Resolves one named variant of one case: its settings (or steps), thresholds and sweep.
+
+    A built-in name merges its settings level by level (defaults < case < overrides); a
+    variant of one's own is a ``judge`` and ``steps`` (the case may replace either), and
+    an override sets a setting in every step that has it. A sweep makes one spec per value.
+    """
+
+    def __init__(self, path: Path, suite_raw: Any, name: str, line: int, field_name: str) -> None:
+        self.path, self.suite_raw, self.name, self.line, self.field = path, suite_raw, name, line, field_name
+        self.problems: list[SpecError] = []
+        self.steps_at: tuple[Any, ...] = ()  # where the steps were written (for their errors' line)
+
+    def error(self, loc: tuple[Any, ...] | None, where: str, message: str) -> None:
+        line = line_of(self.suite_raw, loc) if loc else None
+        self.problems.append(SpecError(self.path, line or self.line, where, message))
+
+    def resolve(self, sources: list[_Source], levels: list[Thresholds | None]) -> list[VariantSpec]:
+        spec = VariantSpec(name=self.name, line=self.line)
+        compound = self.name not in VARIANTS
+        merged: dict[str, Any] = {}  # built-in: its settings; steps: judge and steps
+        overrides: list[_Source] = []
+        sweep: _Source | None = None
+        image_at: tuple[str, int] = (f"{self.field}.image", self.line)
+        for source, source_loc, label in sources:
             if source is None:
                 continue
             if not isinstance(source, dict):
-                problems.append(
-                    SpecError(
-                        path,
-                        line_of(suite_raw, source_loc) or spec.line,
-                        label,
-                        "expected a mapping of settings (or {})",
-                    )
-                )
+                self.error(source_loc, label, "expected a mapping of settings (or {})")
                 continue
             source = dict(source)
             raw_thresholds = source.pop("thresholds", None)
             if raw_thresholds is not None:
                 try:
-                    threshold_levels.append(Thresholds.model_validate(raw_thresholds))
+                    levels.append(Thresholds.model_validate(raw_thresholds))
                 except ValidationError as exc:
-                    problems += _errors_from_validation(
+                    self.problems += _errors_from_validation(
                         exc,
                         Thresholds,
                         raw_thresholds,
-                        path,
+                        self.path,
                         f"{label}.thresholds",
-                        suite_raw,
+                        self.suite_raw,
                         source_loc + ("thresholds",),
                     )
-            merged.update(source)
-            if "image" in source:
-                image_at = (f"{label}.image", line_of(suite_raw, source_loc + ("image",)) or spec.line)
-            try:
-                kind.settings.model_validate(source)
-            except ValidationError as exc:
-                problems += _errors_from_validation(exc, kind.settings, source, path, label, suite_raw, source_loc)
-        if not problems:
-            try:
-                spec.settings = kind.settings.model_validate(merged)
-            except ValidationError as exc:
-                # Each level was valid alone, their combination is not (e.g. fill: image from the case,
-                # no image anywhere): report it where the variant is.
-                problems += [
-                    SpecError(path, spec.line, field_name, e.message)
-                    for e in _errors_from_validation(exc, kind.settings, merged, path, "", suite_raw, ())
+            is_override = ".overrides." in label
+            if "sweep" in source and not is_override:
+                sweep = (source.pop("sweep"), source_loc + ("sweep",), f"{label}.sweep")
+            if compound and is_override:
+                overrides.append((source, source_loc, label))
+            elif compound:
+                for key in source:
+                    if key not in ("judge", "steps"):
+                        self.error(
+                            source_loc + (key,),
+                            f"{label}.{key}",
+                            f"unknown key {key!r}; allowed keys: judge, steps, sweep, thresholds",
+                        )
+                if "steps" in source:
+                    self.steps_at = source_loc + ("steps",)
+                merged.update({k: v for k, v in source.items() if k in ("judge", "steps")})
+            else:
+                kind = VARIANTS[self.name]
+                merged.update(source)
+                if "image" in source:
+                    image_at = (f"{label}.image", line_of(self.suite_raw, source_loc + ("image",)) or self.line)
+                try:
+                    kind.settings.model_validate(source)
+                except ValidationError as exc:
+                    self.problems += _errors_from_validation(
+                        exc, kind.settings, source, self.path, label, self.suite_raw, source_loc
+                    )
+        parsed = self._steps(merged, overrides) if compound else None
+        values: list[tuple[str | None, Any]] = [(None, None)]
+        key = ""
+        if sweep is not None and not self.problems:
+            found = self._sweep_values(sweep, parsed)
+            if found is not None:
+                key, values = found
+        out: list[VariantSpec] = []
+        for tag, value in values:
+            if self.problems:
+                break
+            settings: VariantSettings | None
+            if parsed is not None:
+                steps = [
+                    (step, {**raw, key: value} if tag is not None and key in step_settings(step).model_fields else raw)
+                    for step, raw in parsed
                 ]
-        image = getattr(spec.settings, "image", None)
-        if image and not (name == "background_removed" and getattr(spec.settings, "fill", None) != "image"):
-            problem = file_problem(path.parent, image, "image")
+                settings = self._validate_steps(steps, tag, sweep)
+            else:
+                settings = self._builtin({**merged, key: value} if tag is not None else merged, image_at, tag, sweep)
+            out.append(replace(spec, settings=settings, sweep=tag, errors=[]))
+        if self.problems or not out:
+            spec.errors += self.problems
+            return [spec]
+        judge = str(merged.get("judge", "")) if compound else ""
+        for one in out:
+            one.thresholds = _merge_thresholds(*levels)
+            one.threshold_sources = _threshold_sources(levels)
+            one.judge = judge
+        return out
+
+    # ------------------------------------------------------------ built-in variants
+
+    def _builtin(
+        self, merged: dict[str, Any], image_at: tuple[str, int], tag: str | None, sweep: _Source | None
+    ) -> VariantSettings | None:
+        kind = VARIANTS[self.name]
+        if tag is not None and sweep is not None:  # a sweep value's problem is reported at the sweep
+            image_at = (sweep[2], line_of(self.suite_raw, sweep[1]) or self.line)
+        try:
+            settings = kind.settings.model_validate(merged)
+        except ValidationError as exc:
+            if tag is not None and sweep is not None:
+                self.error(sweep[1], sweep[2], f"value {tag!r}: {_messages(exc)}")
+                return None
+            # Each level was valid alone, their combination is not (e.g. fill: image from the case,
+            # no image anywhere): report it where the variant is.
+            self.problems += [
+                SpecError(self.path, self.line, self.field, e.message)
+                for e in _errors_from_validation(exc, kind.settings, merged, self.path, "", self.suite_raw, ())
+            ]
+            return None
+        problem = _image_problem(self.path, self.name, settings)
+        if problem is not None:
+            self.problems.append(SpecError(self.path, image_at[1], image_at[0], problem))
+            return None
+        return settings
+
+    # ------------------------------------------------------------ variants made of steps
+
+    def _steps(self, merged: dict[str, Any], overrides: list[_Source]) -> list[tuple[str, dict[str, Any]]] | None:
+        """The steps as written (each with the case's overrides), checked for shape; settings not yet validated."""
+        judge = merged.get("judge")
+        steps = merged.get("steps")
+        if "steps" not in merged:
+            self.error(
+                None,
+                self.field,
+                f"unknown variant {self.name!r}; allowed values: {', '.join(VARIANTS)}, "
+                f"or a variant of your own made of steps ({', '.join(STEP_KINDS)}) with a judge",
+            )
+            return None
+        if judge not in JUDGES:
+            got = "" if judge is None else f" (got {judge!r})"
+            self.error(
+                None,
+                f"{self.field}.judge",
+                f"a variant made of steps needs 'judge': the rule that decides it, one of {', '.join(JUDGES)}{got}",
+            )
+        if not isinstance(steps, list) or not steps:
+            self.error(
+                self.steps_at, f"{self.field}.steps", f"expected a non-empty list of steps ({', '.join(STEP_KINDS)})"
+            )
+            return None
+        parsed: list[tuple[str, dict[str, Any]]] = []
+        for i, item in enumerate(steps):
+            where = f"{self.field}.steps[{i}]"
+            if not (isinstance(item, dict) and len(item) == 1 and next(iter(item)) in STEP_KINDS):
+                self.error(
+                    self.steps_at + (i,),
+                    where,
+                    f"expected a one-key mapping step: settings; steps: {', '.join(STEP_KINDS)}",
+                )
+                continue
+            ((step, settings),) = item.items()
+            if settings is None:
+                settings = {}
+            if not isinstance(settings, dict):
+                self.error(self.steps_at + (i,), f"{where}.{step}", "expected a mapping of settings (or {})")
+                continue
+            parsed.append((step, dict(settings)))
+        for source, source_loc, label in overrides:
+            for key, value in source.items():
+                takers = [s for s, _ in parsed if key in step_settings(s).model_fields]
+                if not takers:
+                    self.error(
+                        source_loc + (key,),
+                        f"{label}.{key}",
+                        f"no step of {self.name!r} has a setting {key!r} (its steps: "
+                        f"{', '.join(s for s, _ in parsed)})",
+                    )
+                for step, settings in parsed:
+                    if step in takers:
+                        settings[key] = value
+        return None if self.problems else parsed
+
+    def _validate_steps(
+        self, parsed: list[tuple[str, dict[str, Any]]], tag: str | None, sweep: _Source | None
+    ) -> StepsSettings | None:
+        validated: list[tuple[str, VariantSettings]] = []
+        for i, (step, raw) in enumerate(parsed):
+            model = step_settings(step)
+            where = f"{self.field}.steps[{i}].{step}"
+            at = self.steps_at + (i, step) if self.steps_at else None
+            try:
+                settings = model.model_validate(raw)
+            except ValidationError as exc:
+                if tag is not None and sweep is not None:
+                    self.error(sweep[1], sweep[2], f"value {tag!r}: {_messages(exc)}")
+                else:
+                    self.error(at, where, _messages(exc))
+                continue
+            problem = _image_problem(self.path, STEP_KINDS[step], settings)
             if problem is not None:
-                problems.append(SpecError(path, image_at[1], image_at[0], problem))
-        if problems:
-            spec.settings = None
-            spec.errors += problems
-            continue
-        spec.thresholds = _merge_thresholds(*threshold_levels)
-        spec.threshold_sources = _threshold_sources(threshold_levels)
-    return specs, errors
+                swept = tag is not None and sweep is not None and sweep[2].endswith(".image")
+                self.error(at, f"{where}.image", problem)
+                if swept:
+                    self.problems[-1] = SpecError(self.path, self.problems[-1].line, sweep[2], problem)  # type: ignore[index]
+                continue
+            validated.append((step, settings))
+        if self.problems:
+            return None
+        return StepsSettings(steps=tuple(validated))
+
+    # ------------------------------------------------------------ sweeps
+
+    def _sweep_values(
+        self, sweep: _Source, parsed: list[tuple[str, dict[str, Any]]] | None
+    ) -> tuple[str, list[tuple[str | None, Any]]] | None:
+        """The swept setting and its values, each with the label it gives the item id."""
+        raw, loc, where = sweep
+        if not (isinstance(raw, dict) and len(raw) == 1):
+            self.error(loc, where, "expected a mapping of one setting to its values, e.g. {position: [top_left, ...]}")
+            return None
+        ((key, spec),) = raw.items()
+        key = str(key)
+        fields = (
+            [f for step, _ in parsed for f in step_settings(step).model_fields]
+            if parsed is not None
+            else list(VARIANTS[self.name].settings.model_fields)
+        )
+        if key not in fields:
+            self.error(loc + (key,), f"{where}.{key}", f"{self.name!r} has no setting {key!r} to sweep")
+            return None
+        values = self._values(spec, loc + (key,), f"{where}.{key}")
+        if values is None:
+            return None
+        out: list[tuple[str | None, Any]] = []
+        seen: dict[str, Any] = {}
+        for value in values:
+            tag = sweep_label(value)
+            if tag in seen:
+                self.error(loc, where, f"two values give the same item name {tag!r} ({seen[tag]!r}, {value!r})")
+                return None
+            seen[tag] = value
+            out.append((tag, value))
+        return key, out
+
+    def _values(self, spec: Any, loc: tuple[Any, ...], where: str) -> list[Any] | None:
+        if isinstance(spec, list) and spec:
+            return list(spec)
+        if isinstance(spec, dict):
+            try:
+                found = SweepGlob.model_validate(spec)
+            except ValidationError as exc:
+                self.problems += _errors_from_validation(exc, SweepGlob, spec, self.path, where, self.suite_raw, loc)
+                return None
+            base = self.path.parent
+            try:
+                files = sorted(p.relative_to(base).as_posix() for p in base.glob(found.glob) if p.is_file())
+            except (ValueError, NotImplementedError, OSError) as exc:
+                self.error(loc, f"{where}.glob", f"cannot use pattern {found.glob!r}: {exc}")
+                return None
+            if not files:
+                self.error(loc, f"{where}.glob", f"no file matches {found.glob!r} (looked in {base})")
+                return None
+            if found.sample is not None and found.sample < len(files):
+                files = sorted(random.Random(found.seed).sample(files, found.sample))
+            return files
+        self.error(loc, where, "expected a non-empty list of values, or {glob: PATTERN, sample: N, seed: S}")
+        return None
+
+
+def _messages(exc: ValidationError) -> str:
+    return "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
+
+
+def _image_problem(path: Path, kind: str, settings: VariantSettings) -> str | None:
+    """Why the image file a variant's settings name cannot be read (a background only with fill: image)."""
+    image = getattr(settings, "image", None)
+    if image and not (kind == "background_removed" and getattr(settings, "fill", None) != "image"):
+        return file_problem(path.parent, image, "image")
+    return None
+
+
+_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def sweep_label(value: Any) -> str:
+    """A short, readable part of an item id for one sweep value: the value itself, a file's stem."""
+    if isinstance(value, str) and ("/" in value or Path(value).suffix.lower() in _IMAGE_SUFFIXES):
+        text = Path(value).stem
+    elif isinstance(value, (list, tuple)):
+        text = "_".join(str(v) for v in value)
+    else:
+        text = str(value)
+    return re.sub(r"[^A-Za-z0-9_.]+", "_", text).strip("_") or "value"
 
 
 # --------------------------------------------------------------------------- loading
@@ -588,7 +876,20 @@ def _resolve_case(raw: Any, index: int, header: SuiteHeader, suite_raw: Any, pat
     case.description = model.description
     case.label = model.label or header.defaults.label
     case.label_line = line_of(suite_raw, loc + ("label",)) if model.label else line_of(suite_raw, ("defaults", "label"))
-    case.regions = model.object
+    case.regions = model.object or []
+    case.expect = model.expect
+    if model.expect == "absent":
+        for variant in variants:
+            variant.judge = "absent"
+    elif model.object is None:
+        errors.append(
+            SpecError(
+                path,
+                line,
+                f"{where}.object",
+                "required field is missing (only an 'expect: absent' case may leave out the object)",
+            )
+        )
     case.skip, case.xfail, case.tags = model.skip, model.xfail, model.tags
     case.tags_line = line_of(suite_raw, loc + ("tags",)) if model.tags else None
     if case.label is None:
@@ -600,7 +901,7 @@ def _resolve_case(raw: Any, index: int, header: SuiteHeader, suite_raw: Any, pat
         # Not resolved (a loop cannot be), but still the path the author meant.
         case.image = Path(os.path.abspath(path.parent / model.image))
         errors.append(SpecError(path, line_of(suite_raw, loc + ("image",)), f"{where}.image", image_problem))
-    for r_index, region in enumerate(model.object):
+    for r_index, region in enumerate(model.object or []):
         mask_problem = file_problem(path.parent, region.mask, "mask") if region.mask is not None else None
         if mask_problem is not None:
             single = isinstance(raw.get("object"), dict)
@@ -725,26 +1026,63 @@ def suite_json_schema() -> dict[str, Any]:
     for sub in list(schema["$defs"]["CaseModel"].pop("$defs", {}).items()):
         schema["$defs"][sub[0]] = sub[1]
     schema["properties"]["cases"] = {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/CaseModel"}}
+    sweep_schema = {
+        "type": "object",
+        "description": "one item per value of one setting: {setting: [values]} or {setting: {glob, sample, seed}}",
+        "minProperties": 1,
+        "maxProperties": 1,
+        "additionalProperties": {"anyOf": [{"type": "array", "minItems": 1}, {"$ref": "#/$defs/SweepGlob"}]},
+    }
+    glob = SweepGlob.model_json_schema()
+    glob.pop("$defs", None)
+    schema["$defs"]["SweepGlob"] = glob
     variant_props = {}
     for name, kind in VARIANTS.items():
         sub = kind.settings.model_json_schema(ref_template="#/$defs/{model}")
         for key, value in sub.pop("$defs", {}).items():
             schema["$defs"][key] = value
         sub.setdefault("properties", {})["thresholds"] = {"$ref": "#/$defs/Thresholds"}
+        sub["properties"]["sweep"] = sweep_schema
         schema["$defs"][kind.settings.__name__] = sub
         variant_props[name] = {"anyOf": [{"$ref": f"#/$defs/{kind.settings.__name__}"}, {"type": "null"}]}
+    steps_schema = {
+        "type": "array",
+        "minItems": 1,
+        "items": {
+            "type": "object",
+            "minProperties": 1,
+            "maxProperties": 1,
+            "properties": {
+                step: {"anyOf": [{"$ref": f"#/$defs/{VARIANTS[kind].settings.__name__}"}, {"type": "null"}]}
+                for step, kind in STEP_KINDS.items()
+            },
+            "additionalProperties": False,
+        },
+    }
+    schema["$defs"]["StepsVariant"] = {
+        "type": "object",
+        "description": "a variant of your own: steps applied in order, judged by one of the built-in variants' rules",
+        "properties": {
+            "judge": {"enum": list(JUDGES), "description": "the verdict rule"},
+            "steps": steps_schema,
+            "sweep": sweep_schema,
+            "thresholds": {"$ref": "#/$defs/Thresholds"},
+        },
+        "additionalProperties": False,
+    }
+    own_variant = {"anyOf": [{"$ref": "#/$defs/StepsVariant"}, {"type": "null"}]}
     variants_schema = {
         "anyOf": [
-            {"type": "object", "properties": variant_props, "additionalProperties": False},
+            {"type": "object", "properties": variant_props, "additionalProperties": own_variant},
             {
                 "type": "array",
                 "items": {
                     "anyOf": [
-                        {"enum": list(VARIANTS)},
+                        {"type": "string", "description": "a built-in variant or one defined in defaults"},
                         {
                             "type": "object",
                             "properties": variant_props,
-                            "additionalProperties": False,
+                            "additionalProperties": own_variant,
                             "maxProperties": 1,
                         },
                     ]

@@ -120,7 +120,8 @@ def test_circle_sticker_and_corner_and_off_object(scene):
     square_area = round(0.5 * 20) ** 2
     assert 0.6 * square_area < circle.sticker_mask.sum() < square_area
     corner = add_sticker(image, mask, size=0.2, relative_to="image", position="top_left")
-    assert corner.sticker_mask[0, 0] and corner.sticker_mask.sum() == round(0.2 * 40) ** 2
+    # relative_to: image measures against the image's larger side (50): a 10-pixel square.
+    assert corner.sticker_mask[0, 0] and corner.sticker_mask.sum() == round(0.2 * 50) ** 2
     off = add_sticker(image, mask, size=0.2, position="off_object", seed=0)
     assert not np.any(off.sticker_mask & mask)
 
