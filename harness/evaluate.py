@@ -38,6 +38,14 @@ class ItemContext:
     key: ImageKey
     original_key: ImageKey | None = None
     nodeid: str = ""
+    # threshold name -> where it came from (built-in, suite, case, variant, command line)
+    threshold_sources: dict[str, str] = field(default_factory=dict)
+    judge: str = ""  # the verdict rule when it is not the variant's name (steps; "absent" for negative cases)
+    sweep: str | None = None  # a swept variant's value
+
+    @property
+    def rule(self) -> str:
+        return self.judge or self.variant
 
     @property
     def location(self) -> str:
@@ -67,6 +75,7 @@ RESULT_COLUMNS = [
     "line",
     "case_id",
     "variant",
+    "sweep",
     "model",
     "explainer",
     "label",
@@ -83,6 +92,10 @@ RESULT_COLUMNS = [
     "negative_object",
     "rank_accuracy",
     "pointing_game",
+    "object_area",
+    "object_lift",
+    "predicted_explained",
+    "mass_object_predicted",
     "target_logit",
     "relevance_sum",
     "conservation",
@@ -113,6 +126,7 @@ def base_row(ctx: ItemContext, device: str) -> dict[str, Any]:
         case_id=ctx.case_id,
         description=ctx.description,
         variant=ctx.variant,
+        sweep=ctx.sweep,
         model=ctx.model,
         explainer=ctx.explainer,
         label=ctx.label,
@@ -122,6 +136,7 @@ def base_row(ctx: ItemContext, device: str) -> dict[str, Any]:
         images={},
         heatmap_scale=None,
         thresholds=dict(ctx.thresholds),
+        threshold_sources=dict(ctx.threshold_sources),
     )
     return row
 
@@ -167,25 +182,30 @@ def _evaluate(ctx: ItemContext, engine: Engine, assets_dir: Path | None, writer:
     variant = result.variant
     override = engine.conservation_override
     if override is not None:
-        ctx = replace(ctx, thresholds={**ctx.thresholds, "conservation": None if override == "off" else list(override)})
+        ctx = replace(
+            ctx,
+            thresholds={**ctx.thresholds, "conservation": None if override == "off" else list(override)},
+            threshold_sources={**ctx.threshold_sources, "conservation": "command line"},
+        )
     health = _check_health(ctx, result, classes)
     tolerance = int(ctx.thresholds.get("pointing_tolerance") or 0)
     obs = Observation(
-        variant=ctx.variant,
+        variant=ctx.rule,
         label=ctx.label,
         predicted=classes[result.predicted],
         p_predicted=_finite(float(result.probs[result.predicted]), "probability of the predicted class"),
         p_label=_finite(float(result.probs[label_index]), "probability of the label"),
         explainer=ctx.explainer,
         location=ctx.location,
+        probabilities={name: float(p) for name, p in zip(classes, result.probs)},
     )
     assert result.relevance_label is not None
     # Metrics are computed softly: one that is undefined (no positive relevance, e.g.
     # for a class the model rejects) only becomes an error if the verdict needs it.
     obs.object = _soft(obs, "object", result.relevance_label, variant.object_mask, tolerance)
-    if ctx.variant == "instance_removed" and variant.removed_mask is not None:
+    if variant.removed_mask is not None:  # every removed region, also of a variant made of steps
         obs.removed = _soft(obs, "removed", result.relevance_label, variant.removed_mask, tolerance)
-    if ctx.variant == "sticker_added" and variant.sticker_mask is not None:
+    if ctx.rule == "sticker_added" and variant.sticker_mask is not None:
         assert result.relevance_predicted is not None, "planned with predicted_relevance"
         obs.sticker = _soft(obs, "sticker", result.relevance_predicted, variant.sticker_mask, tolerance)
         assert ctx.original_key is not None
@@ -196,7 +216,12 @@ def _evaluate(ctx: ItemContext, engine: Engine, assets_dir: Path | None, writer:
         assert predicted is not None and probs is not None
         obs.original_predicted = classes[predicted]
         obs.p_original = float(probs[predicted])
-    judgement = judge(obs, ctx.thresholds)
+    judgement = judge(obs, ctx.thresholds, ctx.threshold_sources)
+    # Where the prediction differs from the label, the planned second pass explains the
+    # predicted class too: what the model saw instead (the sticker rule judges it itself).
+    extra = None
+    if ctx.rule != "sticker_added" and result.predicted != label_index:
+        extra = result.relevance_predicted
 
     row = base_row(ctx, str(model.device))
     row.update(
@@ -210,6 +235,8 @@ def _evaluate(ctx: ItemContext, engine: Engine, assets_dir: Path | None, writer:
         negative_object=_m(obs.object, "negative"),
         rank_accuracy=_m(obs.object, "rank_accuracy"),
         pointing_game=_m(obs.object, "pointing_game"),
+        object_area=_m(obs.object, "area"),
+        object_lift=_m(obs.object, "lift"),
         original_predicted=obs.original_predicted,
         verdict=judgement.verdict,
         passed=judgement.passed,
@@ -219,12 +246,17 @@ def _evaluate(ctx: ItemContext, engine: Engine, assets_dir: Path | None, writer:
     )
     # The heatmap shows the relevance the verdict is about: the predicted class for
     # stickers (what drew the flip), the label otherwise.
-    shown = result.relevance_predicted if ctx.variant == "sticker_added" else result.relevance_label
+    shown = result.relevance_predicted if ctx.rule == "sticker_added" else result.relevance_label
     assert shown is not None
     row["heatmap_scale"] = heatmap_scale(shown)
-    row["heatmap_class"] = obs.predicted if ctx.variant == "sticker_added" else ctx.label
+    row["heatmap_class"] = obs.predicted if ctx.rule == "sticker_added" else ctx.label
+    if extra is not None:
+        row["predicted_explained"] = obs.predicted
+        predicted_object = _soft(obs, "predicted object", extra, variant.object_mask, tolerance)
+        row["mass_object_predicted"] = _m(predicted_object, "mass")
+        row["heatmap_predicted_scale"] = heatmap_scale(extra)
     if assets_dir is not None:
-        row["images"] = write_pictures(assets_dir, ctx, variant, shown, writer)
+        row["images"] = write_pictures(assets_dir, ctx, variant, shown, writer, extra)
     return Evaluation(obs, judgement, row)
 
 
@@ -239,7 +271,7 @@ def _check_health(ctx: ItemContext, result: Any, classes: list[str]) -> health_c
     sticker, the label's otherwise); raises :class:`UnreliableExplanation` when it, or
     any other map the item reads, cannot serve as evidence."""
     label_health = result.health_label
-    shown = result.health_predicted if ctx.variant == "sticker_added" else label_health
+    shown = result.health_predicted if ctx.rule == "sticker_added" else label_health
     assert label_health is not None and shown is not None
     conservative = ctx.explainer.startswith("lrp/")
     problem = health_checks.problem(shown, conservative, health_checks.band_of(ctx.thresholds))
@@ -268,34 +300,47 @@ def _m(metrics: RegionMetrics | None, name: str) -> Any:
 
 
 def write_pictures(
-    assets_dir: Path, ctx: ItemContext, variant: Any, relevance: np.ndarray, writer: Any = None
+    assets_dir: Path,
+    ctx: ItemContext,
+    variant: Any,
+    relevance: np.ndarray,
+    writer: Any = None,
+    predicted_relevance: np.ndarray | None = None,
 ) -> dict[str, str]:
-    """Write input, annotated input, heatmap and overlay PNGs; return their absolute paths.
+    """Write input, annotated input, heatmap and overlay PNGs (and ``heatmap_predicted``,
+    the predicted class's heatmap, when given); return their absolute paths.
 
     With ``writer`` the rendering and encoding run on that executor (OpenCV releases
     the GIL), off the items' critical path; the caller must wait for it before the
     files are read.
     """
     paths = _picture_paths(assets_dir, ctx)
+    if predicted_relevance is None:
+        del paths["heatmap_predicted"]
     if writer is not None:
-        writer.submit(_render_and_write, paths, variant, relevance)
+        writer.submit(_render_and_write, paths, variant, relevance, predicted_relevance)
     else:
-        _render_and_write(paths, variant, relevance)
+        _render_and_write(paths, variant, relevance, predicted_relevance)
     return {kind: str(path) for kind, path in paths.items()}
 
 
 def _picture_paths(assets_dir: Path, ctx: ItemContext) -> dict[str, Path]:
     folder = (assets_dir / _safe(ctx.model) / _safe(Path(ctx.suite).name)).resolve()
-    stem = f"{_safe(ctx.case_id)}__{ctx.variant}"
-    return {kind: folder / f"{stem}_{kind}.png" for kind in ("input", "annotated", "heatmap", "overlay")}
+    stem = f"{_safe(ctx.case_id)}__{ctx.variant}" + (f"-{_safe(ctx.sweep)}" if ctx.sweep else "")
+    kinds = ("input", "annotated", "heatmap", "overlay", "heatmap_predicted")
+    return {kind: folder / f"{stem}_{kind}.png" for kind in kinds}
 
 
-def _render_and_write(paths: dict[str, Path], variant: Any, relevance: np.ndarray) -> None:
+def _render_and_write(
+    paths: dict[str, Path], variant: Any, relevance: np.ndarray, predicted: np.ndarray | None = None
+) -> None:
     pictures = {
         "input": variant.image,
         "annotated": render.annotate(variant.image, variant.object_mask, variant.removed_mask, variant.sticker_mask),
         "heatmap": render.heatmap_image(relevance, variant.object_mask, variant.sticker_mask),
         "overlay": render.overlay(variant.image, relevance),
     }
+    if predicted is not None:
+        pictures["heatmap_predicted"] = render.heatmap_image(predicted, variant.object_mask, variant.sticker_mask)
     for kind, image in pictures.items():
         write_rgb(paths[kind], image)

@@ -9,7 +9,7 @@ pass on a value it could not compute.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -93,6 +93,21 @@ def pointing_game(relevance: np.ndarray, mask: np.ndarray, tolerance: int = 0) -
     return bool(mask.ravel()[index])
 
 
+def area_share(mask: np.ndarray) -> float:
+    """Share of the image's pixels inside ``mask``, in (0, 1) for a usable region."""
+    if mask.size == 0:
+        raise MetricError("the mask has no pixels: its area share is undefined")
+    return float(np.count_nonzero(mask) / mask.size)
+
+
+def lift(mass: float, area: float) -> float:
+    """Relevance mass per unit of area share: 1 means the region holds exactly its share
+    of the positive relevance, 3 three times its share, whatever its size."""
+    if not 0.0 < area < 1.0:
+        raise MetricError(f"the region's area share {area} leaves no inside and outside: its lift is undefined")
+    return mass / area
+
+
 @dataclass(frozen=True)
 class RegionMetrics:
     """All metrics of one relevance map against one region."""
@@ -102,6 +117,10 @@ class RegionMetrics:
     negative: float | None
     rank_accuracy: float
     pointing_game: bool
+    # Share of the pixels in the region and mass / area (None only where a caller built
+    # the metrics by hand without them).
+    area: float | None = None
+    lift: float | None = None
 
 
 def region_metrics(relevance: np.ndarray, mask: np.ndarray, tolerance: int = 0) -> RegionMetrics:
@@ -115,7 +134,9 @@ def region_metrics(relevance: np.ndarray, mask: np.ndarray, tolerance: int = 0) 
             rank_accuracy=rank_accuracy(relevance, mask),
             pointing_game=pointing_game(relevance, mask, tolerance),
         )
-    for name in ("mass", "signed", "negative", "rank_accuracy"):
+        area = area_share(mask)
+        metrics = replace(metrics, area=area, lift=lift(metrics.mass, area))
+    for name in ("mass", "signed", "negative", "rank_accuracy", "lift"):
         value = getattr(metrics, name)
         # Sums of finite float32 maps can still overflow to Inf: no metric may pass on it.
         if value is not None and not np.isfinite(value):

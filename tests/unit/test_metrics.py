@@ -5,7 +5,9 @@ import pytest
 
 from harness.errors import MetricError
 from harness.metrics import (
+    area_share,
     channel_sum,
+    lift,
     negative_mass,
     pointing_game,
     positive_mass,
@@ -104,3 +106,28 @@ def test_non_finite_relevance_is_an_error_not_a_value():
     huge = np.full((4, 4), np.finfo(np.float64).max, np.float64)
     with pytest.raises(MetricError, match="not finite"):
         region_metrics(huge, mask)  # the sums overflow to Inf
+
+
+def test_area_and_lift_known_answers():
+    # R has 0.7 of its positive mass in M, which covers 3 of the 9 pixels.
+    metrics = region_metrics(R, M)
+    assert metrics.area == pytest.approx(3 / 9)
+    assert metrics.lift == pytest.approx(0.7 / (3 / 9))
+    assert area_share(np.eye(4, dtype=bool)) == pytest.approx(0.25)
+    assert lift(0.4, 0.1) == pytest.approx(4.0)
+
+
+def test_lift_judges_small_and_large_regions_alike():
+    # Uniform relevance: every region holds exactly its share, whatever its size.
+    uniform = np.ones((10, 10))
+    for rows in (1, 5, 9):
+        mask = np.zeros((10, 10), bool)
+        mask[:rows] = True
+        assert region_metrics(uniform, mask).lift == pytest.approx(1.0)
+
+
+def test_lift_of_an_empty_or_full_region_is_an_error():
+    with pytest.raises(MetricError, match="lift is undefined"):
+        lift(0.5, 0.0)
+    with pytest.raises(MetricError, match="lift is undefined"):
+        lift(1.0, 1.0)
