@@ -23,6 +23,7 @@ from typing import Any
 __all__ = [
     "IMAGE_KINDS",
     "METRICS",
+    "OUTCOMES",
     "VARIANTS",
     "VERDICTS",
     "Case",
@@ -62,8 +63,21 @@ VERDICT_HELP: dict[str, str] = {
     ),
     "artifact_reliance": ("A sticker changed the prediction or drew much of the relevance."),
     "wrong_reasons": ("The prediction is right, but too little relevance lies on the object."),
-    "error": "The case could not be evaluated; the error text says why.",
+    "error": (
+        "The case could not be evaluated (an input or authoring error, or a crash): not a "
+        "model failure; the error text says what to fix."
+    ),
+    "xfailed": "Marked xfail in the suite (a known problem) and the verdict failed as expected.",
+    "xpassed": (
+        "Marked xfail in the suite, yet the verdict passed: the known problem may be gone "
+        "(with xfail_strict the run fails on it)."
+    ),
 }
+
+#: pytest outcomes that set an item apart from the verdict counts: the suite said the
+#: verdict would fail (xfail), so the item is neither a new model failure nor a pass.
+OUTCOMES: tuple[str, ...] = ("xfailed", "xpassed")
+_GROUP_LABEL = {"xfailed": "expected failure", "xpassed": "unexpected pass"}
 
 #: Canonical order of the variants inside a case.
 VARIANTS: tuple[str, ...] = (
@@ -120,7 +134,7 @@ def verdict_label(verdict: str) -> str:
     str
         The name with underscores replaced by spaces.
     """
-    return verdict.replace("_", " ")
+    return _GROUP_LABEL.get(verdict) or verdict.replace("_", " ")
 
 
 def _text(value: Any) -> str:
@@ -245,14 +259,22 @@ class Item:
     heatmap_scale: float | None = None
     heatmap_class: str | None = None
     longrepr: str = ""
+    outcome: str = ""  # "xfailed" or "xpassed" when the suite marked the case xfail
+
+    @property
+    def group(self) -> str:
+        """What the item counts as: its pytest outcome when expected to fail, else its verdict."""
+        return self.outcome if self.outcome in OUTCOMES else self.verdict
 
     @property
     def rank(self) -> int:
-        """Sort rank: failures 0, errors 1, passed 2, skipped 3.
+        """Sort rank: failures 0, errors 1, passed (and xfail either way) 2, skipped 3.
 
         A verdict this module does not know counts as a failure: an expert had better
         look at it than miss it.
         """
+        if self.outcome in OUTCOMES:
+            return _RANK_PASSED
         if self.verdict == "passed":
             return _RANK_PASSED
         if self.verdict == "skipped":
@@ -263,8 +285,10 @@ class Item:
 
     @property
     def needs_review(self) -> bool:
-        """Whether the expert judges this item: every failure and error."""
-        return self.rank <= _RANK_ERROR
+        """Whether the expert judges this item: model failures only. An error says
+        nothing about the model (the input needs fixing), and an xfail was already
+        judged when it was marked."""
+        return self.rank == _RANK_FAILED
 
 
 _NODEID = re.compile(r"^(?P<path>[^:]*)(?:::(?P<name>.*?))?(?:\[(?P<param>.*)\])?$")
@@ -489,7 +513,7 @@ def _count_table(title: str, field_name: str, items: Sequence[Item], verdicts: l
     counts: dict[str, Counter[str]] = {}
     for item in items:
         value = getattr(item, field_name) or _UNKNOWN
-        counts.setdefault(value, Counter())[item.verdict] += 1
+        counts.setdefault(value, Counter())[item.group] += 1
     order = sorted(counts, key=_variant_order) if field_name == "variant" else sorted(counts)
     rows = [(value, {v: counts[value][v] for v in verdicts}, sum(counts[value].values())) for value in order]
     return CountTable(title=title, field=field_name, verdicts=verdicts, rows=rows)
@@ -500,17 +524,23 @@ class Summary:
     """Verdict counts over the whole run and per model, class and variant."""
 
     total: int
-    failed: int  # failures and errors: what the expert reviews
-    by_verdict: dict[str, int]
+    failed: int  # model failures: what the expert reviews
+    by_verdict: dict[str, int]  # by Item.group: xfailed and xpassed apart from the verdicts
     tables: list[CountTable]
+    errors: int = 0  # items that could not be evaluated (not model failures)
+    expected: int = 0  # xfailed and xpassed items
 
     @classmethod
     def of(cls, items: Sequence[Item]) -> Summary:
-        """Count the verdicts of ``items``; known verdicts always appear, in order."""
-        counter = Counter(item.verdict for item in items)
-        verdicts = list(VERDICTS) + sorted(set(counter) - set(VERDICTS))
+        """Count the items by group; known verdicts always appear, in order, then the
+        xfail outcomes that occur, then anything else."""
+        counter = Counter(item.group for item in items)
+        present = [o for o in OUTCOMES if counter[o]]
+        verdicts = list(VERDICTS) + present + sorted(set(counter) - set(VERDICTS) - set(OUTCOMES))
         return cls(
             total=len(items),
+            errors=counter["error"],
+            expected=sum(counter[o] for o in OUTCOMES),
             failed=sum(1 for item in items if item.needs_review),
             by_verdict={v: counter[v] for v in verdicts},
             tables=[

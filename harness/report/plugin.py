@@ -25,6 +25,8 @@ _CASE_SUFFIXES = (".yaml", ".yml")
 # Row verdicts that cannot explain a failed pytest report; "not run" is the core's
 # placeholder row before the item is evaluated.
 _NOT_A_FAILURE = ("passed", "not run", "skipped")
+# pytest's text for an xfail item whose test passed under xfail_strict (reported as failed).
+_STRICT_XPASS = "[XPASS(strict)]"
 
 
 def _is_case_node(nodeid: str) -> bool:
@@ -126,11 +128,19 @@ class ReportPlugin:
         if row is None and not _is_case_node(nodeid):
             return  # an ordinary test in the same session: not the expert's business
         xfail = getattr(report, "wasxfail", None)
-        if xfail is not None and row is not None:
-            # An expected failure keeps its real verdict; the note says it was expected.
+        strict_xpass = report.failed and report.longreprtext.startswith(_STRICT_XPASS)
+        if (xfail is not None or strict_xpass) and row is not None:
+            # An expected failure keeps its real verdict; its outcome sets it apart from
+            # the verdict counts, and the note says it was expected.
             item = item_from_row(row, nodeid=nodeid)
-            outcome = "expected to fail" if report.skipped else "expected to fail, but passed"
-            item.message = f"[{outcome}: {xfail or 'xfail'}] {item.message}"
+            if strict_xpass:
+                reason = report.longreprtext.removeprefix(_STRICT_XPASS).strip()
+                item.outcome, note = "xpassed", f"expected to fail, but passed; fails the run (xfail_strict): {reason}"
+            elif report.skipped:
+                item.outcome, note = "xfailed", f"expected to fail: {xfail or 'xfail'}"
+            else:
+                item.outcome, note = "xpassed", f"expected to fail, but passed: {xfail or 'xfail'}"
+            item.message = f"[{note}] {item.message}"
             self._records[nodeid] = item
         elif report.skipped:
             base = dict(row or {})

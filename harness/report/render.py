@@ -154,6 +154,9 @@ _ITEM_FIELDS = (
 def _item_payload(item: Item, assets: AssetWriter) -> dict[str, Any]:
     data = {name: getattr(item, name) for name in _ITEM_FIELDS}
     data["rank"] = item.rank
+    data["outcome"] = item.outcome
+    data["group"] = item.group
+    data["review"] = item.needs_review
     data["checks"] = [asdict(check) for check in item.checks]
     data["images"] = {
         kind: url

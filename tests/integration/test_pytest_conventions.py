@@ -8,6 +8,7 @@ case and passes the sticker, by construction (tests/integration/conftest.py).
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -141,3 +142,34 @@ def test_xfail_honours_xfail_strict(world: pytest.Pytester, strict: str | None, 
     result.assert_outcomes(**outcomes)
     if strict and "failed" in outcomes:
         result.stdout.fnmatch_lines(["*XPASS(strict)*known shortcut*"])
+
+
+def test_xfail_and_input_errors_are_not_model_failures_in_summary_and_report(world: pytest.Pytester) -> None:
+    world.makefile(
+        ".xai.yaml",
+        signs="""\
+model: looks-at-background
+defaults: {label: thing, variants: [instance_removed]}
+cases:
+  - {id: known, image: scene.png, object: {mask: scene_mask.png}, xfail: "known shortcut"}
+  - {id: new, image: scene.png, object: {mask: scene_mask.png}}
+  - {id: typo, image: scene.png, object: {mask: scene_mask.png}, label: thnig}
+""",
+    )
+    result = world.runpytest("-rA", "-p", "no:cacheprovider", "--xai-report", "reports/index.html")
+    result.assert_outcomes(failed=1, xfailed=1, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "error: 1, false_positive: 1, xfailed: 1",
+            "xai: 1 model failure(s); 1 item(s) could not be evaluated*; 1 marked xfail",
+        ]
+    )
+    html = (world.path / "reports" / "index.html").read_text(encoding="utf-8")
+    island = re.search(r'<script type="application/json" id="xai-data">(.*?)</script>', html, re.S)
+    assert island is not None
+    items = {it["nodeid"].split("::")[-1]: it for case in json.loads(island.group(1))["cases"] for it in case["items"]}
+    assert {name: (it["group"], it["review"]) for name, it in items.items()} == {
+        "known[instance_removed]": ("xfailed", False),
+        "new[instance_removed]": ("false_positive", True),
+        "typo[instance_removed]": ("error", False),
+    }

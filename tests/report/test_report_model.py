@@ -123,7 +123,7 @@ def test_summary_counts_per_verdict_model_class_and_variant():
     ]
     summary = build_report(rows).summary
     assert summary.total == 6
-    assert summary.failed == 5
+    assert summary.failed == 4 and summary.errors == 1  # an error is not a model failure
     assert list(summary.by_verdict) == list(VERDICTS)
     assert summary.by_verdict == {
         "passed": 1, "false_positive": 1, "false_negative": 1,
@@ -147,12 +147,29 @@ def test_unknown_verdicts_are_counted_after_the_known_ones():
     assert summary.failed == 0  # a skip is nothing to review
 
 
-def test_review_is_asked_for_failures_errors_and_unknown_verdicts_only():
+def test_review_is_asked_for_model_failures_and_unknown_verdicts_only():
     needs = {v: item_from_row(row(verdict=v)).needs_review for v in (*VERDICTS, "skipped", "mystery")}
     assert needs == {
         "passed": False, "false_positive": True, "false_negative": True, "artifact_reliance": True,
-        "wrong_reasons": True, "error": True, "skipped": False, "mystery": True,
+        "wrong_reasons": True, "error": False, "skipped": False, "mystery": True,
     }  # fmt: skip
+
+
+def test_xfail_outcomes_and_errors_are_counted_apart_from_model_failures():
+    items = [item_from_row(row("a", verdict="false_positive")), item_from_row(row("b", verdict="false_positive"))]
+    items[1].outcome = "xfailed"
+    xpass = item_from_row(row("c", verdict="passed"))
+    xpass.outcome = "xpassed"
+    items += [xpass, item_from_row(row("d", verdict="error")), item_from_row(row("e", verdict="passed"))]
+    summary = build_report(items).summary
+    assert (summary.total, summary.failed, summary.errors, summary.expected) == (5, 1, 1, 2)
+    assert list(summary.by_verdict) == [*VERDICTS, "xfailed", "xpassed"]
+    assert summary.by_verdict["false_positive"] == 1 and summary.by_verdict["passed"] == 1
+    assert summary.by_verdict["xfailed"] == 1 and summary.by_verdict["xpassed"] == 1
+    assert [item.needs_review for item in items] == [True, False, False, False, False]
+    assert items[1].group == "xfailed" and items[1].verdict == "false_positive"
+    by_model = {value: counts for value, counts, _ in summary.tables[0].rows}
+    assert by_model["m1"]["xfailed"] == 1 and by_model["m1"]["false_positive"] == 1
 
 
 def test_cases_group_variants_in_canonical_order_and_failures_sort_first():

@@ -111,6 +111,22 @@ def test_expected_failure_keeps_its_verdict_with_a_note(tmp_path, pytestconfig, 
     (item,) = [it for case in payload_of(plugin.written)["cases"] for it in case["items"]]
     assert item["verdict"] == "false_positive"
     assert item["message"].startswith("[expected to fail: known shortcut]")
+    assert (item["outcome"], item["group"], item["review"]) == ("xfailed", "xfailed", False)
+
+
+def test_strict_xpass_is_an_unexpected_pass_not_an_error(tmp_path, pytestconfig, payload_of):
+    plugin = ReportPlugin(pytestconfig, tmp_path / "r.html")
+    report = make_report(
+        "s.xai.yaml::a[instance_removed]",
+        outcome="failed",
+        row=xai_row("a", "instance_removed", "passed"),
+        longrepr="[XPASS(strict)] known shortcut",
+    )
+    plugin.pytest_runtest_logreport(report)
+    plugin.pytest_sessionfinish(session(), 1)
+    (item,) = [it for case in payload_of(plugin.written)["cases"] for it in case["items"]]
+    assert (item["verdict"], item["outcome"], item["review"]) == ("passed", "xpassed", False)
+    assert "xfail_strict" in item["message"] and "known shortcut" in item["message"]
 
 
 def test_row_added_by_a_hook_that_runs_after_ours_is_still_read(tmp_path, pytestconfig, payload_of):

@@ -22,7 +22,8 @@
     c.items.forEach(function (it) {
       it.case = c;
       it.index = ITEMS.length;
-      it.review = it.rank <= 1;  // failures (0) and errors (1) get a review
+      // it.review (from the payload): model failures only; errors and xfails are not the expert's to judge.
+      if (!it.group) { it.group = it.verdict; }
       it.haystack = [c.case_id, c.description, c.label, c.location, c.model, c.explainer,
         it.variant, it.verdict, it.predicted, it.message, it.nodeid].join("\n").toLowerCase();
       ITEMS.push(it);
@@ -77,10 +78,10 @@
     });
     var box = document.getElementById("review-status");
     box.textContent = "";
-    if (!FAILED.length) { box.textContent = "Nothing to review: no failures or errors."; return; }
+    if (!FAILED.length) { box.textContent = "Nothing to review: no model failures."; return; }
     box.append("Reviewed ");
     box.append(el("strong", null, String(done)));
-    box.append(" of " + FAILED.length + " failures and errors (" +
+    box.append(" of " + FAILED.length + " model failures (" +
       counts.confirmed + " confirmed, " + counts.false_alarm + " false alarm, " + counts.unclear + " unclear)");
   }
 
@@ -143,8 +144,8 @@
 
   function matches(it) {
     var c = it.case;
-    if (state.verdict === "!passed") { if (!it.review) { return false; } }
-    else if (state.verdict && it.verdict !== state.verdict) { return false; }
+    if (state.verdict === "!passed") { if (it.rank > 1) { return false; } }
+    else if (state.verdict && it.group !== state.verdict) { return false; }
     if (state.label && (it.label || "(unknown)") !== state.label) { return false; }
     if (state.variant && (it.variant || "(unknown)") !== state.variant) { return false; }
     if (state.model && (it.model || "(unknown)") !== state.model) { return false; }
@@ -322,7 +323,8 @@
   function variantBlock(it) {
     var c = it.case;
     var name = variantName(it.variant);
-    var head = el("div", { "class": "variant-head" }, [el("span", { "class": "variant-name" }, name), badge(it.verdict)]);
+    var head = el("div", { "class": "variant-head" }, [el("span", { "class": "variant-name" }, name), badge(it.group),
+      it.group !== it.verdict ? badge(it.verdict) : null]);
     var who = c.case_id + ", " + name;
     var heat = el("figure", null, [image(it, "heatmap", "Relevance map of " + who),
       safeUrl(it.images.heatmap) ? colourBar(it.heatmap_scale) : null,
@@ -343,14 +345,16 @@
     if (it.review) { parts.push(reviewBox(it)); }
     return el("section", {
       "class": "variant" + (it.review ? " fail" : ""),
-      "data-item-key": it.key, "data-verdict": it.verdict, "data-variant": it.variant,
-      "aria-label": name + ": " + (VERDICT_LABEL[it.verdict] || it.verdict)
+      "data-item-key": it.key, "data-verdict": it.verdict, "data-group": it.group, "data-variant": it.variant,
+      "aria-label": name + ": " + (VERDICT_LABEL[it.group] || it.group)
     }, parts);
   }
 
   function caseStatus(c) {
     var bad = c.items.filter(function (it) { return it.review; }).length;
+    var errors = c.items.filter(function (it) { return it.group === "error"; }).length;
     var text = bad ? bad + " of " + c.items.length + " failed" : "none of " + c.items.length + " failed";
+    if (errors) { text += ", " + errors + " could not be evaluated"; }
     return el("span", { "class": "case-status" }, text);
   }
 
