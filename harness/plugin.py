@@ -452,9 +452,17 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     errors = [error for engine in engines for error in engine.get("output_errors", [])] + state.output_errors
     tr = terminalreporter
     if state.rows:
-        counts = Counter(str(row.get("verdict")) for row in state.rows.values())
+        # An item the suite marks xfail counts under its pytest outcome, apart from the
+        # verdicts: it is neither a new model failure nor a pass.
+        expected = expected_outcomes(tr.stats)
+        counts = Counter(expected.get(nodeid) or str(row.get("verdict")) for nodeid, row in state.rows.items())
         tr.section("xai verdicts")
         tr.write_line(", ".join(f"{verdict}: {n}" for verdict, n in sorted(counts.items())))
+        aside = {"passed", "error", "skipped", "not run", "xfailed", "xpassed"}
+        failures = sum(n for verdict, n in counts.items() if verdict not in aside)
+        tr.write_line(f"xai: {failures} model failure(s); {counts['error']} item(s) could not be evaluated "
+                      f"(input or authoring errors, not model failures); "
+                      f"{counts['xfailed'] + counts['xpassed']} marked xfail")
         unreliable = sum("explanation unreliable" in str(row.get("message")) for row in state.rows.values())
         if unreliable:
             tr.write_line(f"xai: {unreliable} item(s) errored because their explanation is unreliable "
@@ -479,6 +487,19 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
             tr.write_line(f"results: {state.results_path}")
     for error in errors:
         tr.write_line(f"xai: {error}", red=True)
+
+
+def expected_outcomes(stats: dict[str, list[Any]]) -> dict[str, str]:
+    """Node id -> ``xfailed`` / ``xpassed`` for the items pytest ran as expected failures
+    (a strict xpass is reported as failed, with pytest's ``[XPASS(strict)]`` text)."""
+    out: dict[str, str] = {}
+    for key in ("xfailed", "xpassed"):
+        for report in stats.get(key, []):
+            out[str(getattr(report, "nodeid", ""))] = key
+    for report in stats.get("failed", []):
+        if str(getattr(report, "longreprtext", "")).startswith("[XPASS(strict)]"):
+            out[str(report.nodeid)] = "xpassed"
+    return out
 
 
 def health_lines(engines: list[dict[str, Any]]) -> list[str]:
