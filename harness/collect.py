@@ -186,6 +186,7 @@ class SuiteFile(pytest.File):
                 name = item_name(
                     case.case_id,
                     variant.name,
+                    sweep=variant.sweep,
                     model=model if len(models) > 1 else None,
                     explainer=explainer if len(explainers) > 1 else None,
                 )
@@ -373,9 +374,9 @@ class XaiItem(pytest.Item):
                     f"unknown class {case.label!r} for model {model!r}; allowed values: {', '.join(classes)}",
                 )
             )
-        self.key = ImageKey(model, explainer, case_uid(case), variant.name)
+        self.key = ImageKey(model, explainer, case_uid(case), variant.name, sweep=variant.sweep or "")
         self.original_key = (
-            ImageKey(model, explainer, case_uid(case), "original") if variant.name == "sticker_added" else None
+            ImageKey(model, explainer, case_uid(case), "original") if variant.rule == "sticker_added" else None
         )
         # --xai-threshold values are the highest level, over built-in, suite, case and variant.
         overrides = _state(self.config).threshold_overrides
@@ -385,6 +386,8 @@ class XaiItem(pytest.Item):
             case_id=case.case_id,
             description=case.description,
             variant=variant.name,
+            judge=variant.rule,
+            sweep=variant.sweep,
             model=model,
             explainer=explainer,
             label=case.label or "",
@@ -416,7 +419,7 @@ class XaiItem(pytest.Item):
                 self.case.label or "",
                 # Sticker rows judge the predicted class's relevance; the rules that expect
                 # the label show it where the prediction differs from the label.
-                predicted_relevance=self.variant.name != "instance_removed",
+                predicted_relevance=self.variant.rule != "instance_removed",
             )
         )
         return out

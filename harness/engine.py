@@ -37,6 +37,7 @@ class ImageKey:
     explainer: str
     case_uid: str
     variant: str
+    sweep: str = ""  # a swept variant's value: each value is an image of its own
 
 
 @dataclass
@@ -228,7 +229,8 @@ class Engine:
                     raise HarnessError("the case has no image")
                 image = read_rgb(case.image)
                 mask = rasterize(case.regions, image.shape[:2], case.base_dir)
-                check_usable(mask)
+                if case.regions:  # an `expect: absent` case may have no object at all
+                    check_usable(mask)
                 self._case_cache[uid] = (image, mask)
             except HarnessError as exc:
                 self._case_cache[uid] = exc
@@ -260,7 +262,8 @@ class Engine:
             removed_mask=None if native.removed_mask is None else resize_mask(native.removed_mask, size),
             sticker_mask=None if native.sticker_mask is None else resize_mask(native.sticker_mask, size),
         )
-        check_usable(variant.object_mask, "object region at the model's input size")
+        if request.case.regions:
+            check_usable(variant.object_mask, "object region at the model's input size")
         if variant.removed_mask is not None:
             check_usable(variant.removed_mask, "removed region at the model's input size")
         if variant.sticker_mask is not None and not variant.sticker_mask.any():

@@ -1026,6 +1026,10 @@ def suite_json_schema() -> dict[str, Any]:
     for sub in list(schema["$defs"]["CaseModel"].pop("$defs", {}).items()):
         schema["$defs"][sub[0]] = sub[1]
     schema["properties"]["cases"] = {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/CaseModel"}}
+    # The loader wraps one region in a list before validating (the field's before
+    # validator), so ``object: {mask: ...}``, the documented form, is valid too.
+    case_object = schema["$defs"]["CaseModel"]["properties"]["object"]
+    case_object["anyOf"] = [{"$ref": "#/$defs/Region"}, *case_object.get("anyOf", [])]
     sweep_schema = {
         "type": "object",
         "description": "one item per value of one setting: {setting: [values]} or {setting: {glob, sample, seed}}",

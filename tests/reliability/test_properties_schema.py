@@ -72,8 +72,35 @@ def _settings(name: str) -> st.SearchStrategy[Any]:
 
 
 variant_names = st.sampled_from([*VARIANTS, "upside_down"])
+# A variant of one's own: a judge, steps and perhaps a sweep (harness.steps).
+sweeps = st.dictionaries(
+    st.sampled_from(["position", "image", "size", "fill", "bogus"]),
+    st.one_of(
+        st.lists(st.sampled_from(["top_left", "img.png", "nope.png", 0.3, 2.0, "grey", "image"]), max_size=3),
+        st.fixed_dictionaries(
+            {"glob": st.sampled_from(["*.png", "nope/*", "", "../*"])},
+            optional={"sample": maybe(st.integers(0, 3)), "seed": maybe(st.integers(-1, 3))},
+        ),
+        anything,
+    ),
+    max_size=2,
+)
+steps = st.lists(
+    st.dictionaries(
+        st.sampled_from(["remove_object", "replace_background", "add_sticker", "bogus"]),
+        st.one_of(st.none(), st.sampled_from([*VARIANTS]).flatmap(_settings)),
+        min_size=1,
+        max_size=2,
+    ),
+    max_size=3,
+)
+own_variants = st.fixed_dictionaries(
+    {"judge": maybe(st.sampled_from([*VARIANTS, "nope"])), "steps": maybe(steps)},
+    optional={"sweep": maybe(sweeps), "thresholds": anything, "bogus": anything},
+)
 variants = st.one_of(
     st.dictionaries(variant_names, st.one_of(st.builds(dict), variant_names.flatmap(_settings)), max_size=4),
+    st.dictionaries(st.sampled_from(["mine", *VARIANTS]), st.one_of(own_variants, st.builds(dict)), max_size=3),
     st.lists(
         st.one_of(variant_names, st.dictionaries(variant_names, st.builds(dict), min_size=1, max_size=2)), max_size=4
     ),
@@ -92,6 +119,12 @@ CASE_VALUES: dict[str, st.SearchStrategy[Any]] = {
     "skip": maybe(st.booleans() | st.text(max_size=5)),
     "xfail": maybe(st.booleans() | st.text(max_size=5)),
     "tags": maybe(st.lists(st.sampled_from(["sticker", "xfail", "_x", "a: b", "ok-1", "and", ""]), max_size=3)),
+    "expect": maybe(st.sampled_from(["present", "absent", "maybe"])),
+    "overrides": maybe(
+        st.dictionaries(
+            st.sampled_from(["mine", "upside_down", *VARIANTS]), variant_names.flatmap(_settings), max_size=2
+        )
+    ),
     "bogus": anything,
 }
 assert set(CASE_VALUES) - {"bogus"} == set(CaseModel.model_fields)
@@ -205,7 +238,8 @@ def _check_suite(path: Path) -> None:
             continue
         # Accepted: the case is complete, and what the engine would do with it is
         # either finite and well-formed or a clear error of this case.
-        assert case.variants and case.image is not None and case.image.is_file() and case.regions
+        assert case.variants and case.image is not None and case.image.is_file()
+        assert case.regions or case.expect == "absent"
         for region in case.regions:
             assert all(math.isfinite(v) for v in _numbers(region.model_dump())), region
         for variant in case.variants:
@@ -218,7 +252,8 @@ def _check_suite(path: Path) -> None:
         image = read_rgb(case.image)
         try:
             mask = rasterize(case.regions, image.shape[:2], case.base_dir)
-            check_usable(mask)
+            if case.regions:  # an `expect: absent` case may have no object
+                check_usable(mask)
         except HarnessError as exc:
             assert str(exc)
             continue

@@ -1,0 +1,148 @@
+"""The issue's suite as written: variants made of steps, sweeps, overrides, a negative case.
+
+The model is a probe (harness.probes) whose answer is known by construction: it says
+"horse" when the mean brightness of the square [10, 22) x [10, 22) exceeds 0.9, so
+bright backgrounds are "horse" and a grey sky is not.
+"""
+
+from __future__ import annotations
+
+import csv
+import random
+from collections import Counter
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+# The suite exactly as issue 12 writes it (plus a model and one case with an object).
+SUITE = """\
+model: horse-probe
+defaults:
+  label: horse
+  variants:
+    original: {}
+    sticker_added: {image: stickers/watermark.png, size: native, position: bottom_right, margin: 1}
+    watermark_without_horse:            # any name: a variant made of steps
+      judge: instance_removed           # which verdict rule applies (one of the four built-in variants' rules)
+      steps:
+        - remove_object: {fill: inpaint_telea, dilate: 1}
+        - add_sticker: {image: stickers/watermark.png, size: native, position: bottom_right, margin: 1}
+    watermark_corners:
+      judge: sticker_added
+      steps: [{add_sticker: {image: stickers/watermark.png, size: native, margin: 1}}]
+      sweep: {position: [top_left, top_right, bottom_left, bottom_right]}   # one item per value
+    other_backgrounds:
+      judge: background_removed
+      steps: [{replace_background: {fill: image}}]
+      sweep: {image: {glob: backgrounds/*.png, sample: 5, seed: 0}}
+cases:
+  - id: empty_sky
+    image: images/sky.png
+    expect: absent                      # no object: the label must not be predicted
+  - id: horse_0
+    image: images/horse.png
+    object: {box: [10, 10, 22, 22]}
+    overrides: {sticker_added: {position: top_left}}
+"""
+
+MODELS = """\
+models:
+  horse-probe:
+    architecture: harness.probes:region_probe
+    args: {size: [32, 32], region: [10, 10, 22, 22], threshold: 0.9}
+    classes: [horse, other]
+    preprocessing: {size: [32, 32], mean: [0, 0, 0], std: [1, 1, 1]}
+"""
+
+BACKGROUNDS = [f"bright_{i}" for i in range(3)] + [f"dark_{i}" for i in range(4)]
+
+
+def make_horse_world(root: Path) -> None:
+    for folder in ("images", "stickers", "backgrounds"):
+        (root / folder).mkdir()
+    sky = np.full((32, 32, 3), 204, np.uint8)  # brightness 0.8: not a horse
+    cv2.imwrite(str(root / "images" / "sky.png"), sky)
+    horse = sky.copy()
+    horse[10:22, 10:22] = 255  # brightness 1.0 in the probe's square: a horse
+    cv2.imwrite(str(root / "images" / "horse.png"), horse)
+    watermark = np.zeros((9, 16, 4), np.uint8)  # a white 16 x 9 watermark, opaque
+    watermark[...] = 255
+    cv2.imwrite(str(root / "stickers" / "watermark.png"), watermark)
+    for name in BACKGROUNDS:
+        value = 255 if name.startswith("bright") else 60
+        cv2.imwrite(str(root / "backgrounds" / f"{name}.png"), np.full((40, 40, 3), value, np.uint8))
+    (root / "models.yaml").write_text(MODELS)
+    (root / "pytest.ini").write_text("[pytest]\nxai_models = models.yaml\n")
+    (root / "horses.xai.yaml").write_text(SUITE)
+
+
+def _rows(root: Path) -> list[dict[str, str]]:
+    with open(root / "reports" / "results.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.fixture
+def horses(pytester: pytest.Pytester) -> pytest.Pytester:
+    make_horse_world(pytester.path)
+    return pytester
+
+
+def test_the_issue_suite_validates(horses: pytest.Pytester) -> None:
+    from harness.authoring.validate import validate_suite
+
+    count, errors = validate_suite(horses.path / "horses.xai.yaml")
+    assert errors == [] and count == 2
+
+
+def test_the_issue_suite_runs_with_sweeps_steps_and_a_negative_case(horses: pytest.Pytester) -> None:
+    result = horses.runpytest("-v", "-p", "no:cacheprovider", "--xai-assets", "")
+    sampled = sorted(random.Random(0).sample(sorted(f"backgrounds/{b}.png" for b in BACKGROUNDS), 5))
+    stems = [Path(p).stem for p in sampled]
+    corners = ["top_left", "top_right", "bottom_left", "bottom_right"]
+    rows = _rows(horses.path)
+    by_id = {r["nodeid"].split("::")[-1]: r for r in rows}
+    per_case = ["original", "sticker_added", "watermark_without_horse"]
+    expected = {
+        f"{case}[{part}]"
+        for case in ("empty_sky", "horse_0")
+        for part in per_case + [f"watermark_corners-{c}" for c in corners] + [f"other_backgrounds-{s}" for s in stems]
+    }
+    assert set(by_id) == expected, result.outlines[-20:]
+    for name, row in by_id.items():
+        # `variant` holds the variant's name, `sweep` the value of a swept one.
+        variant = name[name.index("[") + 1 : -1].split("-")[0]
+        assert row["variant"] == variant
+        assert row["sweep"] == (name[:-1].split("-", 1)[1] if "-" in name else "")
+        assert row["verdict"] != "error", (name, row["message"])
+    # The negative case: every variant passes where the image stays not-a-horse, and only a
+    # bright background (the whole image replaced, there being no object) is called horse.
+    for stem in stems:
+        verdict = by_id[f"empty_sky[other_backgrounds-{stem}]"]["verdict"]
+        assert verdict == ("false_positive" if stem.startswith("bright") else "passed"), stem
+    sky = [r for n, r in by_id.items() if n.startswith("empty_sky") and "other_backgrounds" not in n]
+    assert {r["verdict"] for r in sky} == {"passed"} and {r["predicted"] for r in sky} == {"other"}
+    # The horse: painted out with the watermark kept, it is no horse any more (no Clever
+    # Hans); the watermark in any corner changes nothing; on any background it stays a horse.
+    horse = {n: r for n, r in by_id.items() if n.startswith("horse_0")}
+    assert {r["verdict"] for r in horse.values()} == {"passed"}
+    removed = horse["horse_0[watermark_without_horse]"]
+    assert removed["predicted"] == "other" and float(removed["mass_removed"]) >= 0
+    for corner in corners:
+        row = horse[f"horse_0[watermark_corners-{corner}]"]
+        assert row["original_predicted"] == "horse" and float(row["mass_sticker"]) == pytest.approx(0.0, abs=1e-6)
+    failed = sum(stem.startswith("bright") for stem in stems)
+    result.assert_outcomes(passed=len(expected) - failed, failed=failed)
+
+
+def test_swept_images_are_each_their_own(horses: pytest.Pytester) -> None:
+    """Each corner is a separate image: the engine keys images by their sweep value too."""
+    horses.runpytest("-p", "no:cacheprovider", "-k", "watermark_corners and horse_0")
+    rows = _rows(horses.path)
+    assert Counter(r["variant"] for r in rows) == {"watermark_corners": 4}
+    assert len({r["sweep"] for r in rows}) == 4
+    pictures = sorted((horses.path / "reports" / "assets").rglob("*watermark_corners*_input.png"))
+    assert len(pictures) == 4
+    images = [cv2.imread(str(p)) for p in pictures]
+    assert all(not np.array_equal(images[0], other) for other in images[1:])
