@@ -135,7 +135,7 @@ an error until the object is drawn.
 
 examples:
   python -m harness sample --model signs-shortcut --class speed_50 \\
-      --images 'fixtures/signs/heldout/speed_50_*.png' --most 10 --least 20 \\
+      --images 'fixtures/signs/heldout/speed_50_*.png' --label speed_50 --most 10 --least 20 \\
       --output testcases/speed50_confidence.xai.yaml
   python -m harness sample --model imagenette --class tench --images photos/tench/ \\
       --most 10 --least 20 --annotations photos/tench/coco.json -o testcases/tench.xai.yaml"""
@@ -212,6 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--least", type=int, default=20, metavar="M", help="least confident images (default: %(default)s)")
     p.add_argument("--mask-pattern", default="{stem}_mask.png", help="mask file per image (default: %(default)s)")
     p.add_argument("--annotations", metavar="FILE", help="LabelMe JSON (file or folder) or COCO JSON with the objects")
+    p.add_argument("--label", metavar="CLASS", help="the class every image shows (else: from --annotations or a "
+                   "folder named after --class; images with no label are left out)")
     p.add_argument("--batch-size", type=int, default=32)
     _mapping_options(p)
     _writer_options(p, model_option=False)

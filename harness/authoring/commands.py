@@ -341,7 +341,7 @@ def sample(args: argparse.Namespace) -> int:
                                   **parse_map_args(args.map)}, classes=model.classes, keep_unknown=False)
     annotations = _annotations(args, class_map) if args.annotations else None
     found = sample_cases(model, args.class_name, args.images, args.most, args.least, args.mask_pattern,
-                         annotations, args.batch_size)
+                         annotations, args.batch_size, label=args.label)
     _warn(found.warnings)
     _write(args, found.cases, "python -m harness sample")
     return 0

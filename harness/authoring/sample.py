@@ -74,8 +74,14 @@ def sample_cases(
     mask_pattern: str = DEFAULT_MASK_PATTERN,
     annotations: dict[str, list[RegionDraft]] | None = None,
     batch_size: int = 32,
+    label: str | None = None,
 ) -> ImportResult:
     """Cases for the most and least confident images of ``class_name``.
+
+    Labels are never guessed from the class being ranked: an image's label comes from
+    ``label`` (the user says what every image shows), an annotation of the class, or a
+    folder named after the class. Images with none of these are left out (a warning
+    says how many): a mixed folder must not become cases that all claim one class.
 
     Parameters
     ----------
@@ -86,6 +92,10 @@ def sample_cases(
         Regions by image file name (from a LabelMe or COCO file); used where no mask
         file exists.
 
+    label
+        The expected class of every image (``--label``); ``None``: from annotations or
+        the folder name.
+
     Images with neither a mask nor an annotation get a placeholder object and a
     ``# TODO: annotate the object`` comment; ``validate`` and pytest report them as
     errors until the expert draws the object.
@@ -93,10 +103,23 @@ def sample_cases(
     pairs = expand(images_glob, mask_pattern)
     if not pairs:
         raise HarnessError(f"no images match {str(images_glob)!r}")
+    labels = {p.image: label_of(p.image, class_name, label, annotations) for p in pairs}
+    unlabelled = [p for p in pairs if labels[p.image] is None]
+    pairs = [p for p in pairs if labels[p.image] is not None]
+    if not pairs:
+        raise HarnessError(
+            f"none of the {len(unlabelled)} images has a known label: give --label CLASS (what every image shows), "
+            f"--annotations with {class_name} objects, or put them in a folder named {class_name}"
+        )
     scored = score_images(model, [p.image for p in pairs], class_name, batch_size)
     masks = {p.image: p.mask for p in pairs}
     top, bottom = choose(scored, most, least)
     result = ImportResult()
+    if unlabelled:
+        result.warnings.append(
+            f"{len(unlabelled)} of {len(unlabelled) + len(pairs)} images left out: no --label, no {class_name} "
+            f"annotation and not in a folder named {class_name} (e.g. {unlabelled[0].image.name})"
+        )
     if len(top) < most or len(bottom) < least:
         result.warnings.append(f"only {len(scored)} images: took {len(top)} most and {len(bottom)} least confident")
     total = len(scored)
@@ -118,14 +141,28 @@ def sample_cases(
                 CaseDraft(
                     id=sanitise_id(item.image.stem),
                     image=item.image,
-                    label=class_name,
-                    source_label=class_name,
+                    label=labels[item.image],
+                    source_label=labels[item.image],
                     regions=regions,
                     description=f"{group} confident {class_name} image no. {rank}",
                     comment=comment,
                 )
             )
     return result
+
+
+def label_of(
+    image: Path, class_name: str, label: str | None, annotations: dict[str, list[RegionDraft]] | None
+) -> str | None:
+    """The label of one image: explicit, else from an annotation of ``class_name``, else
+    from a folder named ``class_name``; ``None`` when nothing says what it shows."""
+    if label is not None:
+        return label
+    if annotations and annotations.get(image.name):
+        return class_name
+    if image.parent.name == class_name:
+        return class_name
+    return None
 
 
 def annotation_index(result: ImportResult, class_name: str) -> dict[str, list[RegionDraft]]:

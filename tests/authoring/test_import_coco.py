@@ -172,3 +172,35 @@ def test_category_filter(tmp_path: Path, write_image, registry: Path, cli) -> No
     )
     assert code == 0, err
     assert [c.case_id for c in load_suite(suite).cases] == ["a_1", "b_1", "b_2"]
+
+
+def test_without_images_the_coco_layout_is_found(tmp_path: Path, write_image, registry: Path, cli) -> None:
+    # annotations/instances_val.json with the images in val/ beside annotations/ (COCO's own layout).
+    source, _ = _coco(tmp_path, write_image)
+    suite = tmp_path / "cats.xai.yaml"
+    code, _, err = cli(
+        "import", "coco", source, "--category", "cat", "-o", suite, "--model", "pets", "--models", registry,
+        "--map", "cat=feline",
+    )  # fmt: skip
+    assert code == 0, err
+    spec = load_suite(suite)
+    assert [c.image for c in spec.cases] == [(tmp_path / "val" / n).resolve() for n in ("a.png", "b.png", "b.png")]
+    assert "not found" not in err
+    code, out, _ = cli("validate", suite, "--models", registry)
+    assert code == 0, out
+
+
+def test_without_images_and_no_image_folder_is_an_error(tmp_path: Path, write_image, registry: Path, cli) -> None:
+    source, _ = _coco(tmp_path, write_image)
+    moved = tmp_path / "elsewhere"
+    (tmp_path / "val").rename(moved)
+    suite = tmp_path / "cats.xai.yaml"
+    code, _, err = cli("import", "coco", source, "-o", suite, "--model", "pets", "--models", registry)
+    assert code != 0 and not suite.exists()
+    assert "annotated images (e.g. a.png)" in err and "give the image folder with --images DIR" in err
+    # Given explicitly, the folder is used as it is.
+    code, _, err = cli(
+        "import", "coco", source, "--images", moved, "-o", suite, "--model", "pets", "--models", registry,
+        "--map", "dog=canine", "--map", "cat=feline",
+    )  # fmt: skip
+    assert code == 0, err

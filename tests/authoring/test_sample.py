@@ -43,6 +43,8 @@ def test_most_and_least_confident_are_chosen(tmp_path: Path, write_image, write_
         4,
         "--batch-size",
         5,
+        "--label",
+        "bright",
         "--output",
         suite,
         "--models",
@@ -114,3 +116,48 @@ def test_sample_takes_regions_from_a_coco_file(tmp_path: Path, write_image, writ
     spec = load_suite(suite)
     assert [c.case_id for c in spec.cases] == brightest_first[:2]
     assert all(c.regions[0].polygon and not c.errors for c in spec.cases)
+
+
+def test_sample_never_invents_labels(tmp_path: Path, write_image, write_mask, registry: Path, cli) -> None:
+    # A mixed folder ("photos"), no annotations, no --label: nothing says what the images show.
+    folder, _ = _images(tmp_path, write_image, write_mask)
+    suite = tmp_path / "bright.xai.yaml"
+    args = ("--model", "probe", "--class", "bright", "--most", 2, "--least", 0, "-o", suite, "--models", registry)
+    code, _, err = cli("sample", "--images", folder, *args)
+    assert code != 0 and not suite.exists()
+    assert "none of the 12 images has a known label: give --label CLASS" in err
+    # A folder named after the class is a label.
+    named = tmp_path / "bright"
+    folder.rename(named)
+    code, _, err = cli("sample", "--images", named, *args)
+    assert code == 0, err
+    assert suite.read_text().count("    label: bright\n") == 2  # (a case still to annotate loads without its label)
+
+
+def test_sample_labels_only_annotated_images_of_a_mixed_folder(
+    tmp_path: Path, write_image, write_mask, registry: Path, cli
+) -> None:
+    folder, brightest_first = _images(tmp_path, write_image, write_mask)
+    annotated = brightest_first[-3:]  # the three darkest images are the "bright" objects
+    numbers = [int(name[-2:]) for name in annotated]
+    images = [{"id": n, "file_name": f"img_{n:02d}.png", "height": 48, "width": 48} for n in range(12)]
+    annotations = [
+        {"id": 100 + n, "image_id": n, "category_id": 1, "area": 100.0, "bbox": [5, 5, 10, 10],
+         "segmentation": [[5, 5, 15, 5, 15, 15, 5, 15]]}
+        for n in numbers
+    ]  # fmt: skip
+    coco = tmp_path / "photos.json"
+    coco.write_text(
+        json.dumps({"images": images, "annotations": annotations, "categories": [{"id": 1, "name": "bright"}]})
+    )
+    suite = tmp_path / "bright.xai.yaml"
+    code, _, err = cli(
+        "sample", "--model", "probe", "--class", "bright", "--images", folder, "--most", 5, "--least", 0,
+        "--annotations", coco, "-o", suite, "--models", registry,
+    )  # fmt: skip
+    assert code == 0, err
+    assert "9 of 12 images left out: no --label, no bright annotation" in err
+    # Only the annotated images, most confident first, though brighter ones were in the folder.
+    spec = load_suite(suite)
+    assert [c.case_id for c in spec.cases] == annotated
+    assert {c.label for c in spec.cases} == {"bright"} and not any(c.errors for c in spec.cases)

@@ -52,6 +52,30 @@ def _regions(ann: dict[str, Any], width: int, height: int, where: str) -> tuple[
     return [], 0.0, notes + [f"{where}: no segmentation and no bbox; skipped"]
 
 
+def find_images_dir(path: Path, data: dict[str, Any]) -> Path:
+    """The folder holding the images of a COCO file given without ``--images``: the
+    candidate that holds the most of the annotated images (the JSON's own folder wins
+    ties), or a :class:`HarnessError` when none holds any."""
+    wanted = {img.get("id"): str(img.get("file_name", "")) for img in data["images"] if isinstance(img, dict)}
+    names = sorted({wanted[a.get("image_id")] for a in data["annotations"] if a.get("image_id") in wanted})
+    if not names:
+        return path.parent
+    split = path.stem.split("_", 1)[-1]  # instances_val2017 -> val2017
+    here = path.parent
+    candidates = list(
+        dict.fromkeys([here, here.parent / split, here / split, here.parent / "images" / split, here.parent / "images"])
+    )
+    found = {folder: sum((folder / name).is_file() for name in names) for folder in candidates}
+    best = max(candidates, key=lambda folder: found[folder])  # first of the best: the JSON's folder wins ties
+    if found[best] == 0:
+        tried = ", ".join(str(folder) for folder in candidates)
+        raise HarnessError(
+            f"{path}: none of its {len(names)} annotated images (e.g. {names[0]}) is in {tried}; "
+            f"give the image folder with --images DIR"
+        )
+    return best
+
+
 def import_coco(
     path: str | Path,
     images_dir: str | Path | None = None,
@@ -65,7 +89,10 @@ def import_coco(
     path
         The JSON file.
     images_dir
-        Folder that ``file_name`` is relative to (default: the JSON's folder).
+        Folder that ``file_name`` is relative to. Default: found next to the JSON, in
+        the JSON's folder or COCO's own layout (``annotations/instances_val2017.json``
+        with ``val2017/`` beside ``annotations/``); a :class:`HarnessError` when no
+        such folder holds the images, rather than cases with broken paths.
     categories
         Only these category names (``None``: all).
     min_area
@@ -79,8 +106,8 @@ def import_coco(
         raise HarnessError(f"cannot read COCO file {path}: {exc}") from None
     if not isinstance(data, dict) or not all(k in data for k in ("images", "annotations", "categories")):
         raise HarnessError(f"{path}: not a COCO instances file (needs images, annotations, categories)")
-    folder = Path(images_dir) if images_dir is not None else path.parent
     images = {img["id"]: img for img in data["images"]}
+    folder = Path(images_dir) if images_dir is not None else find_images_dir(path, data)
     names = {cat["id"]: str(cat["name"]) for cat in data["categories"]}
     unknown = set(categories or ()) - set(names.values())
     if unknown:
