@@ -437,7 +437,9 @@ class XaiItem(pytest.Item):
         problems = list(self.problems)
         if not problems:
             try:
-                assets = state.assets_dir / self.assets_part if state.assets_dir and self.assets_part else state.assets_dir
+                assets = state.assets_dir
+                if assets is not None and self.assets_part:
+                    assets = assets / self.assets_part
                 self.evaluation = evaluate(self.context, state.engine, assets, state.picture_writer())
                 self.evaluation.row.update(state.engine.agreement(self.key))
             except HarnessError as exc:

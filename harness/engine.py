@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from harness import health as health_checks
+from harness.agreement import agreement_columns
 from harness.errors import HarnessError, ModelError
 from harness.explain import Explainer, make_explainer
 from harness.imageio import read_rgb, read_rgba
@@ -119,6 +120,10 @@ class Engine:
         self._consumers: dict[ImageKey, int] = {}
         self._results: dict[ImageKey, ImageResult] = {}
         self._summaries: dict[ImageKey, tuple[int | None, np.ndarray | None]] = {}
+        # Several explainers of one image: its keys in run order (the first explainer's
+        # logits give every one of them its prediction), and their agreement columns.
+        self._siblings: dict[ImageKey, list[ImageKey]] = {}
+        self._agreement: dict[ImageKey, dict[str, Any]] = {}
         self._models: dict[str, LoadedModel | ModelError] = {}
         self._explainers: dict[tuple[str, str], Explainer | HarnessError] = {}
         self._case_cache: OrderedDict[str, tuple[np.ndarray, np.ndarray] | BaseException] = OrderedDict()
@@ -142,6 +147,7 @@ class Engine:
                 self._requests[request.key] = request
                 self._position[request.key] = len(self._order)
                 self._order.append(request.key)
+                self._siblings.setdefault(image_of(request.key), []).append(request.key)
             elif request.predicted_relevance:
                 self._requests[request.key].predicted_relevance = True
         for key, count in consumers.items():
@@ -209,6 +215,11 @@ class Engine:
             self.result(key)
         return self._summaries[key]
 
+    def agreement(self, key: ImageKey) -> dict[str, Any]:
+        """The agreement columns of ``key`` with the other explainers of its image (empty
+        when one explainer explains it); kept after release."""
+        return dict(self._agreement.get(key, {}))
+
     def release(self, key: ImageKey) -> None:
         """An item has read ``key``; drop the heavy arrays after the last reader."""
         remaining = self._consumers.get(key, 0) - 1
@@ -271,42 +282,83 @@ class Engine:
         return variant
 
     def _run_batch(self, first: ImageKey) -> None:
-        group = (first.model, first.explainer)
+        # A batch is a set of images of one model; every explainer planned for them runs
+        # over the same prepared inputs (rendered once), explainer after explainer.
         chunk = self._requests[first].chunk
-        keys = [first]
+        images = [image_of(first)]
         for key in self._order[self._position[first] + 1 :]:
-            if len(keys) >= self.batch_size:
+            if len(images) >= self.batch_size:
                 break
             if self.confine_to_chunk and self._requests[key].chunk != chunk:
                 break
-            if (key.model, key.explainer) == group and key not in self._results:
-                keys.append(key)
+            if key.model == first.model and key not in self._results and image_of(key) not in images:
+                images.append(image_of(key))
+        keys = {image: [k for k in self._siblings[image] if k not in self._results] for image in images}
         try:
             model = self.model(first.model)
-            explainer = self.explainer(first.model, first.explainer)
         except HarnessError as exc:
-            for key in keys:
-                self._store(key, ImageResult(error=exc))
+            for siblings in keys.values():
+                for key in siblings:
+                    self._store(key, ImageResult(error=exc))
             return
         start = time.perf_counter()
-        ready = [prepared for key in keys if (prepared := self._prepare(key, model)) is not None]
+        prepared: dict[ImageKey, _Prepared] = {}
+        for image, siblings in keys.items():
+            one = self._prepare(siblings[0], model)
+            if one is None:
+                for key in siblings[1:]:
+                    self._store(key, self._results[siblings[0]])
+            else:
+                prepared[image] = one
         self.stats.seconds_variants += time.perf_counter() - start
-        if not ready:
+        if not prepared:
             return
         start = time.perf_counter()
-        try:
-            self._explain(ready, model, explainer)
-        except Exception:  # noqa: BLE001 - isolation: find the guilty image by running each alone
-            self.stats.retried_batches += 1
-            for one in ready:
-                try:
-                    self._explain([one], model, explainer)
-                except Exception as exc:  # noqa: BLE001
-                    self._store(
-                        one.key,
-                        ImageResult(error=HarnessError(f"model + explainer failed on this image: {describe(exc)}")),
-                    )
+        shared: dict[ImageKey, np.ndarray] = {}  # image -> the logits its predictions come from
+        for name in dict.fromkeys(key.explainer for siblings in keys.values() for key in siblings):
+            ready = [
+                replace(prepared[image], key=key)
+                for image, siblings in keys.items()
+                if image in prepared
+                for key in siblings
+                if key.explainer == name
+            ]
+            try:
+                explainer = self.explainer(first.model, name)
+            except HarnessError as exc:
+                for one in ready:
+                    self._store(one.key, ImageResult(error=exc))
+                continue
+            try:
+                self._explain(ready, model, explainer, shared)
+            except Exception:  # noqa: BLE001 - isolation: find the guilty image by running each alone
+                self.stats.retried_batches += 1
+                for one in ready:
+                    try:
+                        self._explain([one], model, explainer, shared)
+                    except Exception as exc:  # noqa: BLE001
+                        self._store(
+                            one.key,
+                            ImageResult(error=HarnessError(f"model + explainer failed on this image: {describe(exc)}")),
+                        )
+        for image in prepared:
+            self._agree(self._siblings[image])
         self.stats.seconds_model += time.perf_counter() - start
+
+    def _agree(self, siblings: list[ImageKey]) -> None:
+        """Agreement of every explainer's label map with the first explainer's (the first's
+        own row: with the second's), for an image explained by two or more explainers."""
+        maps = [
+            (key, found.relevance_label)
+            for key in siblings
+            if (found := self._results.get(key)) is not None and found.relevance_label is not None
+        ]
+        if len(maps) < 2:
+            return
+        (first, reference), (second, second_map) = maps[0], maps[1]
+        self._agreement[first] = {**agreement_columns(reference, second_map), "agreement_with": second.explainer}
+        for key, relevance in maps[1:]:
+            self._agreement[key] = {**agreement_columns(reference, relevance), "agreement_with": first.explainer}
 
     def _prepare(self, key: ImageKey, model: LoadedModel) -> _Prepared | None:
         """Load, render and check every input of one image before it may join a batch.
@@ -331,12 +383,20 @@ class Engine:
             return None
         return _Prepared(key, variant, model.classes.index(request.label), x)
 
-    def _explain(self, ready: list[_Prepared], model: LoadedModel, explainer: Explainer) -> None:
-        """Model + explainer over prepared images; checks every value before storing it."""
+    def _explain(
+        self, ready: list[_Prepared], model: LoadedModel, explainer: Explainer, shared: dict[ImageKey, np.ndarray]
+    ) -> None:
+        """Model + explainer over prepared images; checks every value before storing it.
+
+        ``shared`` holds the logits of images an earlier explainer of this batch already
+        ran: those rows keep that prediction (one forward decides an image's prediction for
+        every explainer), the others add theirs."""
         x = torch.cat([one.x for one in ready])
         labels = torch.tensor([one.label for one in ready], device=model.device)
         logits_t, relevance_t = explainer(x, labels)
         logits = logits_t.detach().float().cpu().numpy()
+        for row, one in enumerate(ready):
+            logits[row] = shared.setdefault(image_of(one.key), logits[row].copy())
         relevance = relevance_t.detach().float().cpu().numpy()
         problems: dict[int, str] = {}
         for row in range(len(ready)):
@@ -395,6 +455,11 @@ class Engine:
     def _store(self, key: ImageKey, result: ImageResult) -> None:
         self._results[key] = result
         self._summaries[key] = (result.predicted, result.probs)
+
+
+def image_of(key: ImageKey) -> ImageKey:
+    """The image a key computes, whichever explainer explains it."""
+    return replace(key, explainer="")
 
 
 def describe(exc: BaseException) -> str:

@@ -32,7 +32,8 @@ if TYPE_CHECKING:
 OPTIONS: dict[str, tuple[str, str | None]] = {
     "xai_model": ("model(s) under test, overriding the suites' 'model' (comma-separated or repeated)", None),
     "xai_models": ("model registry YAML", "fixtures/models.yaml"),
-    "xai_explainer": ("explainer for every suite, e.g. lrp/epsilon_gamma_box", None),
+    "xai_explainer": ("explainer(s) for every suite, e.g. lrp/epsilon_gamma_box or lrp,cam/gradcam (comma-separated)",
+                      None),
     "xai_device": ("torch device: auto (CUDA when present), cpu, cuda, cuda:1", "auto"),
     "xai_batch_size": ("images per model/LRP batch", "32"),
     "xai_lrp_backend": ("LRP implementation: auto (fast engine, zennit fallback), fast, zennit", "auto"),

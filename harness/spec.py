@@ -162,7 +162,9 @@ class SuiteHeader(BaseModel):
     description: str = ""
     model: str | None = Field(None, description="the model under test (a name in the model registry)")
     models: list[str] | None = Field(None, min_length=1, description="several models under test")
-    explainer: str = Field("lrp/epsilon_plus_flat", description="explainer registry key")
+    explainer: str | list[str] = Field(
+        "lrp/epsilon_plus_flat", description="explainer registry key, or a list of them (each item judged per explainer)"
+    )
     defaults: Defaults = Field(default_factory=lambda: Defaults.model_validate({}))
     cases: list[Any] = Field(..., min_length=1, description="the test cases")
 
@@ -172,6 +174,13 @@ class SuiteHeader(BaseModel):
         # The same model twice would give two items of one name, one of them lost in the results.
         if value is not None and len(set(value)) != len(value):
             raise ValueError(f"a model is listed twice (got {value})")
+        return value
+
+    @field_validator("explainer")
+    @classmethod
+    def _explainers(cls, value: str | list[str]) -> str | list[str]:
+        if isinstance(value, list) and (not value or len(set(value)) != len(value)):
+            raise ValueError(f"give one or more distinct explainers (got {value})")
         return value
 
 
@@ -295,12 +304,13 @@ class SuiteSpec:
     path: Path
     name: str
     models: list[str]
-    explainer: str
+    explainer: str  # the first of explainers
     description: str = ""
     cases: list[CaseSpec] = field(default_factory=list)
     error: SpecError | None = None
     explainer_line: int | None = None  # where 'explainer' is written (None: the default)
     model_line: int | None = None
+    explainers: list[str] = field(default_factory=list)  # every explainer of the suite, in order
 
 
 # --------------------------------------------------------------------------- error text
@@ -980,7 +990,8 @@ def load_suite(path: str | Path, text: str | None = None) -> SuiteSpec:
     suite.name = header.suite or name
     suite.description = header.description
     suite.models = header.models or ([header.model] if header.model else [])
-    suite.explainer = header.explainer
+    suite.explainers = [header.explainer] if isinstance(header.explainer, str) else list(header.explainer)
+    suite.explainer = suite.explainers[0]
     suite.explainer_line = line_of(raw, ("explainer",)) if "explainer" in raw else None
     suite.model_line = (
         line_of(raw, ("models",) if "models" in raw else ("model",)) if ("models" in raw or "model" in raw) else None

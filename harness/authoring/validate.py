@@ -72,10 +72,11 @@ class _Checker:
         """Explainer and models; returns the class list of each usable model."""
         from harness.explain import canonical_name  # torch import, only when validating
 
-        try:
-            canonical_name(self.suite.explainer)
-        except HarnessError as exc:
-            self.error(("explainer",), "explainer", str(exc))
+        for name in self.suite.explainers or [self.suite.explainer]:
+            try:
+                canonical_name(name)
+            except HarnessError as exc:
+                self.error(("explainer",), "explainer", str(exc))
         if not self.models:
             self.error(("model",), "model", "no model under test: give 'model' in the suite or --model NAME")
         classes: dict[str, list[str]] = {}

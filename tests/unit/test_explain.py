@@ -37,7 +37,7 @@ def test_names_and_aliases():
     assert canonical_name("epsilon_gamma_box") == "lrp/epsilon_gamma_box"
     assert canonical_name("lrp") == "lrp/epsilon_plus_flat"
     with pytest.raises(HarnessError, match="known explainers: lrp/epsilon_plus_flat"):
-        canonical_name("gradcam")
+        canonical_name("smoothgrad")
 
 
 @pytest.mark.parametrize("rule", ["lrp/epsilon_plus_flat", "lrp/epsilon_gamma_box", "lrp/epsilon_alpha2_beta1_flat"])
