@@ -328,7 +328,10 @@ def _picture_paths(assets_dir: Path, ctx: ItemContext) -> dict[str, Path]:
     folder = (assets_dir / _safe(ctx.model) / _safe(Path(ctx.suite).name)).resolve()
     stem = f"{_safe(ctx.case_id)}__{ctx.variant}" + (f"-{_safe(ctx.sweep)}" if ctx.sweep else "")
     kinds = ("input", "annotated", "heatmap", "overlay", "heatmap_predicted")
-    return {kind: folder / f"{stem}_{kind}.png" for kind in kinds}
+    paths = {kind: folder / f"{stem}_{kind}.png" for kind in kinds}
+    # The heatmap's relevance and masks, from which the report colours a case's maps on one scale.
+    paths["heatmap_data"] = folder / f"{stem}_heatmap.npz"
+    return paths
 
 
 def _render_and_write(
@@ -344,3 +347,4 @@ def _render_and_write(
         pictures["heatmap_predicted"] = render.heatmap_image(predicted, variant.object_mask, variant.sticker_mask)
     for kind, image in pictures.items():
         write_rgb(paths[kind], image)
+    render.save_heatmap_data(paths["heatmap_data"], relevance, variant.object_mask, variant.sticker_mask)

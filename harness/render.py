@@ -8,7 +8,11 @@ PNG encoding, the main cost of writing pictures, grows with the pixel count.
 
 from __future__ import annotations
 
+import io
 import math
+import os
+import threading
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -17,6 +21,9 @@ OBJECT_COLOUR = (0, 200, 0)
 REMOVED_COLOUR = (255, 190, 0)
 STICKER_COLOUR = (230, 0, 230)
 DISPLAY_MIN_SIDE = 192
+# The colour scale of a case's maps: this percentile of |R| over all of them, so that a
+# few extreme pixels do not wash every other pixel out to near-white.
+HEATMAP_PERCENTILE = 99.5
 
 
 def display_scale(shape: tuple[int, ...]) -> int:
@@ -33,6 +40,52 @@ def _upscale(image: np.ndarray, scale: int) -> np.ndarray:
 def heatmap_scale(relevance: np.ndarray) -> float:
     """Symmetric colour scale: max |R| maps to full red / full blue."""
     return float(np.abs(relevance).max())
+
+
+def case_scale(maps: list[np.ndarray], percentile: float = HEATMAP_PERCENTILE) -> float:
+    """One symmetric colour scale for several maps: the ``percentile`` of |R| over all
+    their pixels (the largest |R| when that percentile is zero, 0.0 for all-zero maps)."""
+    if not maps:
+        return 0.0
+    values = np.concatenate([np.abs(np.asarray(m, dtype=np.float64)).ravel() for m in maps])
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return 0.0
+    scale = float(np.percentile(values, percentile))
+    return scale if scale > 0 else float(values.max())
+
+
+def save_heatmap_data(
+    path: str | Path, relevance: np.ndarray, object_mask: np.ndarray | None, sticker_mask: np.ndarray | None
+) -> None:
+    """Keep what a heatmap is drawn from, compactly, so that the report can colour all
+    maps of a case on one scale once the whole case is known (items run one by one).
+
+    float16 keeps three significant digits of the map divided by its peak (relevance
+    itself may be far below float16's normal range); written beside, then renamed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    relevance = np.asarray(relevance, dtype=np.float64)
+    peak = float(np.abs(relevance).max()) if relevance.size else 0.0
+    scaled = relevance / peak if peak > 0 and math.isfinite(peak) else np.zeros_like(relevance)
+    arrays: dict[str, np.ndarray] = {"relevance": scaled.astype(np.float16), "peak": np.array(peak)}
+    for name, mask in (("object", object_mask), ("sticker", sticker_mask)):
+        if mask is not None:
+            arrays[name] = np.asarray(mask).astype(bool)
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)  # type: ignore[arg-type]
+    partial = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.part")
+    partial.write_bytes(buffer.getvalue())
+    partial.replace(path)
+
+
+def load_heatmap_data(path: str | Path) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """The relevance map (float32) and the object and sticker masks saved by :func:`save_heatmap_data`."""
+    with np.load(path, allow_pickle=False) as data:
+        relevance = data["relevance"].astype(np.float32) * np.float32(data["peak"])
+        object_mask = data["object"] if "object" in data.files else None
+        sticker_mask = data["sticker"] if "sticker" in data.files else None
+    return relevance, object_mask, sticker_mask
 
 
 def signed_heatmap(relevance: np.ndarray, scale: float | None = None) -> np.ndarray:
@@ -72,20 +125,24 @@ def annotate(
 
 
 def heatmap_image(
-    relevance: np.ndarray, object_mask: np.ndarray | None = None, sticker_mask: np.ndarray | None = None
+    relevance: np.ndarray,
+    object_mask: np.ndarray | None = None,
+    sticker_mask: np.ndarray | None = None,
+    scale: float | None = None,
 ) -> np.ndarray:
-    """Upscaled signed heatmap with thin region outlines for orientation."""
-    scale = display_scale(relevance.shape)
-    canvas = _upscale(signed_heatmap(relevance), scale).copy()
-    _outline(canvas, object_mask, OBJECT_COLOUR, scale)
-    _outline(canvas, sticker_mask, STICKER_COLOUR, scale)
+    """Upscaled signed heatmap with thin region outlines for orientation; ``scale`` is
+    the |R| drawn at full colour (the map's own maximum when not given)."""
+    factor = display_scale(relevance.shape)
+    canvas = _upscale(signed_heatmap(relevance, scale), factor).copy()
+    _outline(canvas, object_mask, OBJECT_COLOUR, factor)
+    _outline(canvas, sticker_mask, STICKER_COLOUR, factor)
     return canvas
 
 
-def overlay(image: np.ndarray, relevance: np.ndarray) -> np.ndarray:
+def overlay(image: np.ndarray, relevance: np.ndarray, scale: float | None = None) -> np.ndarray:
     """Heatmap blended over a dimmed grey copy of the input, at the input's resolution;
-    strong relevance is opaque."""
-    scale = heatmap_scale(relevance)
+    strong relevance (``scale`` and above, the map's maximum by default) is opaque."""
+    scale = heatmap_scale(relevance) if scale is None else scale
     strength = np.clip(np.abs(relevance) / scale, 0, 1) if scale > 0 else np.zeros_like(relevance)
     alpha = np.sqrt(strength)[..., None].astype(np.float32)  # sqrt: faint relevance stays visible
     grey = cv2.cvtColor(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB).astype(np.float32)

@@ -22,6 +22,7 @@ from urllib.parse import quote
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
+from .heatmaps import DATA_KIND, case_heatmaps
 from .model import (
     IMAGE_KINDS,
     METRICS,
@@ -84,6 +85,7 @@ class AssetWriter:
         self._urls: dict[Path, str | None] = {}
         self._names: set[str] = set()
         self._prepared = False
+        self._made = 0
 
     def _prepare(self) -> None:
         # Stale images from an earlier run at the same path would linger forever, but
@@ -138,10 +140,32 @@ class AssetWriter:
         self._urls[source] = url
         return url
 
+    def png(self, rgb: Any, hint: str) -> str | None:
+        """Encode an RGB picture made for the report (a recoloured heatmap) and return
+        its URL, like :meth:`url` for a file; ``None`` when it cannot be encoded."""
+        import cv2
+
+        ok, data = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+        if not ok:
+            return None
+        content = data.tobytes()
+        if self.self_contained:
+            url = "data:image/png;base64," + base64.b64encode(content).decode("ascii")
+        else:
+            if not self._prepared:
+                self._prepare()
+            name = f"{_slug(hint)}-{hashlib.sha1(content).hexdigest()[:10]}.png"
+            if name not in self._names:
+                self._names.add(name)
+                (self.folder / name).write_bytes(content)
+            url = f"{quote(self.folder.name)}/{quote(name)}"
+        self._made += 1
+        return url
+
     @property
     def count(self) -> int:
-        """Number of distinct images that resolved to a URL."""
-        return sum(1 for url in self._urls.values() if url)
+        """Number of distinct images that resolved to a URL, and pictures made here."""
+        return sum(1 for url in self._urls.values() if url) + self._made
 
 
 _ITEM_FIELDS = (
@@ -151,18 +175,26 @@ _ITEM_FIELDS = (
 )  # fmt: skip
 
 
-def _item_payload(item: Item, assets: AssetWriter) -> dict[str, Any]:
+def _item_payload(item: Item, assets: AssetWriter, recoloured: dict[str, Any] | None = None) -> dict[str, Any]:
     data = {name: getattr(item, name) for name in _ITEM_FIELDS}
     data["rank"] = item.rank
     data["outcome"] = item.outcome
     data["group"] = item.group
     data["review"] = item.needs_review
     data["checks"] = [asdict(check) for check in item.checks]
+    recoloured = recoloured or {}
+    kinds = (*IMAGE_KINDS, *sorted(set(item.images) - set(IMAGE_KINDS) - {DATA_KIND}))
     data["images"] = {
         kind: url
-        for kind in (*IMAGE_KINDS, *sorted(set(item.images) - set(IMAGE_KINDS)))
-        if kind in item.images and (url := assets.url(item.images[kind], f"{item.case_id}-{item.variant}-{kind}"))
+        for kind in kinds
+        if kind in item.images
+        and kind not in recoloured  # the item's own picture is replaced, not copied
+        and (url := assets.url(item.images[kind], f"{item.case_id}-{item.variant}-{kind}"))
     }
+    for kind, picture in recoloured.items():
+        url = assets.png(picture, f"{item.case_id}-{item.variant}-{kind}-case-scale")
+        if url:
+            data["images"][kind] = url
     return data
 
 
@@ -173,6 +205,8 @@ def _payload(report: Report, assets: AssetWriter) -> dict[str, Any]:
     namespace = hashlib.sha1(f"{meta.rootdir}|{assets.report_path.name}".encode()).hexdigest()[:12]
     cases = []
     for case in report.cases:
+        # Recoloured case by case: only one case's pictures are held at a time.
+        shared = case_heatmaps(case, assets.base_dir)
         cases.append(
             {
                 "key": case.key,
@@ -186,7 +220,13 @@ def _payload(report: Report, assets: AssetWriter) -> dict[str, Any]:
                 "explainer": case.explainer,
                 "device": case.device,
                 "rank": case.rank,
-                "items": [_item_payload(item, assets) for item in case.items],
+                "heatmap_scale": shared.scale if shared else None,
+                "heatmap_percentile": shared.percentile if shared else None,
+                "heatmap_maps": shared.maps if shared else 0,
+                "items": [
+                    _item_payload(item, assets, shared.pictures.get(item.key) if shared else None)
+                    for item in case.items
+                ],
             }
         )
     return {

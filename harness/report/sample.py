@@ -13,6 +13,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from harness.render import save_heatmap_data
+
 from .model import VARIANTS
 
 __all__ = ["sample_rows", "signed_colormap"]
@@ -90,6 +92,13 @@ def _images(out: Path, stem: str, rng: np.random.Generator, size: int, variant: 
         path = out / f"{stem}_{kind}.png"
         cv2.imwrite(str(path), picture)
         paths[kind] = str(path.resolve())
+    # What the core saves too: the signed map and the masks, for the case's shared colour scale.
+    sticker_mask = np.zeros((size, size), bool)
+    if sticker:
+        sticker_mask[sticker[1] : sticker[3] + 1, sticker[0] : sticker[2] + 1] = True
+    data = out / f"{stem}_heatmap.npz"
+    save_heatmap_data(data, relevance, mask > 0, sticker_mask if sticker else None)
+    paths["heatmap_data"] = str(data.resolve())
     return paths, scale
 
 

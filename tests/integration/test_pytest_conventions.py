@@ -167,7 +167,12 @@ cases:
     html = (world.path / "reports" / "index.html").read_text(encoding="utf-8")
     island = re.search(r'<script type="application/json" id="xai-data">(.*?)</script>', html, re.S)
     assert island is not None
-    items = {it["nodeid"].split("::")[-1]: it for case in json.loads(island.group(1))["cases"] for it in case["items"]}
+    cases = json.loads(island.group(1))["cases"]
+    items = {it["nodeid"].split("::")[-1]: it for case in cases for it in case["items"]}
+    # The pictures of a run are coloured per case from the saved relevance (not for the error: it has none).
+    scales = {case["case_id"]: case["heatmap_scale"] for case in cases}
+    assert scales["typo"] is None and scales["new"] > 0 and scales["known"] > 0
+    assert "case-scale" in items["new[instance_removed]"]["images"]["heatmap"]
     assert {name: (it["group"], it["review"]) for name, it in items.items()} == {
         "known[instance_removed]": ("xfailed", False),
         "new[instance_removed]": ("false_positive", True),

@@ -21,7 +21,7 @@ def test_writes_html_and_copies_images_with_sanitised_unique_names(tmp_path, row
     assert report == (tmp_path / "out" / "report.html").absolute()
     assets = tmp_path / "out" / "report_assets"
     files = sorted(p.name for p in assets.glob("*.png"))
-    expected = sum(len(r["images"]) for r in rows)
+    expected = sum(len(set(r["images"]) - {"heatmap_data"}) for r in rows)  # the saved relevance is no image
     assert len(files) == expected  # one file per distinct source, no collisions
     assert all(re.fullmatch(r"[A-Za-z0-9_.-]+", name) for name in files)
     payload = payload_of(report)
@@ -34,6 +34,7 @@ def test_writes_html_and_copies_images_with_sanitised_unique_names(tmp_path, row
 
 def test_missing_images_are_left_out_not_fatal(tmp_path, rows, payload_of):
     rows[0]["images"]["heatmap"] = str(tmp_path / "does-not-exist.png")
+    rows[0]["images"]["heatmap_data"] = str(tmp_path / "does-not-exist.npz")  # else the report draws the map
     payload = payload_of(write_report(rows, tmp_path / "r.html"))
     first = next(
         it
@@ -59,7 +60,8 @@ def test_rewriting_replaces_stale_assets_but_never_foreign_folders(tmp_path, row
     stale.write_bytes(b"x")
     write_report(rows[:4], target)
     assert not stale.exists()
-    assert len(list((tmp_path / "r_assets").glob("*.png"))) == sum(len(r["images"]) for r in rows[:4])
+    shown = sum(len(set(r["images"]) - {"heatmap_data"}) for r in rows[:4])  # the saved relevance is no image
+    assert len(list((tmp_path / "r_assets").glob("*.png"))) == shown
 
     foreign = tmp_path / "mine_assets"
     foreign.mkdir()

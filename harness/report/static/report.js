@@ -245,6 +245,21 @@
     ]);
   }
 
+  function hasCaseScale(c) { return typeof c.heatmap_scale === "number"; }
+
+  // The case's one colour scale, stated once: its maps compare by colour.
+  function caseScale(c) {
+    if (!hasCaseScale(c)) { return null; }
+    var what = c.heatmap_maps === 1 ? "the map" : "all " + c.heatmap_maps + " maps";
+    return el("div", { "class": "case-scale" }, [
+      el("span", { "class": "case-scale-title" }, "Relevance colour scale"),
+      colourBar(c.heatmap_scale),
+      el("span", { "class": "case-scale-note" },
+        "shared by " + what + " of this case: ±" + fmt(c.heatmap_scale) + " is the " + c.heatmap_percentile +
+        "th percentile of |relevance| over them; stronger values saturate")
+    ]);
+  }
+
   function facts(it) {
     var c = it.case;
     var rows = [];
@@ -327,7 +342,7 @@
       it.group !== it.verdict ? badge(it.verdict) : null]);
     var who = c.case_id + ", " + name;
     var heat = el("figure", null, [image(it, "heatmap", "Relevance map of " + who),
-      safeUrl(it.images.heatmap) ? colourBar(it.heatmap_scale) : null,
+      safeUrl(it.images.heatmap) && !hasCaseScale(c) ? colourBar(it.heatmap_scale) : null,
       el("figcaption", null, it.heatmap_class ? "relevance for " + it.heatmap_class : "relevance")]);
     var images = el("div", { "class": "images" }, [
       el("figure", null, [image(it, "annotated", "Input with annotated object, " + who), el("figcaption", null, "input + object")]),
@@ -372,6 +387,8 @@
       el("div", { "class": "case-head" }, [el("h3", { "class": "case-title" }, title), caseStatus(c), factsLine])
     ]);
     if (c.description) { card.append(el("p", { "class": "case-desc" }, c.description)); }
+    var scaleLegend = caseScale(c);
+    if (scaleLegend) { card.append(scaleLegend); }
     var hidden = c.items.length - u.items.length;
     if (hidden > 0 && state.view !== "items") {
       card.append(el("p", { "class": "case-note" },

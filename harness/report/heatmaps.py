@@ -1,0 +1,71 @@
+"""One colour scale per case: the report recolours a case's heatmaps and overlays.
+
+Items run (and write their pictures) one by one, each coloured on its own maximum,
+so a map of ±0.0015 looks as saturated as one of ±0.093 beside it. Each picture job
+also saves the signed relevance and the masks (``images["heatmap_data"]``, written
+by :func:`harness.render.save_heatmap_data`); once the whole run is known the report
+colours every map of a case (one model, one explainer) on one symmetric scale, the
+``HEATMAP_PERCENTILE`` of |R| over those maps, and states it once per case.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from .model import Case
+
+__all__ = ["DATA_KIND", "CaseHeatmaps", "case_heatmaps"]
+
+#: The image kind under which a row names its saved relevance (not an image).
+DATA_KIND = "heatmap_data"
+
+
+@dataclass
+class CaseHeatmaps:
+    """Pictures of one case recoloured on its shared scale."""
+
+    scale: float
+    percentile: float
+    maps: int
+    pictures: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # item key -> kind -> RGB
+
+
+def _resolve(path: str, base: Path | None) -> Path:
+    source = Path(path)
+    return source if source.is_absolute() or base is None else base / source
+
+
+def case_heatmaps(case: Case, base_dir: Path | None = None) -> CaseHeatmaps | None:
+    """Recolour the heatmap (and overlay, when the input is there) of every item of
+    ``case`` that saved its relevance; ``None`` when none did (an older run, or pictures
+    switched off): the items' own pictures are shown then."""
+    data = {}
+    for item in case.items:
+        path = item.images.get(DATA_KIND)
+        if path and _resolve(path, base_dir).is_file():
+            data[item.key] = path
+    if not data:
+        return None
+    import cv2
+
+    from harness import render
+
+    loaded = {key: render.load_heatmap_data(_resolve(path, base_dir)) for key, path in data.items()}
+    scale = render.case_scale([relevance for relevance, _, _ in loaded.values()])
+    out = CaseHeatmaps(scale=scale, percentile=render.HEATMAP_PERCENTILE, maps=len(loaded))
+    for item in case.items:
+        if item.key not in loaded:
+            continue
+        relevance, object_mask, sticker_mask = loaded[item.key]
+        pictures = {"heatmap": render.heatmap_image(relevance, object_mask, sticker_mask, scale=scale)}
+        source = item.images.get("input")
+        image = cv2.imread(str(_resolve(source, base_dir)), cv2.IMREAD_COLOR) if source else None
+        if image is not None and image.shape[:2] == relevance.shape:
+            pictures["overlay"] = render.overlay(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), relevance, scale=scale)
+        out.pictures[item.key] = pictures
+    return out
