@@ -117,3 +117,42 @@ def test_a_bad_threshold_option_is_a_usage_error_naming_it(scene, value, message
     result = scene.runpytest("-p", "no:cacheprovider", "--xai-threshold", value)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([f"*{message}"])
+
+
+# ------------------------------------------------------------- the default reasons check on the demo
+
+ROOT = Path(__file__).resolve().parents[2]
+DEMO_SUITES = ["testcases/signs/controls.xai.yaml", "testcases/signs/speed_50.xai.yaml",
+               "testcases/signs/yield_on_brick.xai.yaml"]  # fmt: skip
+
+
+def demo_originals(tmp_path: Path, model: str) -> list[dict[str, str]]:
+    """The shipped suites' originals under the built-in reasons check: their own
+    ``min_object_mass: 0.5`` switched off from the command line."""
+    import csv
+    import subprocess
+    import sys
+
+    results = tmp_path / f"{model}.csv"
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", *DEMO_SUITES, "-q", "-p", "no:cacheprovider", "-k", "original",
+         "--xai-model", model, "--xai-threshold", "min_object_mass=null", "--xai-results", str(results),
+         "--xai-assets", ""],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode in (0, 1), done.stdout[-3000:] + done.stderr[-3000:]
+    with open(results, newline="") as handle:
+        return [row for row in csv.DictReader(handle) if row["variant"] == "original"]
+
+
+@pytest.mark.slow  # two demo runs (~15 s on 2 cores)
+def test_default_lift_check_on_the_demo_models(tmp_path):
+    # benchmarks/measure_reasons.py has the figures: clean lifts 2.86-11.3, shortcut yield 1.21-2.18.
+    clean = demo_originals(tmp_path, "signs-clean")
+    assert len(clean) == 30 and {r["verdict"] for r in clean} == {"passed"}  # no false alarm
+    assert min(float(r["object_lift"]) for r in clean) > 2.5
+    shortcut = demo_originals(tmp_path, "signs-shortcut")
+    yield_rows = [r for r in shortcut if r["label"] == "yield"]
+    assert sum(r["verdict"] == "wrong_reasons" for r in yield_rows) >= 8  # the wall carries the decision
+    assert {r["verdict"] for r in shortcut if r["label"] != "yield"} == {"passed"}
+    assert all("× its share of the pixels" in r["message"] for r in yield_rows if r["verdict"] == "wrong_reasons")
