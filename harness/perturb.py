@@ -130,8 +130,10 @@ class StickerAddedSettings(VariantSettings):
         elif isinstance(value, (int, float)) and not isinstance(value, bool):
             if not math.isfinite(value):
                 raise ValueError(f"Input should be a finite number (got {value!r})")
-            if not 0 < value <= 1:
-                raise ValueError(f"size must be a fraction 0 < size <= 1 or 'native' (got {value!r})")
+            if value <= 0:
+                raise ValueError(f"Input should be greater than 0 (got {value!r})")
+            if value > 1:
+                raise ValueError(f"Input should be less than or equal to 1 (got {value!r})")
         return value
 
     @model_validator(mode="after")

@@ -163,7 +163,8 @@ class SuiteHeader(BaseModel):
     model: str | None = Field(None, description="the model under test (a name in the model registry)")
     models: list[str] | None = Field(None, min_length=1, description="several models under test")
     explainer: str | list[str] = Field(
-        "lrp/epsilon_plus_flat", description="explainer registry key, or a list of them (each item judged per explainer)"
+        "lrp/epsilon_plus_flat",
+        description="explainer registry key, or a list of them (each item judged per explainer)",
     )
     defaults: Defaults = Field(default_factory=lambda: Defaults.model_validate({}))
     cases: list[Any] = Field(..., min_length=1, description="the test cases")
@@ -572,6 +573,7 @@ class _Resolver:
         overrides: list[_Source] = []
         sweep: _Source | None = None
         image_at: tuple[str, int] = (f"{self.field}.image", self.line)
+        swept = any(isinstance(raw, dict) and "sweep" in raw for raw, _, label in sources if ".overrides." not in label)
         for source, source_loc, label in sources:
             if source is None:
                 continue
@@ -617,9 +619,11 @@ class _Resolver:
                 try:
                     kind.settings.model_validate(source)
                 except ValidationError as exc:
-                    self.problems += _errors_from_validation(
+                    refused = _errors_from_validation(
                         exc, kind.settings, source, self.path, label, self.suite_raw, source_loc
                     )
+                    # A setting the sweep supplies (fill: image, the images swept) is checked per value.
+                    self.problems += [e for e in refused if not (swept and e.field == label)]
         parsed = self._steps(merged, overrides) if compound else None
         values: list[tuple[str | None, Any]] = [(None, None)]
         key = ""

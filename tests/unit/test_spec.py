@@ -404,3 +404,136 @@ def test_empty_label_and_repeated_model_are_errors(folder):
     twice = load_suite(write(folder, CASE.replace("model: m", "models: [m, m]") + "    object: {box: [1, 1, 5, 5]}\n"))
     assert twice.error is not None and twice.error.line == 1
     assert twice.error.message == "a model is listed twice (got ['m', 'm'])"
+
+
+# --------------------------------------------------------------------------- steps, sweeps, overrides, absent
+
+
+COMPOSED = """\
+model: m
+defaults:
+  label: horse
+  variants:
+    original: {}
+    sticker_added: {image: w.png, size: native, position: bottom_right, margin: 1}
+    no_horse:
+      judge: instance_removed
+      steps:
+        - remove_object: {fill: grey, dilate: 1}
+        - add_sticker: {image: w.png, size: native, position: bottom_right, margin: 1}
+    corners:
+      judge: sticker_added
+      steps: [{add_sticker: {image: w.png, size: native, margin: 1}}]
+      sweep: {position: [top_left, bottom_right]}
+    walls:
+      judge: background_removed
+      steps: [{replace_background: {fill: image}}]
+      sweep: {image: {glob: walls/*.png, sample: 3, seed: 4}}
+cases:
+"""
+
+
+@pytest.fixture
+def composed(folder: Path) -> Path:
+    cv2.imwrite(str(folder / "w.png"), np.zeros((9, 16, 4), np.uint8))
+    (folder / "walls").mkdir()
+    for name in ("brick", "grass", "moon", "sand", "snow"):
+        cv2.imwrite(str(folder / "walls" / f"{name}.png"), np.zeros((8, 8, 3), np.uint8))
+    return folder
+
+
+def test_variants_made_of_steps_and_sweeps_resolve(composed):
+    suite = load_suite(write(composed, COMPOSED + "  - {id: a, image: a.png, object: {mask: a_mask.png}}\n"))
+    (case,) = suite.cases
+    assert errors_of(suite) == []
+    names = [(v.name, v.sweep, v.rule) for v in case.variants]
+    import random
+
+    walls = sorted(random.Random(4).sample([f"walls/{n}.png" for n in ("brick", "grass", "moon", "sand", "snow")], 3))
+    assert names == [
+        ("original", None, "original"),
+        ("sticker_added", None, "sticker_added"),
+        ("no_horse", None, "instance_removed"),
+        ("corners", "top_left", "sticker_added"),
+        ("corners", "bottom_right", "sticker_added"),
+        *[("walls", Path(w).stem, "background_removed") for w in walls],
+    ]
+    no_horse = case.variants[2].settings
+    assert [step for step, _ in no_horse.steps] == ["remove_object", "add_sticker"]
+    assert no_horse.steps[0][1] == InstanceRemovedSettings(fill="grey", dilate=1)
+    corners = [v.settings.steps[0][1] for v in case.variants[3:5]]
+    assert [(s.position, s.margin, s.size) for s in corners] == [
+        ("top_left", 1, "native"),
+        ("bottom_right", 1, "native"),
+    ]
+    assert [v.settings.steps[0][1].image for v in case.variants[5:]] == walls
+    assert all(v.thresholds == case.variants[0].thresholds for v in case.variants)
+
+
+def test_overrides_change_one_setting_of_one_variant(composed):
+    text = COMPOSED + (
+        "  - id: a\n    image: a.png\n    object: {mask: a_mask.png}\n"
+        "    overrides: {sticker_added: {size: 0.4, margin: 0}, no_horse: {fill: mean}, corners: {margin: 3}}\n"
+    )
+    suite = load_suite(write(composed, text))
+    assert errors_of(suite) == []
+    variants = {(v.name, v.sweep): v.settings for v in suite.cases[0].variants}
+    assert variants[("sticker_added", None)] == StickerAddedSettings(image="w.png", size=0.4, position="bottom_right")
+    assert variants[("no_horse", None)].steps[0][1].fill == "mean"
+    assert variants[("no_horse", None)].steps[1][1].margin == 1
+    assert {variants[("corners", p)].steps[0][1].margin for p in ("top_left", "bottom_right")} == {3}
+
+
+@pytest.mark.parametrize(
+    "variants, field, message",
+    [
+        ("mine: {steps: [{add_sticker: {}}]}", "mine.judge", "needs 'judge'"),
+        ("mine: {judge: nope, steps: [{add_sticker: {}}]}", "mine.judge", "(got 'nope')"),
+        ("mine: {judge: original}", "mine", "unknown variant 'mine'"),
+        ("mine: {judge: original, steps: []}", "mine.steps", "non-empty list of steps"),
+        ("mine: {judge: original, steps: [{paint: {}}]}", "mine.steps[0]", "steps: remove_object"),
+        ("mine: {judge: original, steps: [{add_sticker: {size: 2}}]}", "mine.steps[0].add_sticker", "less than"),
+        ("mine: {judge: original, steps: [{add_sticker: {}}], colour: 1}", "mine.colour", "unknown key 'colour'"),
+        ("mine: {judge: original, steps: [{add_sticker: {}}], sweep: {fill: [a]}}", "sweep.fill", "no setting 'fill'"),
+        ("sticker_added: {sweep: {size: [0.1, 2]}}", "sticker_added.sweep", "value '2'"),
+        ("sticker_added: {sweep: {size: []}}", "sweep.size", "non-empty list"),
+        ("sticker_added: {sweep: {position: [[1, 2], '1_2']}}", "sticker_added.sweep", "same item name"),
+        ("background_removed: {fill: image, sweep: {image: {glob: 'x/*.png'}}}", "sweep.image.glob", "no file"),
+        ("background_removed: {fill: image, sweep: {image: [nope.png]}}", "sweep", "image file not found"),
+    ],
+)
+def test_broken_steps_and_sweeps_are_located_errors(folder, variants, field, message):
+    text = f"model: m\ndefaults:\n  label: cat\n  variants:\n    {variants}\ncases:\n"
+    text += "  - {id: a, image: a.png, object: {mask: a_mask.png}}\n"
+    suite = load_suite(write(folder, text))
+    errors = errors_of(suite)
+    assert any(field in e and message in e for e in errors), errors
+    assert all(":5:" in e or ":7:" in e for e in errors), errors
+
+
+def test_an_override_of_a_variant_the_case_does_not_run_is_an_error(folder):
+    text = (
+        "model: m\ndefaults:\n  label: cat\n  variants: [original]\ncases:\n"
+        "  - id: a\n    image: a.png\n    object: {mask: a_mask.png}\n    overrides: {sticker_added: {size: 0.4}}\n"
+    )
+    errors = errors_of(load_suite(write(folder, text)))
+    assert errors == [
+        f"{folder / 's.xai.yaml'}:9: cases[0].overrides.sticker_added: overrides a variant the case does not run; "
+        "its variants: original"
+    ]
+
+
+def test_absent_cases_need_no_object_and_are_judged_by_absence(folder):
+    text = (
+        "model: m\ndefaults:\n  label: cat\ncases:\n"
+        "  - {id: empty, image: a.png, expect: absent}\n"
+        "  - {id: also, image: a.png, expect: absent, object: {box: [1, 1, 4, 4]}}\n"
+        "  - {id: missing, image: a.png}\n"
+    )
+    suite = load_suite(write(folder, text))
+    empty, also, missing = suite.cases
+    assert empty.errors == [] and empty.regions == [] and empty.expect == "absent"
+    assert {v.rule for v in empty.variants} == {"absent"} and len(empty.variants) == 4
+    assert also.errors == [] and len(also.regions) == 1
+    assert [e.field for e in missing.errors] == ["cases[2].object"]
+    assert {v.rule for v in missing.variants} == {"original", "instance_removed", "background_removed", "sticker_added"}

@@ -110,7 +110,8 @@ def test_opacity_blends_the_sticker_with_the_image(scene, opacity):
     [
         ({"size": "native"}, "size 'native' needs 'image'"),
         ({"size": "big"}, "0 < size <= 1 or 'native'"),
-        ({"size": 1.5}, "0 < size <= 1 or 'native'"),
+        ({"size": 1.5}, "less than or equal to 1"),
+        ({"size": -0.3}, "greater than 0"),
         ({"margin": 2, "position": "on_object"}, "margin applies to the corner positions only"),
         ({"opacity": 0}, "greater than 0"),
         ({"opacity": 1.2}, "less than or equal to 1"),
