@@ -221,7 +221,9 @@ def _evaluate(ctx: ItemContext, engine: Engine, assets_dir: Path | None, writer:
     # predicted class too: what the model saw instead (the sticker rule judges it itself).
     extra = None
     if ctx.rule != "sticker_added" and result.predicted != label_index:
-        extra = result.relevance_predicted
+        # A map that is not finite is no picture of what the model saw: left out.
+        if result.relevance_predicted is not None and np.isfinite(result.relevance_predicted).all():
+            extra = result.relevance_predicted
 
     row = base_row(ctx, str(model.device))
     row.update(
