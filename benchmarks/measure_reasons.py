@@ -23,6 +23,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ("signs-clean", "signs-shortcut")
+# The shipped demo suites (the demo world's own cases; later suites may add other kinds).
+SUITES = (
+    "testcases/signs/controls.xai.yaml",
+    "testcases/signs/speed_50.xai.yaml",
+    "testcases/signs/yield_on_brick.xai.yaml",
+)
 MASS_THRESHOLDS = (0.3, 0.4, 0.5)
 LIFT_THRESHOLDS = (1.0, 1.5, 2.0, 2.5, 3.0)
 
@@ -34,7 +40,7 @@ def original_rows(model: str, folder: Path) -> list[dict[str, str]]:
         sys.executable,
         "-m",
         "pytest",
-        "testcases",
+        *SUITES,
         "-q",
         "-p",
         "no:cacheprovider",
