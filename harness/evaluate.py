@@ -276,7 +276,9 @@ def _check_health(ctx: ItemContext, result: Any, classes: list[str]) -> health_c
     shown = result.health_predicted if ctx.rule == "sticker_added" else label_health
     assert label_health is not None and shown is not None
     conservative = ctx.explainer.startswith("lrp/")
-    problem = health_checks.problem(shown, conservative, health_checks.band_of(ctx.thresholds))
+    problem = health_checks.problem(
+        shown, conservative, health_checks.band_of(ctx.thresholds), zero_allowed=ctx.explainer.startswith("cam/")
+    )
     whose = ""
     if shown is not label_health:
         whose = f"the explanation of {classes[result.predicted]} (the predicted class): "

@@ -102,7 +102,9 @@ def band_of(thresholds: dict[str, Any]) -> tuple[float, float] | None:
     return lo, hi
 
 
-def problem(health: Health, conservative: bool, band: Sequence[float] | None) -> str | None:
+def problem(
+    health: Health, conservative: bool, band: Sequence[float] | None, zero_allowed: bool = False
+) -> str | None:
     """Why the map cannot serve as evidence, or ``None`` when it is healthy.
 
     Parameters
@@ -110,6 +112,10 @@ def problem(health: Health, conservative: bool, band: Sequence[float] | None) ->
     conservative
         Whether the explainer conserves the logit (LRP); otherwise only the finite and
         all-zero checks apply.
+    zero_allowed
+        Whether an all-zero map is a possible answer: Grad-CAM's map is ReLU'd by definition,
+        so it is zero wherever nothing speaks for the class (typically a class the model
+        rejects); the metrics that need positive relevance are then undefined instead.
     band
         ``(lo, hi)`` for the conservation, or ``None`` to skip that check.
     """
@@ -119,7 +125,7 @@ def problem(health: Health, conservative: bool, band: Sequence[float] | None) ->
             kind = "NaN/Inf"
         return f"relevance is not finite ({kind} in {health.nonfinite} of {health.size} values)"
     z, total = health.target_logit, health.relevance_sum
-    if health.all_zero and not health.near_zero:
+    if health.all_zero and not health.near_zero and not zero_allowed:
         return f"the relevance map is all zero for a target logit of {z:.4g}"
     if not conservative or band is None:
         return None

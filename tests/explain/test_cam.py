@@ -150,3 +150,19 @@ def test_make_explainer_uses_the_registry_layer(tmp_path: Path) -> None:
     # the logits must still be the model's own.
     torch.testing.assert_close(logits, default.model.module(x))
     assert relevance.shape == x.shape and (relevance >= 0).all()
+
+
+def test_an_all_zero_map_is_an_answer_of_gradcam_not_of_lrp() -> None:
+    """A class the model rejects: every Grad-CAM weight pushes the map below zero, the ReLU
+    leaves nothing. That is Grad-CAM's answer ("nothing speaks for it"), not a broken map."""
+    from harness import health
+
+    model = _frozen(Tiny())
+    x = torch.ones(1, 1, 4, 4)  # block sums +4: only channel 0 passes the ReLU
+    with torch.no_grad():
+        model.fc.weight[2] = torch.tensor([-1.0, 1.0])  # class 2 weighs channel 0 negatively
+    logits, relevance = GradCAM(model)(x, torch.tensor([2]))
+    assert not relevance.any() and logits[0, 2] < 0
+    measured = health.measure(logits[0].numpy(), 2, relevance[0].numpy())
+    assert health.problem(measured, False, None, zero_allowed=True) is None
+    assert "all zero" in str(health.problem(measured, False, None))
