@@ -19,6 +19,7 @@ from harness.imageio import read_rgb, read_rgba
 from harness.models import Registry, resize_mask
 from harness.regions import Region, check_usable, rasterize, read_mask
 from harness.spec import PYTEST_MARKERS, SUITE_SUFFIX, CaseSpec, SuiteSpec, file_problem, load_suite
+from harness.steps import STEP_KINDS, StepsSettings
 from harness.yamlio import line_of, load_marked
 
 
@@ -238,19 +239,27 @@ class _Checker:
 
     def check_variant_files(self, case: CaseSpec, raw: Any) -> None:
         """Background and sticker images named in the variant settings must be readable."""
+        seen: set[tuple[str, str]] = set()
         for variant in case.variants:
-            settings = variant.settings
-            image = getattr(settings, "image", None) if settings is not None else None
-            if not image:
-                continue
-            if variant.name == "background_removed" and getattr(settings, "fill", None) != "image":
-                continue
-            path = case.base_dir / image
-            where, line = self._setting_location(raw, case, variant.name, "image")
-            try:
-                read_rgba(path) if variant.name == "sticker_added" else read_rgb(path)
-            except Exception as exc:  # noqa: BLE001 - reported, then the next file is checked
-                self.error((), where, f"{variant.name} image: {exc}", line=line)
+            # A variant made of steps names its files in its steps; a sweep gives each value its own spec.
+            parts = (
+                [(STEP_KINDS[step], settings) for step, settings in variant.settings.steps]
+                if isinstance(variant.settings, StepsSettings)
+                else [(variant.name, variant.settings)]
+            )
+            for kind, settings in parts:
+                image = getattr(settings, "image", None) if settings is not None else None
+                if not image or (variant.name, image) in seen:
+                    continue
+                if kind == "background_removed" and getattr(settings, "fill", None) != "image":
+                    continue
+                seen.add((variant.name, image))
+                path = case.base_dir / image
+                where, line = self._setting_location(raw, case, variant.name, "image")
+                try:
+                    read_rgba(path) if kind == "sticker_added" else read_rgb(path)
+                except Exception as exc:  # noqa: BLE001 - reported, then the next file is checked
+                    self.error((), where, f"{variant.name} image: {exc}", line=line)
 
     def _setting_location(self, raw: Any, case: CaseSpec, variant: str, key: str) -> tuple[str, int]:
         """Where a variant setting was written: in the case, else in defaults."""

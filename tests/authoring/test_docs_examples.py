@@ -31,6 +31,9 @@ def _suite_blocks() -> list[str]:
 def _files(node: Any, out: dict[str, int | None], key: str | None = None) -> None:
     """Collect every file the suite names: path -> mask value (None: an image)."""
     if isinstance(node, dict):
+        if isinstance(node.get("glob"), str):  # a sweep over files: three that match
+            for stem in ("a", "b", "c"):
+                out.setdefault(node["glob"].replace("*", stem, 1), None)
         if isinstance(node.get("mask"), str):
             out[node["mask"]] = int(node.get("mask_value") or 255)
         for k, v in node.items():

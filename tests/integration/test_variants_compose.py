@@ -146,3 +146,75 @@ def test_swept_images_are_each_their_own(horses: pytest.Pytester) -> None:
     assert len(pictures) == 4
     images = [cv2.imread(str(p)) for p in pictures]
     assert all(not np.array_equal(images[0], other) for other in images[1:])
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _doc_examples() -> list[str]:
+    """The docs' full-suite examples that use steps, sweeps, overrides or negative cases."""
+    import re
+
+    text = (ROOT / "docs" / "writing-test-cases.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```yaml\n(.*?)```", text, flags=re.S)
+    keys = ("steps:", "sweep:", "overrides:", "expect: absent", "size: native")
+    return [b for b in blocks if b.startswith("# suite\n") and any(k in b for k in keys)]
+
+
+def _materialise(node: object, root: Path, key: str | None = None) -> None:
+    """Write every file the suite names: 64 x 64 textured images, masks with a square object."""
+    if isinstance(node, dict):
+        if isinstance(node.get("glob"), str):
+            for stem in ("a", "b", "c"):
+                _materialise(node["glob"].replace("*", stem, 1), root, "image")
+        for k, v in node.items():
+            _materialise(v, root, k)
+    elif isinstance(node, list):
+        for item in node:
+            _materialise(item, root, key)
+    elif key in ("image", "mask") and isinstance(node, str):
+        path = root / node
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if key == "mask":
+            mask = np.zeros((64, 64), np.uint8)
+            mask[16:48, 16:48] = 255
+            cv2.imwrite(str(path), mask)
+        elif "sticker" in node or "watermark" in node:
+            cv2.imwrite(str(path), np.full((9, 16, 4), 255, np.uint8))
+        else:
+            seed = sum(map(ord, node))
+            cv2.imwrite(str(path), np.random.default_rng(seed).integers(0, 256, (64, 64, 3), dtype=np.uint8))
+
+
+def test_the_docs_have_examples_of_each_new_kind() -> None:
+    joined = "\n".join(_doc_examples())
+    assert all(k in joined for k in ("steps:", "sweep:", "glob:", "overrides:", "expect: absent", "opacity:"))
+
+
+@pytest.mark.parametrize("index", range(len(_doc_examples())))
+def test_docs_example_runs_without_errors(pytester: pytest.Pytester, index: int) -> None:
+    """Each example runs against a demo model: judged items (pass or fail), never errors."""
+    import yaml
+
+    text = _doc_examples()[index]
+    (pytester.path / "example.xai.yaml").write_text(text)
+    _materialise(yaml.safe_load(text), pytester.path)
+    models = ROOT / "fixtures" / "models.yaml"
+    result = pytester.runpytest("-p", "no:cacheprovider", "--xai-models", str(models), "--xai-assets", "")
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("errors", 0) == 0 and outcomes.get("error", 0) == 0, "\n".join(result.outlines[-30:])
+    assert outcomes.get("passed", 0) + outcomes.get("failed", 0) >= 2
+
+
+def test_validate_reads_the_files_steps_and_sweeps_name(horses: pytest.Pytester) -> None:
+    from harness.authoring.validate import validate_suite
+
+    (horses.path / "stickers" / "watermark.png").write_bytes(b"not a picture")
+    _, errors = validate_suite(horses.path / "horses.xai.yaml")
+    texts = [e.format() for e in errors]
+    # Every variant that pastes the watermark says so: the built-in one where its setting is
+    # written (the defaults), those made of steps once per case (not once per corner).
+    for variant, count in (("sticker_added", 1), ("watermark_without_horse", 2), ("watermark_corners", 2)):
+        mine = [t for t in texts if f"variants.{variant}.image" in t]
+        assert len(mine) == count and all("cannot decode" in t for t in mine), texts
+    assert len(texts) == 5
