@@ -50,7 +50,9 @@ PLAUSIBLE: dict[str, st.SearchStrategy[Any]] = {
     "image": st.sampled_from(["bg.png", "patch.png", "missing.png", "", "junk.png"]),
     "shape": st.sampled_from(["square", "circle", "star"]),
     "color": st.lists(st.integers(-10, 300), min_size=2, max_size=4),
-    "size": st.one_of(st.floats(-0.5, 1.5), st.sampled_from([float("nan"), float("inf"), 1e-300])),
+    "size": st.one_of(st.floats(-0.5, 1.5), st.sampled_from([float("nan"), float("inf"), 1e-300, "native", "big"])),
+    "margin": st.integers(-2, 40),
+    "opacity": st.one_of(st.floats(-0.2, 1.3), st.sampled_from([float("nan"), 1e-300])),
     "relative_to": st.sampled_from(["object", "image", "moon"]),
     "position": st.one_of(
         st.sampled_from(["on_object", "object_center", "off_object", "top_left", "bottom_right", "middle"]),
@@ -111,7 +113,8 @@ def test_any_settings_are_refused_or_render_a_valid_image(
         assert all(0 <= c <= 255 for c in validated.color)
     # No boolean was taken for a number (`yes` is not 1).
     for key, value in raw.items():
-        if key in ("seed", "dilate", "inpaint_radius", "grey_value", "size", "blur_sigma", "color", "position"):
+        numeric = ("seed", "dilate", "inpaint_radius", "grey_value", "size", "blur_sigma", "color", "position")
+        if key in (*numeric, "margin", "opacity"):
             assert not isinstance(value, bool) and not (
                 isinstance(value, list) and any(isinstance(v, bool) for v in value)
             ), (key, value)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from harness.perturb import (
     BackgroundRemovedSettings,
@@ -130,3 +132,50 @@ def test_apply_steps_is_what_apply_variant_runs(scene):
     settings = steps(("remove_object", InstanceRemovedSettings(fill="noise", seed=3)))
     direct = apply_steps(settings, image, mask, no_file, no_file)
     assert np.array_equal(direct.image, run(settings, scene).image)
+
+
+STEP_SETTINGS = {
+    "remove_object": st.builds(
+        InstanceRemovedSettings,
+        fill=st.sampled_from(["inpaint_telea", "blur", "mean", "grey", "noise"]),
+        dilate=st.integers(0, 3),
+        seed=st.integers(0, 9),
+    ),
+    "replace_background": st.builds(
+        BackgroundRemovedSettings, fill=st.sampled_from(["grey", "black", "mean", "blur", "noise"])
+    ),
+    "add_sticker": st.builds(
+        StickerAddedSettings,
+        size=st.floats(0.05, 1.0),
+        relative_to=st.sampled_from(["object", "image"]),
+        position=st.sampled_from(["on_object", "object_center", "top_left", "bottom_right"]),
+        opacity=st.floats(0.1, 1.0),
+    ),
+}
+step_lists = st.lists(
+    st.sampled_from(sorted(STEP_SETTINGS)).flatmap(lambda s: st.tuples(st.just(s), STEP_SETTINGS[s])),
+    min_size=1,
+    max_size=3,
+)
+
+
+@settings(max_examples=60, deadline=None, derandomize=True, database=None)
+@given(step_lists)
+def test_any_steps_change_only_the_regions_they_report(pairs):
+    """Whatever the steps, pixels outside the reported regions (and outside the object
+    when the background was replaced) are the input's, and the regions are boolean masks."""
+    image = np.random.default_rng(0).integers(0, 256, (30, 40, 3), dtype=np.uint8)
+    mask = np.zeros((30, 40), bool)
+    mask[10:20, 15:25] = True
+    out = apply_steps(steps(*pairs), image, mask, no_file, no_file)
+    assert out.image.dtype == np.uint8 and out.image.shape == image.shape
+    changed = np.zeros_like(mask)
+    for region in (out.removed_mask, out.sticker_mask):
+        if region is not None:
+            assert region.dtype == bool and region.shape == mask.shape and region.any()
+            changed |= region
+    if any(step == "replace_background" for step, _ in pairs):
+        changed |= ~mask
+    # A sticker painted over by a later step leaves no region but may leave changed pixels
+    # only inside what that step painted (the removed region or the background).
+    assert np.array_equal(out.image[~changed], image[~changed])
