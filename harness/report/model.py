@@ -428,6 +428,25 @@ class Case:
         return min(item.rank for item in self.items)
 
     @property
+    def failed(self) -> int:
+        """How many of its items are model failures."""
+        return sum(1 for item in self.items if item.needs_review)
+
+    @property
+    def margin(self) -> float:
+        """How far its failed checks miss their thresholds: the largest distance of a
+        failed numeric check's value from its threshold (0.0 when none is numeric)."""
+        worst = 0.0
+        for item in self.items:
+            if not item.needs_review:
+                continue
+            for check in item.checks:
+                value, limit = check.value, check.threshold
+                if check.passed is False and isinstance(value, float) and isinstance(limit, float):
+                    worst = max(worst, abs(value - limit))
+        return worst
+
+    @property
     def location(self) -> str:
         """``suite:line`` where the case is defined (``suite`` when line unknown)."""
         return f"{self.suite}:{self.line}" if self.line is not None else self.suite
@@ -481,7 +500,9 @@ def _group_cases(items: Iterable[Item]) -> list[Case]:
                 items=members,
             )
         )
-    cases.sort(key=lambda c: (c.rank, c.suite, c.line if c.line is not None else 0, c.case_id))
+    # Worst first: failures before errors before passes, then the most failed variants,
+    # then the widest miss of a threshold; file order breaks ties.
+    cases.sort(key=lambda c: (c.rank, -c.failed, -c.margin, c.suite, c.line if c.line is not None else 0, c.case_id))
     for index, case in enumerate(cases):
         case.key = f"c{index}"
     return cases

@@ -101,7 +101,12 @@ def settle(page: Any) -> None:
 
 
 def visible_keys(page: Any) -> list[str]:
-    return page.eval_on_selector_all("[data-item-key]", "els => els.map(e => e.dataset.itemKey)")
+    """Items the filters selected (an original kept beside a failing variant as context is not one)."""
+    return page.eval_on_selector_all("[data-item-key]:not(.context)", "els => els.map(e => e.dataset.itemKey)")
+
+
+def context_keys(page: Any) -> list[str]:
+    return page.eval_on_selector_all("[data-item-key].context", "els => els.map(e => e.dataset.itemKey)")
 
 
 def test_page_loads_without_console_errors_or_network(page):
@@ -144,15 +149,20 @@ def test_filters_hide_what_they_should(page, written):
     keys = visible_keys(page)
     expected = [r for r in rows if r["verdict"] == "false_positive"]
     assert len(keys) == len(expected) > 0
-    assert set(page.eval_on_selector_all("[data-item-key]", "els => els.map(e => e.dataset.verdict)")) == {
-        "false_positive"
+    shown = page.eval_on_selector_all("[data-item-key]:not(.context)", "els => els.map(e => e.dataset.verdict)")
+    assert set(shown) == {"false_positive"}
+    # Each failing variant keeps its case's original beside it (once per case), marked as context.
+    with_original = {
+        f"{r['suite']}::{r['case_id']}[original]"
+        for r in expected
+        if any(o["case_id"] == r["case_id"] and o["model"] == r["model"] and o["variant"] == "original" for o in rows)
     }
+    assert sorted(context_keys(page)) == sorted(with_original) and with_original
 
     choose(page, "#f-verdict", "")
     choose(page, "#f-variant", "sticker_added")
-    assert set(page.eval_on_selector_all("[data-item-key]", "els => els.map(e => e.dataset.variant)")) == {
-        "sticker_added"
-    }
+    shown = page.eval_on_selector_all("[data-item-key]:not(.context)", "els => els.map(e => e.dataset.variant)")
+    assert set(shown) == {"sticker_added"}
     assert len(visible_keys(page)) == sum(r["variant"] == "sticker_added" for r in rows)
 
     choose(page, "#f-variant", "")
@@ -234,13 +244,14 @@ def test_user_strings_are_text_and_no_injected_script_runs(page):
     assert page.evaluate("window.__xss") is None
     title = page.locator(".case-title", has_text="window.__xss = 1")
     assert title.count() == 1
-    assert title.inner_text() == EVIL_ID
+    # text_content: cards off screen are not laid out (content-visibility), so they have no inner text.
+    assert title.text_content() == EVIL_ID
     card = page.locator("article.case", has=title)
     assert card.locator("img[src=x]").count() == 0
     assert card.locator("b", has_text="not bold").count() == 0
     assert card.locator("i", has_text="cat").count() == 0
-    assert "<b>not bold</b>" in card.inner_text()
-    assert "<i>cat</i>" in card.inner_text()
+    assert "<b>not bold</b>" in (card.text_content() or "")
+    assert "<i>cat</i>" in (card.text_content() or "")
     card.locator("button.thumb").first.click()  # the lightbox renders the id as text too
     assert page.inner_text("#lightbox-title").startswith(EVIL_ID)
     page.keyboard.press("Escape")

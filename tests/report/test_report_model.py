@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from datetime import datetime, timezone
 
+import pytest
+
 from harness.report.model import (
     VERDICTS,
     build_report,
@@ -185,6 +187,27 @@ def test_cases_group_variants_in_canonical_order_and_failures_sort_first():
     assert [item.variant for item in cases[0].items] == ["original", "background_removed"]
     assert [item.variant for item in cases[2].items] == ["original", "sticker_added"]
     assert cases[0].location == "testcases/signs.xai.yaml:9"
+
+
+def _check(value: float, threshold: float) -> dict:
+    return {"name": "relevance on object", "metric": "mass_object", "value": value, "threshold": threshold,
+            "op": ">=", "passed": value >= threshold}  # fmt: skip
+
+
+def test_worst_cases_first_most_failed_variants_then_widest_miss():
+    rows = [
+        # "near": one failure, just below the threshold; "far": one failure, far below; "two": two failures.
+        row("near", "original", "wrong_reasons", line=1, checks=[_check(0.49, 0.5)]),
+        row("near", "sticker_added", line=1),
+        row("far", "original", "wrong_reasons", line=5, checks=[_check(0.05, 0.5)]),
+        row("two", "original", "wrong_reasons", line=9, checks=[_check(0.45, 0.5)]),
+        row("two", "instance_removed", "false_positive", line=9),
+        row("fine", "original", line=13),
+    ]
+    cases = build_report(rows).cases
+    assert [case.case_id for case in cases] == ["two", "far", "near", "fine"]
+    assert [case.failed for case in cases] == [2, 1, 1, 0]
+    assert cases[1].margin == pytest.approx(0.45) and cases[2].margin == pytest.approx(0.01)
 
 
 def test_variants_with_their_own_lines_stay_in_one_case():

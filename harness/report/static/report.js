@@ -31,6 +31,20 @@
   });
   var FAILED = ITEMS.filter(function (it) { return it.review; });
 
+  // The same case and variant under several models or explainers: did the verdict change?
+  function sameCase(it) { return it.case.suite + "\u0000" + it.case.case_id; }
+  var ACROSS = {};
+  ITEMS.forEach(function (it) {
+    var k = sameCase(it) + "\u0000" + it.variant;
+    (ACROSS[k] = ACROSS[k] || []).push(it);
+  });
+  ITEMS.forEach(function (it) {
+    var peers = ACROSS[sameCase(it) + "\u0000" + it.variant];
+    var groups = {};
+    peers.forEach(function (p) { groups[p.group] = true; });
+    it.changed = Object.keys(groups).length > 1;
+  });
+
   // ---- review storage ------------------------------------------------------------
   var STORE_KEY = "xai-report:v1:" + DATA.namespace;
   var reviews = {};
@@ -135,11 +149,54 @@
   var form = document.getElementById("toolbar");
   var state = { page: 1 };
 
+  var FIELDS = ["verdict", "label", "variant", "model", "review", "q", "sort", "view", "size", "zoom", "changed"];
+
+  function fieldValue(name) {
+    var f = form.elements[name];
+    return f.type === "checkbox" ? (f.checked ? "1" : "") : f.value;
+  }
+
   function readForm() {
-    ["verdict", "label", "variant", "model", "review", "q", "sort", "view", "size", "zoom"].forEach(function (name) {
-      state[name] = form.elements[name].value;
-    });
+    FIELDS.forEach(function (name) { state[name] = fieldValue(name); });
     state.q = state.q.trim().toLowerCase();
+  }
+
+  // ---- filter state in the URL (#verdict=...&page=2), so a view can be bookmarked or sent.
+  var DEFAULTS = {};
+  FIELDS.forEach(function (name) { DEFAULTS[name] = fieldValue(name); });
+
+  function stateHash() {
+    var params = new URLSearchParams();
+    FIELDS.forEach(function (name) {
+      var value = fieldValue(name);
+      if (value !== DEFAULTS[name]) { params.set(name, value); }
+    });
+    if (state.page > 1) { params.set("page", String(state.page)); }
+    var text = params.toString();
+    return text ? "#" + text : "";
+  }
+
+  function writeHash() {
+    var hash = stateHash();
+    if (hash === (window.location.hash === "#" ? "" : window.location.hash)) { return; }
+    try {
+      window.history.replaceState(null, "", hash || window.location.pathname + window.location.search);
+    } catch (err) {
+      window.location.hash = hash;
+    }
+  }
+
+  function readHash() {
+    var params = new URLSearchParams(window.location.hash.replace(/^#/, ""));
+    FIELDS.forEach(function (name) {
+      var f = form.elements[name];
+      var value = params.has(name) ? params.get(name) : DEFAULTS[name];
+      if (f.type === "checkbox") { f.checked = value === "1"; return; }
+      f.value = value;
+      // A value the page does not offer (an old link) falls back to the default.
+      if (f.tagName === "SELECT" && f.value !== value) { f.value = DEFAULTS[name]; }
+    });
+    state.page = parseInt(params.get("page") || "1", 10) || 1;
   }
 
   function matches(it) {
@@ -156,6 +213,7 @@
       else if (mark !== state.review) { return false; }
     }
     if (state.q && it.haystack.indexOf(state.q) < 0) { return false; }
+    if (state.changed && !it.changed) { return false; }
     return true;
   }
 
@@ -163,6 +221,7 @@
     var byCase = [];
     var lastCase = null;
     var list = [];
+    if (state.view === "compare") { return sortUnits(compareUnits()); }
     ITEMS.forEach(function (it) {
       if (!matches(it)) { return; }
       if (state.view === "items") {
@@ -176,7 +235,32 @@
       }
       byCase.items.push(it);
     });
+    if (state.view !== "items") {
+      // A filter that hides the original would hide what the failing variant is
+      // compared with: it stays beside it, marked as context.
+      list.forEach(function (u) {
+        if (u.items.some(function (it) { return it.variant === "original"; })) { return; }
+        var original = u.case.items.filter(function (it) { return it.variant === "original"; })[0];
+        if (original) { u.items.unshift(original); u.context = original; }
+      });
+    }
     return sortUnits(list);
+  }
+
+  // Compare view: one unit per case (suite and id) across its models and explainers.
+  function compareUnits() {
+    var byName = {};
+    var list = [];
+    ITEMS.forEach(function (it) {
+      if (!matches(it)) { return; }
+      var k = sameCase(it);
+      if (!byName[k]) {
+        byName[k] = { case: it.case, items: [], index: it.case.index, compare: true };
+        list.push(byName[k]);
+      }
+      byName[k].items.push(it);
+    });
+    return list;
   }
 
   function sortUnits(list) {
@@ -335,7 +419,7 @@
     return box;
   }
 
-  function variantBlock(it) {
+  function variantBlock(it, context) {
     var c = it.case;
     var name = variantName(it.variant);
     var head = el("div", { "class": "variant-head" }, [el("span", { "class": "variant-name" }, name), badge(it.group),
@@ -357,9 +441,10 @@
     if (it.longrepr) {
       parts.push(el("details", { "class": "trace" }, [el("summary", null, "error details"), el("pre", null, it.longrepr)]));
     }
-    if (it.review) { parts.push(reviewBox(it)); }
+    if (it.review && !context) { parts.push(reviewBox(it)); }
+    if (context) { parts.unshift(el("p", { "class": "context-note" }, "shown for comparison; the filters hide it")); }
     return el("section", {
-      "class": "variant" + (it.review ? " fail" : ""),
+      "class": "variant" + (it.review ? " fail" : "") + (context ? " context" : ""),
       "data-item-key": it.key, "data-verdict": it.verdict, "data-group": it.group, "data-variant": it.variant,
       "aria-label": name + ": " + (VERDICT_LABEL[it.group] || it.group)
     }, parts);
@@ -394,9 +479,59 @@
       card.append(el("p", { "class": "case-note" },
         hidden + " more variant" + (hidden > 1 ? "s" : "") + " of this case hidden by the filters."));
     }
-    card.append(el("div", { "class": "variants" }, u.items.map(variantBlock)));
+    card.append(el("div", { "class": "variants" }, u.items.map(function (it) {
+      return variantBlock(it, it === u.context);
+    })));
     return card;
   }
+
+  function columnName(it) { return (it.model || "(unknown model)") + " · " + (it.explainer || "(unknown explainer)"); }
+
+  // One case across models and explainers: variants in rows, one column each.
+  function compareCard(u) {
+    var c = u.case;
+    var all = ITEMS.filter(function (it) { return sameCase(it) === sameCase(u.items[0]); });
+    var columns = [];
+    all.forEach(function (it) { if (columns.indexOf(columnName(it)) < 0) { columns.push(columnName(it)); } });
+    columns.sort();
+    var variants = [];
+    u.items.forEach(function (it) { if (variants.indexOf(it.variant) < 0) { variants.push(it.variant); } });
+    variants.sort(function (a, b) { return variantIndex(a) - variantIndex(b); });
+    var head = el("tr", null, [el("th", { scope: "col" }, "variant")].concat(columns.map(function (name) {
+      // Each column's maps keep their own case's colour scale: say which.
+      var first = all.filter(function (x) { return columnName(x) === name; })[0];
+      var scale = first && hasCaseScale(first.case) ? "colour scale ±" + fmt(first.case.heatmap_scale) : null;
+      return el("th", { scope: "col" }, [name, scale ? el("span", { "class": "compare-scale" }, scale) : null]);
+    })));
+    var body = el("tbody");
+    variants.forEach(function (variant) {
+      var cells = columns.map(function (name) {
+        var it = all.filter(function (x) { return x.variant === variant && columnName(x) === name; })[0];
+        if (!it) { return el("td", { "class": "missing" }, "not run"); }
+        return el("td", { "data-item-key": it.key, "data-group": it.group }, [
+          badge(it.group),
+          el("div", { "class": "compare-pred" }, "predicted " + (it.predicted === null ? "—" : it.predicted) + pct(it.p_predicted)),
+          image(it, "heatmap", "Relevance map of " + c.case_id + ", " + variantName(variant) + ", " + name)
+        ]);
+      });
+      var changed = all.some(function (x) { return x.variant === variant && x.changed; });
+      body.append(el("tr", { "class": changed ? "changed" : null, "data-variant": variant },
+        [el("th", { scope: "row" }, [variantName(variant), changed ? el("span", { "class": "changed-mark" }, "verdict changed") : null])].concat(cells)));
+    });
+    return el("article", { "class": "case compare rank-" + unitRank(u), "data-case-key": c.key, "data-compare": sameCase(u.items[0]) }, [
+      el("div", { "class": "case-head" }, [el("h3", { "class": "case-title" }, c.case_id),
+        el("div", { "class": "case-facts" }, [c.label ? el("span", null, ["class ", el("b", null, c.label)]) : null,
+          c.location ? el("span", null, ["defined in ", el("code", null, c.location)]) : null])]),
+      el("div", { "class": "compare-wrap" }, el("table", { "class": "compare-table" }, [el("thead", null, head), body]))
+    ]);
+  }
+
+  function variantIndex(v) {
+    var i = DATA.variants.indexOf(v);
+    return i < 0 ? DATA.variants.length : i;
+  }
+
+  function unitCard(u) { return u.compare ? compareCard(u) : caseCard(u); }
 
   function pagerButton(label, page, current, aria) {
     var b = el("button", { type: "button", "aria-label": aria || ("Page " + page), "aria-current": page === current && !aria ? "page" : null }, label);
@@ -438,7 +573,7 @@
     setTimeout(function () {
       if (gen !== generation) { return; }
       var fragment = document.createDocumentFragment();
-      rest.slice(0, CHUNK).forEach(function (u) { fragment.append(caseCard(u)); });
+      rest.slice(0, CHUNK).forEach(function (u) { fragment.append(unitCard(u)); });
       container.append(fragment);
       renderRest(container, rest.slice(CHUNK), gen);
     }, 0);
@@ -455,13 +590,14 @@
     var container = document.getElementById("cases");
     container.className = "cases zoom-" + (state.zoom || "m");
     var fragment = document.createDocumentFragment();
-    page.slice(0, CHUNK).forEach(function (u) { fragment.append(caseCard(u)); });
+    page.slice(0, CHUNK).forEach(function (u) { fragment.append(unitCard(u)); });
     if (!page.length) { fragment.append(el("p", { "class": "empty" }, "No item matches the filters.")); }
     container.replaceChildren(fragment);
     renderRest(container, page.slice(CHUNK), ++generation);
     var matched = 0;
     list.forEach(function (u) { matched += u.items.length; });
     var noun = state.view === "items" ? "items" : "cases";
+    writeHash();
     document.getElementById("count-line").textContent = list.length
       ? "Showing " + noun + " " + (start + 1) + "–" + (start + page.length) + " of " + list.length +
         " (" + matched + " of " + ITEMS.length + " items match)."
@@ -566,7 +702,14 @@
     b.addEventListener("click", function () { applyFilter(b.dataset.filter, b.dataset.value); });
   });
 
+  window.addEventListener("hashchange", function () {
+    if (window.location.hash === stateHash()) { return; }
+    readHash();
+    render();
+  });
+
   updateReviewStatus();
+  readHash();
   render();
   document.body.dataset.ready = "true";
 })();
