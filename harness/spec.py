@@ -754,14 +754,15 @@ class _Resolver:
                 if tag is not None and sweep is not None:
                     self.error(sweep[1], sweep[2], f"value {tag!r}: {_messages(exc)}")
                 else:
-                    self.error(at, where, _messages(exc))
+                    found = _errors_from_validation(exc, model, raw, self.path, where, self.suite_raw, at or ())
+                    self.problems += [SpecError(self.path, e.line or self.line, e.field, e.message) for e in found]
                 continue
             problem = _image_problem(self.path, STEP_KINDS[step], settings)
             if problem is not None:
-                swept = tag is not None and sweep is not None and sweep[2].endswith(".image")
-                self.error(at, f"{where}.image", problem)
-                if swept:
-                    self.problems[-1] = SpecError(self.path, self.problems[-1].line, sweep[2], problem)  # type: ignore[index]
+                if tag is not None and sweep is not None and sweep[2].endswith(".image"):
+                    self.error(sweep[1], sweep[2], problem)  # the swept file, not the step, is missing
+                else:
+                    self.error(at, f"{where}.image", problem)
                 continue
             validated.append((step, settings))
         if self.problems:
@@ -828,7 +829,13 @@ class _Resolver:
 
 
 def _messages(exc: ValidationError) -> str:
-    return "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
+    """The errors of one validation in one line, each with its setting's name."""
+    parts = []
+    for err in exc.errors():
+        name = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-"))
+        message = str(err["msg"]).removeprefix("Value error, ")
+        parts.append(f"{name}: {message}" if name else message)
+    return "; ".join(parts)
 
 
 def _image_problem(path: Path, kind: str, settings: VariantSettings) -> str | None:
