@@ -10,16 +10,18 @@ colours every map of a case (one model, one explainer) on one symmetric scale, t
 
 from __future__ import annotations
 
+import os
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    import numpy as np
-
     from .model import Case
 
-__all__ = ["DATA_KIND", "CaseHeatmaps", "case_heatmaps"]
+__all__ = ["DATA_KIND", "CaseHeatmaps", "case_heatmaps", "each_case_heatmaps"]
 
 #: The image kind under which a row names its saved relevance (not an image).
 DATA_KIND = "heatmap_data"
@@ -32,7 +34,7 @@ class CaseHeatmaps:
     scale: float
     percentile: float
     maps: int
-    pictures: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # item key -> kind -> RGB
+    pictures: dict[str, dict[str, bytes]] = field(default_factory=dict)  # item key -> kind -> PNG
 
 
 def _resolve(path: str, base: Path | None) -> Path:
@@ -62,10 +64,32 @@ def case_heatmaps(case: Case, base_dir: Path | None = None) -> CaseHeatmaps | No
         if item.key not in loaded:
             continue
         relevance, object_mask, sticker_mask = loaded[item.key]
-        pictures = {"heatmap": render.heatmap_image(relevance, object_mask, sticker_mask, scale=scale)}
+        rgb = {"heatmap": render.heatmap_image(relevance, object_mask, sticker_mask, scale=scale)}
         source = item.images.get("input")
         image = cv2.imread(str(_resolve(source, base_dir)), cv2.IMREAD_COLOR) if source else None
         if image is not None and image.shape[:2] == relevance.shape:
-            pictures["overlay"] = render.overlay(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), relevance, scale=scale)
-        out.pictures[item.key] = pictures
+            rgb["overlay"] = render.overlay(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), relevance, scale=scale)
+        # Encoded here, so that a thread pool running this function also does the encoding (OpenCV frees the GIL).
+        encoded = {kind: cv2.imencode(".png", cv2.cvtColor(rgb[kind], cv2.COLOR_RGB2BGR)) for kind in rgb}
+        out.pictures[item.key] = {kind: data.tobytes() for kind, (ok, data) in encoded.items() if ok}
     return out
+
+
+def each_case_heatmaps(
+    cases: list[Case], base_dir: Path | None = None, workers: int | None = None, window: int = 64
+) -> Iterator[CaseHeatmaps | None]:
+    """:func:`case_heatmaps` of each case, in order, computed on a few threads with at
+    most ``window`` cases in flight (their PNGs are held until the page takes them)."""
+    workers = workers or min(4, os.cpu_count() or 1)
+    if workers <= 1 or len(cases) < 2:
+        for case in cases:
+            yield case_heatmaps(case, base_dir)
+        return
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="xai-report-heatmaps") as pool:
+        pending: deque[Future[CaseHeatmaps | None]] = deque()
+        for case in cases:
+            pending.append(pool.submit(case_heatmaps, case, base_dir))
+            if len(pending) >= window:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()

@@ -22,7 +22,7 @@ from urllib.parse import quote
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
-from .heatmaps import DATA_KIND, case_heatmaps
+from .heatmaps import DATA_KIND, each_case_heatmaps
 from .model import (
     IMAGE_KINDS,
     METRICS,
@@ -140,15 +140,9 @@ class AssetWriter:
         self._urls[source] = url
         return url
 
-    def png(self, rgb: Any, hint: str) -> str | None:
-        """Encode an RGB picture made for the report (a recoloured heatmap) and return
-        its URL, like :meth:`url` for a file; ``None`` when it cannot be encoded."""
-        import cv2
-
-        ok, data = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-        if not ok:
-            return None
-        content = data.tobytes()
+    def png(self, content: bytes, hint: str) -> str:
+        """The URL of a PNG made for the report (a recoloured heatmap), like :meth:`url`
+        for a file."""
         if self.self_contained:
             url = "data:image/png;base64," + base64.b64encode(content).decode("ascii")
         else:
@@ -192,9 +186,7 @@ def _item_payload(item: Item, assets: AssetWriter, recoloured: dict[str, Any] | 
         and (url := assets.url(item.images[kind], f"{item.case_id}-{item.variant}-{kind}"))
     }
     for kind, picture in recoloured.items():
-        url = assets.png(picture, f"{item.case_id}-{item.variant}-{kind}-case-scale")
-        if url:
-            data["images"][kind] = url
+        data["images"][kind] = assets.png(picture, f"{item.case_id}-{item.variant}-{kind}-case-scale")
     return data
 
 
@@ -204,9 +196,8 @@ def _payload(report: Report, assets: AssetWriter) -> dict[str, Any]:
     # file:// (one shared origin in Chromium) do not overwrite each other's marks.
     namespace = hashlib.sha1(f"{meta.rootdir}|{assets.report_path.name}".encode()).hexdigest()[:12]
     cases = []
-    for case in report.cases:
-        # Recoloured case by case: only one case's pictures are held at a time.
-        shared = case_heatmaps(case, assets.base_dir)
+    # Recoloured on a few threads, a window of cases at a time (not the whole run's pictures at once).
+    for case, shared in zip(report.cases, each_case_heatmaps(report.cases, assets.base_dir)):
         cases.append(
             {
                 "key": case.key,

@@ -86,7 +86,11 @@ def test_a_weak_map_beside_a_strong_one_is_pale_on_the_case_scale(tmp_path: Path
     )
     assert shared.scale < 0.093  # clipped below the strongest pixel
     by_variant = {item.variant: shared.pictures[item.key] for item in case.items}
-    strong, weak = by_variant["original"]["heatmap"], by_variant["instance_removed"]["heatmap"]
+
+    def decoded(png: bytes) -> np.ndarray:
+        return cv2.cvtColor(cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+    strong, weak = decoded(by_variant["original"]["heatmap"]), decoded(by_variant["instance_removed"]["heatmap"])
     centre = strong.shape[0] // 2
     assert strong[centre, centre].tolist() == [255, 0, 0]
     # On its own scale the weak map's centre is full red as well; on the case's it is nearly white.
@@ -117,3 +121,18 @@ def test_without_saved_relevance_the_items_pictures_and_scales_are_kept(tmp_path
     (case,) = payload_of(write_report(rows, tmp_path / "r.html"))["cases"]
     assert case["heatmap_scale"] is None
     assert all("case-scale" not in item["images"]["heatmap"] for item in case["items"])
+
+
+def test_cases_recoloured_on_threads_come_back_in_order_and_equal(tmp_path: Path):
+    from harness.report.heatmaps import each_case_heatmaps
+    from harness.report.sample import sample_rows
+
+    cases = build_report(sample_rows(tmp_path / "s", n_items=24, seed=2)).cases
+    serial = list(each_case_heatmaps(cases, workers=1))
+    threaded = list(each_case_heatmaps(cases, workers=3, window=2))
+    assert [s and (s.scale, s.pictures) for s in serial] == [t and (t.scale, t.pictures) for t in threaded]
+    assert all(s is not None for s in serial)
+    # The error item (the last row) saved no relevance: its case's other items are recoloured, it is not.
+    errors = [(i, item.key) for i, case in enumerate(cases) for item in case.items if item.verdict == "error"]
+    assert len(errors) == 1 and errors[0][1] not in serial[errors[0][0]].pictures
+    assert sum(len(s.pictures) for s in serial if s) == sum(len(c.items) for c in cases) - 1
