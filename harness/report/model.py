@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 __all__ = [
@@ -207,6 +208,7 @@ class Check:
     threshold: CheckValue
     op: str
     passed: bool | None
+    source: str | None = None  # where the threshold came from (built-in, suite, case, variant, command line)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Check:
@@ -218,6 +220,7 @@ class Check:
             threshold=_check_value(data.get("threshold")),
             op=_text(data.get("op")),
             passed=_bool(data.get("passed")),
+            source=_opt_text(data.get("source")),
         )
 
 
@@ -541,6 +544,47 @@ def _count_table(title: str, field_name: str, items: Sequence[Item], verdicts: l
 
 
 @dataclass
+class SuiteRow:
+    """Counts of one suite file, with the name and description its header gives."""
+
+    path: str
+    name: str
+    description: str
+    counts: dict[str, int]
+    total: int
+
+
+def _suite_header(path: str, rootdir: str | None) -> tuple[str, str]:
+    """``suite`` and ``description`` from a suite file's header (safe YAML); the file's
+    name and nothing when it cannot be read."""
+    import yaml
+
+    default = (Path(path).name.removesuffix(".xai.yaml"), "")
+    source = Path(path) if Path(path).is_absolute() or not rootdir else Path(rootdir) / path
+    try:
+        data = yaml.safe_load(source.read_text(encoding="utf-8"))
+    except (OSError, ValueError, yaml.YAMLError):
+        return default
+    if not isinstance(data, dict):
+        return default
+    name, description = data.get("suite"), data.get("description")
+    return (str(name) if name else default[0], str(description) if description else "")
+
+
+def suite_rows(items: Sequence[Item], verdicts: list[str], rootdir: str | None = None) -> list[SuiteRow]:
+    """One row per suite file, in path order."""
+    counts: dict[str, Counter[str]] = {}
+    for item in items:
+        counts.setdefault(item.suite or _UNKNOWN, Counter())[item.group] += 1
+    rows = []
+    for path in sorted(counts):
+        name, description = _suite_header(path, rootdir) if path != _UNKNOWN else (path, "")
+        rows.append(SuiteRow(path, name, description, {v: counts[path][v] for v in verdicts},
+                             sum(counts[path].values())))  # fmt: skip
+    return rows
+
+
+@dataclass
 class Summary:
     """Verdict counts over the whole run and per model, class and variant."""
 
@@ -550,6 +594,7 @@ class Summary:
     tables: list[CountTable]
     errors: int = 0  # items that could not be evaluated (not model failures)
     expected: int = 0  # xfailed and xpassed items
+    suites: list[SuiteRow] = field(default_factory=list)
 
     @classmethod
     def of(cls, items: Sequence[Item]) -> Summary:
@@ -723,8 +768,10 @@ def build_report(rows: Iterable[Mapping[str, Any] | Item], meta: Mapping[str, An
         seen[item.key] += 1
         if seen[item.key] > 1:
             item.key = f"{item.key}#{seen[item.key]}"
+    summary = Summary.of(items)
+    summary.suites = suite_rows(items, list(summary.by_verdict), _opt_text((meta or {}).get("rootdir")))
     return Report(
         meta=RunMeta.from_mapping(meta or {}, items),
-        summary=Summary.of(items),
+        summary=summary,
         cases=_group_cases(items),
     )

@@ -22,6 +22,7 @@ from urllib.parse import quote
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
+from .charts import metric_charts, svg
 from .heatmaps import DATA_KIND, each_case_heatmaps
 from .model import (
     IMAGE_KINDS,
@@ -312,6 +313,7 @@ def render_html(report: Report, assets: AssetWriter) -> str:
         style=Markup(style),
         csp=csp,
         image_count=assets.count,
+        charts=[(chart, svg(chart)) for chart in metric_charts(report.items)],
         self_contained=assets.self_contained,
     )
 

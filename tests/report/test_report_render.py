@@ -143,3 +143,37 @@ def test_assets_are_linked_and_keep_this_runs_picture_when_the_core_rewrites_it(
     assert read_rgb(asset)[0, 0].tolist() == [10, 10, 10]
     assert read_rgb(source)[0, 0].tolist() == [200, 200, 200]
     assert sorted(p.name for p in source.parent.iterdir()) == ["a_heatmap.png"]  # no partial files left
+
+
+def test_overview_has_a_row_per_suite_with_its_name_and_description(tmp_path, rows):
+    (tmp_path / "testcases" / "speed").mkdir(parents=True)
+    (tmp_path / "testcases" / "speed" / "speed_50.xai.yaml").write_text(
+        "suite: Speed limits\ndescription: <b>50</b> km/h signs\nmodel: m\ncases: []\n", encoding="utf-8"
+    )
+    html = write_report(rows, tmp_path / "r.html", meta={"rootdir": str(tmp_path)}).read_text(encoding="utf-8")
+    table = html.split('id="suite-table"')[1].split("</table>")[0]
+    suites = sorted({r["suite"] for r in rows})
+    assert table.count("<tr data-suite=") == len(suites)
+    assert "Speed limits" in table and "&lt;b&gt;50&lt;/b&gt; km/h signs" in table  # escaped
+    assert ">stop<" in table  # a suite file that is not there: its file name
+
+
+def test_a_chart_per_checked_metric_with_its_thresholds_and_their_sources(tmp_path, rows):
+    from harness.report.charts import metric_charts
+    from harness.report.model import build_report
+
+    for row in rows:
+        for check in row.get("checks", []):
+            check["source"] = "suite" if row["case_id"].startswith("speed") else "built-in"
+    report = build_report(rows)
+    charts = {chart.metric: chart for chart in metric_charts(report.items)}
+    assert set(charts) == {"p_label", "mass_object", "mass_sticker"}
+    judged = [it for it in report.items if it.group == "passed" or it.needs_review]
+    object_checks = [(it, c) for it in judged for c in it.checks if c.metric == "mass_object"]
+    chart = charts["mass_object"]
+    assert sum(chart.passed) == sum(it.group == "passed" for it, _ in object_checks)
+    assert sum(chart.failed) == sum(it.needs_review for it, _ in object_checks)
+    assert chart.thresholds == [(0.5, "built-in, suite")]
+    html = write_report(rows, tmp_path / "r.html").read_text(encoding="utf-8")
+    assert html.count('<svg class="metric-chart"') == 3
+    assert "threshold 0.5 from built-in, suite" in html

@@ -369,7 +369,8 @@
       body.append(el("tr", null, [
         el("td", { title: ch.metric }, ch.name || ch.metric),
         el("td", { "class": "num" }, fmt(ch.value)),
-        el("td", null, (ch.op || "") + " " + fmt(ch.threshold)),
+        el("td", { title: ch.source ? "threshold set at: " + ch.source : null }, [(ch.op || "") + " " + fmt(ch.threshold),
+          ch.source ? el("span", { "class": "source" }, ch.source) : null]),
         el("td", { "class": ch.passed === null ? "" : (ch.passed ? "ok" : "bad") }, result)
       ]));
     });
