@@ -124,6 +124,9 @@ class Engine:
         # logits give every one of them its prediction), and their agreement columns.
         self._siblings: dict[ImageKey, list[ImageKey]] = {}
         self._agreement: dict[ImageKey, dict[str, Any]] = {}
+        # --xai-sanity: the originals' label maps, kept for the check (harness.sanity).
+        self.keep_original_maps = False
+        self.kept_maps: dict[ImageKey, np.ndarray] = {}
         self._models: dict[str, LoadedModel | ModelError] = {}
         self._explainers: dict[tuple[str, str], Explainer | HarnessError] = {}
         self._case_cache: OrderedDict[str, tuple[np.ndarray, np.ndarray] | BaseException] = OrderedDict()
@@ -214,6 +217,15 @@ class Engine:
         if key not in self._summaries:
             self.result(key)
         return self._summaries[key]
+
+    def input_of(self, request: Request) -> tuple[torch.Tensor, int]:
+        """The model input (1, C, H, W) and label index of ``request``'s image, outside any
+        batch (the sanity check's originals); raises :class:`HarnessError`."""
+        model = self.model(request.key.model)
+        if request.label not in model.classes:
+            raise HarnessError(f"label {request.label!r} is not a class of model {model.name!r}")
+        variant = self._materialise(request, model)
+        return model.to_input([variant.image]), model.classes.index(request.label)
 
     def agreement(self, key: ImageKey) -> dict[str, Any]:
         """The agreement columns of ``key`` with the other explainers of its image (empty
@@ -437,6 +449,8 @@ class Engine:
             second = relevance_pred.get(row)
             pred_health = None if second is None else health_checks.measure(logits[row], pred, second)
             label_map = relevance[row].sum(axis=0)
+            if self.keep_original_maps and one.key.variant == "original":
+                self.kept_maps[one.key] = label_map
             pred_map = label_map if pred == one.label else (None if second is None else second.sum(axis=0))
             self._store(
                 one.key,

@@ -64,6 +64,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="set a threshold for every item, over the suites' (repeatable), e.g. min_object_lift=1.5 "
                          "[ini: xai_threshold, one NAME=VALUE a line]")
     parser.addini("xai_threshold", "thresholds for every item, NAME=VALUE one a line", type="linelist", default=[])
+    group.addoption("--xai-sanity", dest="xai_sanity", action="store_true", default=None,
+                    help="add sanity[model-explainer] items: does the explanation change when the model's weights "
+                         "are re-initialised (docs/explainers.md) [ini: xai_sanity]")
+    parser.addini("xai_sanity", "add the model-randomisation sanity items", type="bool", default=False)
 
 
 def option(config: pytest.Config, name: str) -> tuple[Any, Path]:
@@ -310,6 +314,20 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
 
         return SuiteFile.from_parent(parent, path=file_path)
     return None
+
+
+@pytest.hookimpl(tryfirst=True)   # before -k / -m deselect, so that they select sanity items too
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    """--xai-sanity: one ``sanity[model-explainer]`` item per pair of the run, after the suite items."""
+    state = config.stash.get(STATE_KEY, None)
+    if state is None or "harness.collect" not in sys.modules or not option(config, "xai_sanity")[0]:
+        return
+    from harness.sanity import sanity_items
+
+    extra = sanity_items(session, items)
+    if extra:
+        state.engine.keep_original_maps = True
+        items.extend(extra)
 
 
 @pytest.hookimpl(tryfirst=True)   # before the terminal reporter asks for the header lines

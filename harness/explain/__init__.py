@@ -8,7 +8,8 @@ One concept per module:
 * :mod:`harness.explain.zennit_backend` — zennit prepared for the architecture, and the
   LRP reference ``zennit_explain``; :mod:`harness.explain.lrp_rewrite` — the fx rewrite
   that lets zennit explain any traceable classifier correctly;
-* :mod:`harness.explain.gradient` — the input × gradient baseline.
+* :mod:`harness.explain.gradient` — the input × gradient baseline;
+* :mod:`harness.explain.cam` — Grad-CAM on one convolutional layer.
 """
 
 import sys
@@ -22,11 +23,12 @@ from harness.explain.explainers import (
     Explainer,
     canonical_name,
     make_explainer,
+    register_explainer,
     zennit_composite,
 )
 
 __all__ = ["ALIASES", "EXPLAINERS", "LRP_RULE_SETS", "Explainer", "canonical_name", "make_explainer",
-           "zennit_composite"]
+           "register_explainer", "zennit_composite"]
 
 
 class _CallablePackage(types.ModuleType):

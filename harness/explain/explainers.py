@@ -43,6 +43,21 @@ ALIASES = {rule: f"lrp/{rule}" for rule in LRP_RULE_SETS} | {"lrp": "lrp/epsilon
                                                               "gradcam": "cam/gradcam"}
 
 
+# Explainers added at run time (register_explainer): name -> factory of the engine.
+CUSTOM: dict[str, Callable[[LoadedModel], Engine]] = {}
+
+
+def register_explainer(name: str, description: str, factory: Callable[[LoadedModel], Engine]) -> None:
+    """Add explainer ``family/name`` whose engine ``factory(model)`` builds (for example a
+    test's edge detector that ignores the model, for the sanity check). Its maps get the
+    non-LRP health checks (finite, not all zero); the built-in names cannot be replaced."""
+    family, _, rest = name.partition("/")
+    if not rest or family in ("lrp", "cam", "gradient") or name in ALIASES:
+        raise HarnessError(f"cannot register explainer {name!r}: give family/name outside lrp/, cam/, gradient/")
+    EXPLAINERS[name] = description
+    CUSTOM[name] = factory
+
+
 def canonical_name(name: str) -> str:
     """Registry key for a YAML explainer string; raises with the known names."""
     key = ALIASES.get(name, name)
@@ -166,6 +181,8 @@ def make_explainer(name: str, model: LoadedModel, backend: Backend = "auto") -> 
     """
     key = canonical_name(name)
     kind, _, rule = key.partition("/")
+    if key in CUSTOM:
+        return Explainer(key, model, "custom", "", CUSTOM[key](model))
     if kind == "cam":
         return _gradcam(key, model)
     if kind != "lrp":

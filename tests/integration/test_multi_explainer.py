@@ -130,5 +130,6 @@ def test_the_first_explainers_forward_decides_every_explainers_prediction(
     rows = _rows(world.path)
     by = {(r["variant"], r["explainer"]): r for r in rows}
     for variant in ("original", "instance_removed", "sticker_added"):
-        assert by[(variant, "gradient/input_x_gradient")]["predicted"] == by[(variant, "lrp/epsilon_plus_flat")]["predicted"]
+        swapped_row, lrp_row = by[(variant, "gradient/input_x_gradient")], by[(variant, "lrp/epsilon_plus_flat")]
+        assert swapped_row["predicted"] == lrp_row["predicted"]
     assert by[("original", "gradient/input_x_gradient")]["predicted"] == "thing"
