@@ -330,6 +330,8 @@ def item_from_row(row: Mapping[str, Any], nodeid: str = "", longrepr: str = "") 
     suite = _text(row.get("suite"))
     case_id = _text(row.get("case_id"))
     variant = _text(row.get("variant"))
+    if row.get("sweep"):  # a swept variant's items differ by their value, shown as in the item id
+        variant = f"{variant}-{_text(row.get('sweep'))}"
     nodeid = _text(nodeid or row.get("nodeid"))
     if not (suite or case_id):
         suite, case_id, variant = _split_nodeid(nodeid)

@@ -138,8 +138,15 @@ def test_the_issue_suite_runs_with_sweeps_steps_and_a_negative_case(horses: pyte
 
 def test_swept_images_are_each_their_own(horses: pytest.Pytester) -> None:
     """Each corner is a separate image: the engine keys images by their sweep value too."""
-    horses.runpytest("-p", "no:cacheprovider", "-k", "watermark_corners and horse_0")
+    horses.runpytest("-p", "no:cacheprovider", "-k", "watermark_corners and horse_0", "--xai-report", "report.html")
     rows = _rows(horses.path)
+    # The report names each swept item by its variant and value, as the item id does.
+    from harness.report.model import item_from_row
+
+    assert sorted(item_from_row(row).variant for row in rows) == [
+        f"watermark_corners-{corner}" for corner in ("bottom_left", "bottom_right", "top_left", "top_right")
+    ]
+    assert (horses.path / "report.html").is_file()
     assert Counter(r["variant"] for r in rows) == {"watermark_corners": 4}
     assert len({r["sweep"] for r in rows}) == 4
     pictures = sorted((horses.path / "reports" / "assets").rglob("*watermark_corners*_input.png"))
