@@ -133,3 +133,31 @@ def test_the_first_explainers_forward_decides_every_explainers_prediction(
         swapped_row, lrp_row = by[(variant, "gradient/input_x_gradient")], by[(variant, "lrp/epsilon_plus_flat")]
         assert swapped_row["predicted"] == lrp_row["predicted"]
     assert by[("original", "gradient/input_x_gradient")]["predicted"] == "thing"
+
+
+def test_validate_checks_every_explainer_of_the_list(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    suite = tmp_path / "s.xai.yaml"
+    suite.write_text(
+        "model: signs-shortcut\n"
+        "explainer: [lrp, cam/nonsense, gradcam]\n"
+        "cases:\n"
+        "  - id: a\n"
+        f"    image: {root / 'fixtures' / 'signs' / 'heldout' / 'speed_50_000.png'}\n"
+        "    label: speed_50\n"
+        "    object: {box: [1, 1, 10, 10]}\n",
+        encoding="utf-8",
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "harness", "validate", str(suite), "--models", str(root / "fixtures" / "models.yaml")],
+        capture_output=True,
+        text=True,
+        cwd=root,
+        timeout=120,
+    )
+    assert done.returncode == 1
+    assert f"{suite}:2: explainer: unknown explainer 'cam/nonsense'" in done.stdout
+    assert done.stdout.strip().endswith("1 errors")
