@@ -66,3 +66,24 @@ def agreement_columns(a: np.ndarray, b: np.ndarray) -> dict[str, Any]:
 def _check(a: np.ndarray, b: np.ndarray) -> None:
     if np.shape(a) != np.shape(b) or np.size(a) == 0:
         raise ValueError(f"maps of different or empty shapes: {np.shape(a)} and {np.shape(b)}")
+
+
+def verdict_disagreements(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Images on which the explainers of a run disagree on the verdict.
+
+    ``rows`` are results rows (any order); rows of one image are those with the same suite,
+    case, variant, sweep value and model. Returns one entry per image judged by two or more
+    explainers with more than one verdict among them: its identity and ``verdicts``
+    (explainer -> verdict), in the rows' order (for the report's per-case line).
+    """
+    groups: dict[tuple[Any, ...], dict[str, str]] = {}
+    for row in rows:
+        if not row.get("explainer") or not row.get("variant"):
+            continue  # a suite-level error row belongs to no image
+        key = tuple(row.get(k) for k in ("suite", "case_id", "variant", "sweep", "model"))
+        groups.setdefault(key, {})[str(row["explainer"])] = str(row.get("verdict"))
+    return [
+        {"suite": key[0], "case_id": key[1], "variant": key[2], "sweep": key[3], "model": key[4], "verdicts": verdicts}
+        for key, verdicts in groups.items()
+        if len(verdicts) > 1 and len(set(verdicts.values())) > 1
+    ]

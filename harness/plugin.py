@@ -486,6 +486,14 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         if unreliable:
             tr.write_line(f"xai: {unreliable} item(s) errored because their explanation is unreliable "
                           f"(docs/reliability.md)")
+        from harness.agreement import verdict_disagreements
+
+        split = verdict_disagreements(list(state.rows.values()))
+        if split:
+            first = split[0]
+            tr.write_line(f"xai: the explainers disagree on the verdict of {len(split)} image(s), e.g. "
+                          f"{first['case_id']} {first['variant']}: "
+                          + ", ".join(f"{name} {verdict}" for name, verdict in first["verdicts"].items()))
         if state._engine is not None:
             own = state._engine.summary()
             if state.announced:

@@ -39,6 +39,10 @@ def test_a_suite_list_judges_every_item_per_explainer(world: pytest.Pytester) ->
     world.makefile(".xai.yaml", signs=SUITE.format(explainer="[lrp/epsilon_plus_flat, cam/gradcam]"))
     result = world.runpytest("-v", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=5, failed=1)
+    result.stdout.fnmatch_lines(
+        ["xai: the explainers disagree on the verdict of 1 image(s), e.g. scene original: "
+         "lrp/epsilon_plus_flat passed, cam/gradcam wrong_reasons"]
+    )
     assert _names(result) == {
         f"scene[{variant}-{explainer}]"
         for variant in ("original", "instance_removed", "sticker_added")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -52,3 +54,25 @@ def test_columns_and_refusals() -> None:
     assert agreement_columns(a, bad) == {"agreement_rank": None, "agreement_top10": None}
     with pytest.raises(ValueError, match="different"):
         top_overlap(a, a[:5])
+
+
+def test_verdict_disagreements_group_rows_by_image() -> None:
+    from harness.agreement import verdict_disagreements
+
+    def row(case: str, variant: str, explainer: str, verdict: str, sweep: str | None = None) -> dict[str, Any]:
+        return {"suite": "s.xai.yaml", "case_id": case, "variant": variant, "sweep": sweep, "model": "m",
+                "explainer": explainer, "verdict": verdict}
+
+    rows: list[dict[str, Any]] = [
+        row("a", "original", "lrp/epsilon_plus_flat", "passed"),
+        row("a", "original", "cam/gradcam", "wrong_reasons"),
+        row("a", "sticker_added", "lrp/epsilon_plus_flat", "artifact_reliance"),
+        row("a", "sticker_added", "cam/gradcam", "artifact_reliance"),
+        row("b", "original", "lrp/epsilon_plus_flat", "passed", sweep="1"),
+        row("b", "original", "cam/gradcam", "passed", sweep="2"),  # another image: no pair
+        {"suite": "s.xai.yaml", "case_id": "", "variant": "", "explainer": "", "verdict": "error"},
+    ]
+    assert verdict_disagreements(rows) == [
+        {"suite": "s.xai.yaml", "case_id": "a", "variant": "original", "sweep": None, "model": "m",
+         "verdicts": {"lrp/epsilon_plus_flat": "passed", "cam/gradcam": "wrong_reasons"}}
+    ]
