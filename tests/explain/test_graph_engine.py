@@ -131,7 +131,7 @@ def test_logits_are_the_models_own_with_a_large_batchnorm_eps(name: str) -> None
     # eps = 0.1); the engine's logits are the unmodified model's, and its relevance is LRP of
     # the model's true activations (the exact-merge reference)
     torch.manual_seed(21)
-    model = randomise(HELD_OUT[name](eps=0.1), seed=21)  # type: ignore[call-arg]
+    model = randomise(HELD_OUT[name](eps=0.1), seed=21)
     x, targets = batch(21, n=3)
     with torch.no_grad():
         expected = model(x)
@@ -148,10 +148,11 @@ def test_conservation_with_zero_biases() -> None:
     # the crop then drops, as in zennit; the stem's pad is removed here for that reason.)
     torch.manual_seed(22)
     model = randomise(LiteNet(), seed=22)
-    model.stem[0] = nn.Identity()
+    model.stem[0] = nn.Identity()  # type: ignore[assignment, operator]
     with torch.no_grad():
         for m in model.modules():
             if isinstance(m, nn.BatchNorm2d):
+                assert m.running_mean is not None
                 m.running_mean.zero_()
                 m.bias.zero_()
             elif isinstance(m, nn.Linear):
@@ -287,7 +288,8 @@ def test_unknown_rule_set() -> None:
 
 
 def test_training_mode_model_is_explained_in_eval_semantics_and_left_as_it_was() -> None:
-    model = randomise(CifarNet(), seed=25).train()
+    model = CifarNet()
+    randomise(model, seed=25).train()
     engine = GraphLRP(model, "epsilon_plus_flat")
     assert model.training and model.bn1.training
     x, targets = batch(25)

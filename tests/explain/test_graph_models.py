@@ -9,6 +9,8 @@ models run with ``-m slow``.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 import torchvision
@@ -38,8 +40,8 @@ MODELS = ("resnet18", "resnet50", "mobilenet_v2", "mobilenet_v3_small", "efficie
 DOUBLE = {"densenet121"}
 
 
-def _cases() -> list[object]:
-    out = []
+def _cases() -> list[Any]:
+    out: list[Any] = []
     for name in MODELS:
         for rule_set in RULE_SETS:
             marks = [] if (name, rule_set) in FAST else [pytest.mark.slow]
@@ -108,6 +110,7 @@ def test_resnet18_relevance_is_conserved_unlike_merging_alone() -> None:
     with torch.no_grad():
         for m in model.modules():
             if isinstance(m, nn.BatchNorm2d):
+                assert m.running_mean is not None
                 m.running_mean.zero_()
                 m.bias.zero_()
             elif isinstance(m, nn.Linear):

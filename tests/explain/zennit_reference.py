@@ -35,22 +35,24 @@ from zennit.layer import Sum
 
 class _PassFirst(torch.autograd.Function):
     @staticmethod
-    def forward(ctx: Any, x: Tensor, gate: Any) -> Tensor:  # type: ignore[override]
+    def forward(ctx: Any, x: Tensor, gate: Any) -> Tensor:
         return x * gate
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
         return grad, None
 
 
 def pass_first(x: Tensor, gate: Any) -> Tensor:
     """``x * gate`` with all relevance to ``x``; the gate leaves the autograd graph, so the
     hooks of the layers computing it never fire (zennit's rules cannot take a missing gradient)."""
-    return _PassFirst.apply(x, gate.detach() if isinstance(gate, Tensor) else gate)  # type: ignore[no-any-return]
+    out: Tensor = _PassFirst.apply(x, gate.detach() if isinstance(gate, Tensor) else gate)
+    return out
 
 
 def pass_div(x: Tensor, c: float) -> Tensor:
-    return _PassFirst.apply(x, 1.0 / c)  # type: ignore[no-any-return]
+    out: Tensor = _PassFirst.apply(x, 1.0 / c)
+    return out
 
 
 class StackSum(nn.Module):
@@ -150,10 +152,10 @@ def canonise(model: nn.Module, merge_batchnorm: bool = True) -> fx.GraphModule:
             src = node.args[0]
             if not (isinstance(src, fx.Node) and src.op == "call_module" and len(src.users) == 1):
                 continue
-            layer = gm.get_submodule(src.target)
+            layer: Any = gm.get_submodule(str(src.target))
             if not isinstance(layer, (nn.Conv2d, nn.Linear)):
                 continue
-            bn = gm.get_submodule(node.target)
+            bn: Any = gm.get_submodule(str(node.target))
             with torch.no_grad():
                 scale = bn.weight / (bn.running_var + bn.eps) ** 0.5
                 bias = layer.bias if layer.bias is not None else torch.zeros(1)
