@@ -161,3 +161,24 @@ def test_compare_view_puts_models_side_by_side_and_marks_changed_verdicts(page, 
 def test_screenshots_of_the_overview_and_one_case(page):
     shoot(page, "overview")
     shoot(page, "case", page.locator("article.case").first)
+
+
+def test_lightbox_shows_values_and_scale_and_steps_with_the_keyboard(page):
+    first_card = page.locator("article.case").first
+    first_card.locator("section.variant button.thumb").nth(1).click()  # the first variant's heatmap
+    page.wait_for_selector("#lightbox[open]")
+    title = page.text_content("#lightbox-title") or ""
+    assert title.endswith("relevance")
+    info = page.locator("#lightbox-info")
+    assert info.locator(".badge").count() >= 1 and info.locator("table.checks").count() == 1
+    assert info.locator(".case-scale .cbar").count() == 1  # the case's colour scale, with its values
+    total = page.evaluate("document.querySelectorAll('section.variant:not(.context)').length")
+    assert page.text_content("#lightbox-pos") == f"item 1 of {total} shown · ← → to step"
+    page.keyboard.press("ArrowRight")
+    assert page.text_content("#lightbox-pos") == f"item 2 of {total} shown · ← → to step"
+    assert (page.text_content("#lightbox-title") or "") != title
+    shoot(page, "lightbox")
+    page.keyboard.press("ArrowLeft")
+    assert page.text_content("#lightbox-title") == title
+    page.keyboard.press("Escape")
+    assert page.locator("#lightbox[open]").count() == 0

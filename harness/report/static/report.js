@@ -588,6 +588,9 @@
     state.page = Math.min(Math.max(1, state.page), state.pages);
     var start = (state.page - 1) * size;
     var page = list.slice(start, start + size);
+    // The lightbox steps through what the filters show, in this order.
+    SHOWN = [];
+    list.forEach(function (u) { u.items.forEach(function (it) { if (it !== u.context) { SHOWN.push(it); } }); });
     var container = document.getElementById("cases");
     container.className = "cases zoom-" + (state.zoom || "m");
     var fragment = document.createDocumentFragment();
@@ -608,9 +611,38 @@
 
   // ---- lightbox -------------------------------------------------------------------------------
   var lightbox = document.getElementById("lightbox");
+  var SHOWN = [];
+  var current = null;  // [item, kind] in the lightbox
+
+  function lightboxInfo(it, kind) {
+    var box = document.getElementById("lightbox-info");
+    box.textContent = "";
+    var c = it.case;
+    box.append(el("div", { "class": "lightbox-verdict" }, [badge(it.group), " " + (it.message || "")]));
+    box.append(facts(it));
+    var table = checksTable(it);
+    if (table) { box.append(table); }
+    if (kind === "heatmap" || kind === "overlay") {
+      box.append(hasCaseScale(c) ? caseScale(c) : colourBar(it.heatmap_scale));
+    }
+    var at = SHOWN.indexOf(it);
+    document.getElementById("lightbox-pos").textContent =
+      at < 0 ? "" : "item " + (at + 1) + " of " + SHOWN.length + " shown · ← → to step";
+  }
+
+  function stepLightbox(delta) {
+    if (!current) { return; }
+    var at = SHOWN.indexOf(current[0]);
+    var next = SHOWN[at + delta];
+    if (at < 0 || !next) { return; }
+    openLightbox(next, next.images[current[1]] ? current[1] : "heatmap");
+  }
+
   function openLightbox(it, kind) {
     var kinds = Object.keys(it.images).filter(function (k) { return safeUrl(it.images[k]); });
     var show = function (k) {
+      current = [it, k];
+      lightboxInfo(it, k);
       document.getElementById("lightbox-img").src = safeUrl(it.images[k]);
       document.getElementById("lightbox-img").alt = (IMAGE_LABEL[k] || k) + " of " + it.case.case_id + ", " + variantName(it.variant);
       document.getElementById("lightbox-title").textContent = it.case.case_id + " · " + variantName(it.variant) + " · " + (IMAGE_LABEL[k] || k);
@@ -624,8 +656,18 @@
       box.append(b);
     });
     show(it.images[kind] ? kind : kinds[0]);
+    if (lightbox.open) { return; }
     if (typeof lightbox.showModal === "function") { lightbox.showModal(); } else { lightbox.setAttribute("open", ""); }
   }
+  // On the document: stepping rebuilds the dialog's buttons, and focus may fall back to the body.
+  document.addEventListener("keydown", function (ev) {
+    if (!lightbox.open) { return; }
+    if (ev.key === "ArrowRight") { ev.preventDefault(); stepLightbox(1); }
+    if (ev.key === "ArrowLeft") { ev.preventDefault(); stepLightbox(-1); }
+  });
+  document.getElementById("lightbox-prev").addEventListener("click", function () { stepLightbox(-1); });
+  document.getElementById("lightbox-next").addEventListener("click", function () { stepLightbox(1); });
+  lightbox.addEventListener("close", function () { current = null; });
   document.getElementById("lightbox-close").addEventListener("click", function () { lightbox.close(); });
   lightbox.addEventListener("click", function (ev) { if (ev.target === lightbox) { lightbox.close(); } });
 
