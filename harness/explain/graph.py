@@ -424,6 +424,9 @@ def _max_pool(info: TracedNode, args: Any, kwargs: Any) -> tuple[Tensor, Any]:
 
 def _max_unpool(g: Tensor, saved: Any) -> Tensor:
     idx, shape, (k, s, p, d, ceil) = saved
+    if all(si >= di * (ki - 1) + 1 for ki, si, di in zip(k, s, d)):
+        # windows that share no element: each input receives at most one value, a scatter
+        return F.max_unpool2d(g, idx, k, s, p, output_size=list(shape[-2:]))
     # the summing max-pool gradient kernel (what autograd runs in zennit) reads only the
     # shape of the pooled input, so an uninitialised stand-in spares keeping it
     shell = torch.empty(shape, dtype=g.dtype, device=g.device)
