@@ -540,6 +540,10 @@ def health_lines(engines: list[dict[str, Any]]) -> list[str]:
             entry["conservation"].extend(data["conservation"])
     lines = []
     for group, data in merged.items():
+        if not group.rpartition(" / ")[2].startswith("lrp/"):
+            # Only LRP redistributes the logit; another explainer's sum / logit means nothing.
+            lines.append(f"xai: {group}: backend {data['backend']} (not LRP: no conservation)")
+            continue
         value = median(data["conservation"])
         text = "n/a" if value is None else f"{value:.3g}"
         lines.append(f"xai: {group}: backend {data['backend']}, median conservation {text} "

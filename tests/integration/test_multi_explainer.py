@@ -43,6 +43,7 @@ def test_a_suite_list_judges_every_item_per_explainer(world: pytest.Pytester) ->
         ["xai: the explainers disagree on the verdict of 1 image(s), e.g. scene original: "
          "lrp/epsilon_plus_flat passed, cam/gradcam wrong_reasons"]
     )
+    result.stdout.fnmatch_lines(["xai: looks-at-object / cam/gradcam: backend autograd (not LRP: no conservation)"])
     assert _names(result) == {
         f"scene[{variant}-{explainer}]"
         for variant in ("original", "instance_removed", "sticker_added")
