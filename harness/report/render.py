@@ -170,8 +170,26 @@ _ITEM_FIELDS = (
 )  # fmt: skip
 
 
+def fingerprint(item: Item, base_dir: Path | None = None) -> str:
+    """What an expert judged: case, variant, model, explainer, verdict and the input
+    image's content. A review is kept under it, so a rerun that changes none of these
+    keeps the review, and one that changes any of them asks again."""
+    digest = hashlib.sha256()
+    for part in (item.suite, item.case_id, item.variant, item.model, item.explainer, item.group):
+        digest.update(part.encode("utf-8", "surrogatepass") + b"\0")
+    source = item.images.get("input")
+    if source:
+        path = Path(source) if Path(source).is_absolute() or base_dir is None else base_dir / source
+        try:
+            digest.update(hashlib.sha256(path.read_bytes()).digest())
+        except OSError:
+            digest.update(b"no input image")
+    return digest.hexdigest()[:20]
+
+
 def _item_payload(item: Item, assets: AssetWriter, recoloured: dict[str, Any] | None = None) -> dict[str, Any]:
     data = {name: getattr(item, name) for name in _ITEM_FIELDS}
+    data["fingerprint"] = fingerprint(item, assets.base_dir)
     data["rank"] = item.rank
     data["outcome"] = item.outcome
     data["group"] = item.group

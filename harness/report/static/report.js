@@ -46,7 +46,8 @@
   });
 
   // ---- review storage ------------------------------------------------------------
-  var STORE_KEY = "xai-report:v1:" + DATA.namespace;
+  // v2: reviews keyed by the item's fingerprint (what was judged), not by its place in a run.
+  var STORE_KEY = "xai-report:v2:" + DATA.namespace;
   var reviews = {};
   var storageOk = true;
   try {
@@ -72,9 +73,9 @@
 
   function setReview(item, mark, comment) {
     if (!mark && !comment) {
-      delete reviews[item.key];
+      delete reviews[item.fingerprint];
     } else {
-      reviews[item.key] = {
+      reviews[item.fingerprint] = {
         mark: mark || "", comment: comment || "", verdict: item.verdict,
         run: DATA.run, at: new Date().toISOString()
       };
@@ -87,7 +88,7 @@
     var counts = { confirmed: 0, false_alarm: 0, unclear: 0 };
     var done = 0;
     FAILED.forEach(function (it) {
-      var r = reviews[it.key];
+      var r = reviews[it.fingerprint];
       if (r && r.mark) { done += 1; counts[r.mark] = (counts[r.mark] || 0) + 1; }
     });
     var box = document.getElementById("review-status");
@@ -207,7 +208,7 @@
     if (state.variant && (it.variant || "(unknown)") !== state.variant) { return false; }
     if (state.model && (it.model || "(unknown)") !== state.model) { return false; }
     if (state.review) {
-      var r = reviews[it.key];
+      var r = reviews[it.fingerprint];
       var mark = r && r.mark ? r.mark : "";
       if (state.review === "none") { if (!it.review || mark) { return false; } }
       else if (mark !== state.review) { return false; }
@@ -385,7 +386,7 @@
 
   var reviewSeq = 0;
   function reviewBox(it) {
-    var stored = reviews[it.key] || {};
+    var stored = reviews[it.fingerprint] || {};
     var box = el("div", { "class": "review" + (stored.mark ? " done" : "") });
     var group = "review-" + (reviewSeq += 1);
     var fieldset = el("fieldset", null, el("legend", null, "Your review of this verdict"));
@@ -409,13 +410,13 @@
     });
     fieldset.append(clear);
     comment.addEventListener("input", function () {
-      var current = reviews[it.key] || {};
+      var current = reviews[it.fingerprint] || {};
       setReview(it, current.mark || "", comment.value);
     });
     box.append(fieldset, comment);
-    if (stored.mark && ((stored.run && stored.run !== DATA.run) || (stored.verdict && stored.verdict !== it.verdict))) {
-      box.append(el("p", { "class": "stale" },
-        "Marked on an earlier run (verdict then: " + (VERDICT_LABEL[stored.verdict] || stored.verdict) + "); check it still applies."));
+    if (stored.mark && stored.run && stored.run !== DATA.run) {
+      // Same fingerprint: same case, variant, model, explainer, verdict and input image.
+      box.append(el("p", { "class": "kept" }, "Kept from an earlier run: the verdict and the image are unchanged."));
     }
     return box;
   }
@@ -443,6 +444,12 @@
       parts.push(el("details", { "class": "trace" }, [el("summary", null, "error details"), el("pre", null, it.longrepr)]));
     }
     if (it.review && !context) { parts.push(reviewBox(it)); }
+    else if (!context && it.fingerprint) {
+      // Any other item (a pass, an error, an xfail) can be flagged with the same marks.
+      var flagged = reviews[it.fingerprint];
+      var flag = el("details", { "class": "flag" }, [el("summary", null, flagged && flagged.mark ? "flagged: " + MARK_LABEL[flagged.mark] : "flag this item"), reviewBox(it)]);
+      parts.push(flag);
+    }
     if (context) { parts.unshift(el("p", { "class": "context-note" }, "shown for comparison; the filters hide it")); }
     return el("section", {
       "class": "variant" + (it.review ? " fail" : "") + (context ? " context" : ""),
@@ -673,17 +680,18 @@
 
   // ---- export ---------------------------------------------------------------------------------
   var EXPORT_FIELDS = ["suite", "line", "case_id", "variant", "model", "explainer", "label", "predicted",
-    "verdict", "message", "review", "comment", "reviewed_at", "nodeid"];
+    "verdict", "message", "review", "comment", "reviewed_at", "nodeid", "fingerprint"];
 
   function exportRows() {
-    return FAILED.map(function (it) {
+    // Every model failure, and any other item that was flagged.
+    return ITEMS.filter(function (it) { return it.review || reviews[it.fingerprint]; }).map(function (it) {
       var c = it.case;
-      var r = reviews[it.key] || {};
+      var r = reviews[it.fingerprint] || {};
       return {
         suite: c.suite, line: c.line, case_id: c.case_id, variant: it.variant, model: c.model,
         explainer: c.explainer, label: it.label || c.label, predicted: it.predicted, verdict: it.verdict,
         message: it.message, review: r.mark ? MARK_LABEL[r.mark] : "", comment: r.comment || "",
-        reviewed_at: r.at || "", nodeid: it.nodeid
+        reviewed_at: r.at || "", nodeid: it.nodeid, fingerprint: it.fingerprint
       };
     });
   }
@@ -718,6 +726,46 @@
   document.getElementById("export-json").addEventListener("click", function () {
     var doc = { report: DATA.title, run: DATA.run, exported: new Date().toISOString(), reviews: exportRows() };
     download("xai-review-" + stamp() + ".json", "application/json", JSON.stringify(doc, null, 2));
+  });
+
+  // ---- import: merge exported reviews (JSON) from another browser or reviewer -----------------
+  var MARK_ID = {};
+  MARKS.forEach(function (m) { MARK_ID[m[1]] = m[0]; MARK_ID[m[0]] = m[0]; });
+
+  // A review wins when this browser has none for the item, or an older one.
+  function mergeReviews(doc) {
+    var rows = doc && Array.isArray(doc.reviews) ? doc.reviews : [];
+    var known = {};
+    ITEMS.forEach(function (it) { known[it.fingerprint] = it; });
+    var taken = 0, skipped = 0;
+    rows.forEach(function (row) {
+      var mark = MARK_ID[row.review] || "";
+      var it = known[row.fingerprint];
+      if (!it || (!mark && !row.comment)) { skipped += 1; return; }
+      var mine = reviews[it.fingerprint];
+      if (mine && (mine.at || "") >= (row.reviewed_at || "")) { skipped += 1; return; }
+      reviews[it.fingerprint] = {
+        mark: mark, comment: row.comment || "", verdict: it.verdict, key: it.key,
+        run: doc.run || "", at: row.reviewed_at || new Date().toISOString()
+      };
+      taken += 1;
+    });
+    saveReviews();
+    updateReviewStatus();
+    render();
+    document.getElementById("import-status").textContent =
+      "Imported " + taken + " review" + (taken === 1 ? "" : "s") + (skipped ? "; " + skipped + " skipped (not in this report, empty, or older than yours)" : "") + ".";
+  }
+
+  document.getElementById("import-json").addEventListener("change", function (ev) {
+    var file = ev.target.files && ev.target.files[0];
+    if (!file) { return; }
+    file.text().then(function (text) {
+      try { mergeReviews(JSON.parse(text)); } catch (err) {
+        document.getElementById("import-status").textContent = "Not an exported review file: " + err.message;
+      }
+      ev.target.value = "";
+    });
   });
 
   // ---- wiring -----------------------------------------------------------------------------------
