@@ -187,14 +187,27 @@ def fingerprint(item: Item, base_dir: Path | None = None) -> str:
     return digest.hexdigest()[:20]
 
 
+def _short(value: Any) -> Any:
+    """Floats to six significant digits: the page shows three, and 17-digit reprs are
+    most of the data island of a large run."""
+    return float(f"{value:.6g}") if isinstance(value, float) else value
+
+
+def _check_payload(check: Any) -> dict[str, Any]:
+    data = {key: _short(value) for key, value in asdict(check).items()}
+    if data.get("source") is None:
+        data.pop("source", None)
+    return data
+
+
 def _item_payload(item: Item, assets: AssetWriter, recoloured: dict[str, Any] | None = None) -> dict[str, Any]:
-    data = {name: getattr(item, name) for name in _ITEM_FIELDS}
+    data = {name: _short(getattr(item, name)) for name in _ITEM_FIELDS}
     data["fingerprint"] = fingerprint(item, assets.base_dir)
     data["rank"] = item.rank
     data["outcome"] = item.outcome
     data["group"] = item.group
     data["review"] = item.needs_review
-    data["checks"] = [asdict(check) for check in item.checks]
+    data["checks"] = [_check_payload(check) for check in item.checks]
     recoloured = recoloured or {}
     kinds = (*IMAGE_KINDS, *sorted(set(item.images) - set(IMAGE_KINDS) - {DATA_KIND}))
     data["images"] = {

@@ -177,3 +177,13 @@ def test_a_chart_per_checked_metric_with_its_thresholds_and_their_sources(tmp_pa
     html = write_report(rows, tmp_path / "r.html").read_text(encoding="utf-8")
     assert html.count('<svg class="metric-chart"') == 3
     assert "threshold 0.5 from built-in, suite" in html
+
+
+def test_numbers_in_the_data_island_keep_six_significant_digits(tmp_path, rows, payload_of):
+    rows[0].update(mass_object=0.123456789012, p_label=1.0 / 3.0)
+    rows[0]["checks"][0].update(value=0.98765432101, threshold=0.5)
+    items = [it for case in payload_of(write_report(rows, tmp_path / "r.html"))["cases"] for it in case["items"]]
+    first = next(it for it in items if it["key"] == f"{rows[0]['suite']}::{rows[0]['case_id']}[{rows[0]['variant']}]")
+    assert (first["mass_object"], first["p_label"]) == (0.123457, 0.333333)
+    assert (first["checks"][0]["value"], first["checks"][0]["threshold"]) == (0.987654, 0.5)
+    assert "source" not in first["checks"][0]  # no source recorded: left out, not null
