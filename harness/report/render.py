@@ -35,7 +35,7 @@ from .model import (
     verdict_label,
 )
 
-__all__ = ["AssetWriter", "render_html", "write_report"]
+__all__ = ["AssetWriter", "decode_payload", "render_html", "write_report"]
 
 _HERE = Path(__file__).parent
 _MARKER = ".xai-report-assets"
@@ -187,6 +187,45 @@ def fingerprint(item: Item, base_dir: Path | None = None) -> str:
     return digest.hexdigest()[:20]
 
 
+# The data island stores each item and check as a list in these fields' order (field
+# names repeated for every item were a third of a large report); decode_payload and the
+# page turn them back into objects.
+ITEM_FIELDS = (
+    *_ITEM_FIELDS, "fingerprint", "rank", "outcome", "group", "review", "checks", "images",
+)  # fmt: skip
+CHECK_FIELDS = ("name", "metric", "value", "threshold", "op", "passed", "source")
+
+
+def _packed(item: dict[str, Any], prefix: str) -> list[Any]:
+    checks = [[check.get(name) for name in CHECK_FIELDS] for check in item["checks"]]
+    # The assets folder is said once (DATA.assets), not in every image's URL.
+    images = {k: url.removeprefix(prefix) if prefix else url for k, url in item["images"].items()}
+    packed = {**item, "checks": checks, "images": images}
+    return [packed.get(name) for name in ITEM_FIELDS]
+
+
+def decode_payload(data: dict[str, Any]) -> dict[str, Any]:
+    """The data island with its items and checks as dictionaries again (for readers of
+    a written report: tests, scripts)."""
+    item_fields: list[str] = data.get("item_fields") or []
+    check_fields: list[str] = data.get("check_fields") or list(CHECK_FIELDS)
+    if not item_fields:
+        return data
+    prefix = data.get("assets", "")
+    for case in data["cases"]:
+        items = []
+        for row in case["items"]:
+            item = dict(zip(item_fields, row))
+            item["images"] = {k: url if url.startswith("data:") else prefix + url for k, url in item["images"].items()}
+            item["checks"] = [
+                {k: v for k, v in zip(check_fields, check) if not (k == "source" and v is None)}
+                for check in item["checks"]
+            ]
+            items.append(item)
+        case["items"] = items
+    return data
+
+
 def _short(value: Any) -> Any:
     """Floats to six significant digits: the page shows three, and 17-digit reprs are
     most of the data island of a large run."""
@@ -227,6 +266,7 @@ def _payload(report: Report, assets: AssetWriter) -> dict[str, Any]:
     # Reviews are stored per project and report file, so two projects opened from
     # file:// (one shared origin in Chromium) do not overwrite each other's marks.
     namespace = hashlib.sha1(f"{meta.rootdir}|{assets.report_path.name}".encode()).hexdigest()[:12]
+    prefix = "" if assets.self_contained else f"{quote(assets.folder.name)}/"
     cases = []
     # Recoloured on a few threads, a window of cases at a time (not the whole run's pictures at once).
     for case, shared in zip(report.cases, each_case_heatmaps(report.cases, assets.base_dir)):
@@ -247,13 +287,16 @@ def _payload(report: Report, assets: AssetWriter) -> dict[str, Any]:
                 "heatmap_percentile": shared.percentile if shared else None,
                 "heatmap_maps": shared.maps if shared else 0,
                 "items": [
-                    _item_payload(item, assets, shared.pictures.get(item.key) if shared else None)
+                    _packed(_item_payload(item, assets, shared.pictures.get(item.key) if shared else None), prefix)
                     for item in case.items
                 ],
             }
         )
     return {
-        "version": 1,
+        "version": 2,
+        "assets": prefix,
+        "item_fields": list(ITEM_FIELDS),
+        "check_fields": list(CHECK_FIELDS),
         "title": meta.title,
         "namespace": namespace,
         "run": meta.started.isoformat() if meta.started else "",

@@ -13,6 +13,8 @@ import re
 
 import pytest
 
+from harness.report.render import decode_payload
+
 SUITE = """\
 model: looks-at-background
 defaults:
@@ -167,7 +169,7 @@ cases:
     html = (world.path / "reports" / "index.html").read_text(encoding="utf-8")
     island = re.search(r'<script type="application/json" id="xai-data">(.*?)</script>', html, re.S)
     assert island is not None
-    cases = json.loads(island.group(1))["cases"]
+    cases = decode_payload(json.loads(island.group(1)))["cases"]
     items = {it["nodeid"].split("::")[-1]: it for case in cases for it in case["items"]}
     # The pictures of a run are coloured per case from the saved relevance (not for the error: it has none).
     scales = {case["case_id"]: case["heatmap_scale"] for case in cases}

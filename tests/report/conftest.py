@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from harness.report.render import decode_payload
 from harness.report.sample import sample_rows
 
 CHROMIUM_ARGS = [
@@ -32,7 +33,7 @@ def read_payload(path: Path) -> dict[str, Any]:
     """Parse the JSON data island of a written report."""
     match = _ISLAND.search(path.read_text(encoding="utf-8"))
     assert match, "report has no data island"
-    return json.loads(match.group(1))
+    return decode_payload(json.loads(match.group(1)))
 
 
 @pytest.fixture

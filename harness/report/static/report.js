@@ -5,6 +5,25 @@
   "use strict";
 
   var DATA = JSON.parse(document.getElementById("xai-data").textContent);
+  // Items and checks arrive as lists in the order of DATA.item_fields / check_fields.
+  function unpack(fields, row) {
+    var out = {};
+    for (var i = 0; i < fields.length; i += 1) { out[fields[i]] = row[i]; }
+    return out;
+  }
+  if (DATA.item_fields) {
+    DATA.cases.forEach(function (c) {
+      c.items = c.items.map(function (row) {
+        var it = unpack(DATA.item_fields, row);
+        it.checks = it.checks.map(function (ch) { return unpack(DATA.check_fields, ch); });
+        Object.keys(it.images).forEach(function (k) {
+          var url = it.images[k];
+          if (url.indexOf("data:") !== 0) { it.images[k] = (DATA.assets || "") + url; }
+        });
+        return it;
+      });
+    });
+  }
   var VERDICT_LABEL = {};
   DATA.verdicts.forEach(function (v) { VERDICT_LABEL[v.id] = v.label; });
   var MARKS = [
