@@ -87,7 +87,7 @@ def test_suite_keys_name_no_code() -> None:
     }
     for model in (SuiteHeader, Defaults, CaseModel):
         assert not {"architecture", "registry", "models_file", "factory", "import"} & set(model.model_fields)
-    assert all(name.startswith(("lrp/", "gradient/")) for name in EXPLAINERS)
+    assert all(name.startswith(("lrp/", "gradient/", "cam/")) for name in EXPLAINERS)
 
 
 def test_python_tags_in_a_suite_are_refused(tmp_path: Path) -> None:

@@ -80,7 +80,7 @@ def test_explain_rejects_what_it_cannot_use():
     with pytest.raises(HarnessError, match=r"target 6 is not a class index 0\.\.5"):
         explain(model, x, 6)
     with pytest.raises(HarnessError, match="unknown explainer"):
-        explain(model, x, 0, explainer="gradcam")
+        explain(model, x, 0, explainer="smoothgrad")
 
 
 def test_import_harness_stays_light():
