@@ -87,12 +87,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     rows = [bench(name, args.batch, args.rounds) for name in args.models.split(",")]
-    print(f"Grad-CAM vs forward, batch {args.batch}, 224x224, CPU, {args.threads} threads, "
-          f"median of {args.rounds} rounds")
+    print(
+        f"Grad-CAM vs forward, batch {args.batch}, 224x224, CPU, {args.threads} threads, median of {args.rounds} rounds"
+    )
     print(f"{'model':<10} {'layer':<16} {'forward s':>10} {'Grad-CAM s':>11} {'x forward':>10}")
     for row in rows:
-        print(f"{row['model']:<10} {row['layer']:<16} {row['forward_s']:>10.3f} {row['gradcam_s']:>11.3f} "
-              f"{row['ratio']:>10.2f}")
+        print(
+            f"{row['model']:<10} {row['layer']:<16} {row['forward_s']:>10.3f} {row['gradcam_s']:>11.3f} "
+            f"{row['ratio']:>10.2f}"
+        )
     if args.json is not None:
         args.json.write_text(json.dumps({"threads": args.threads, "rows": rows}, indent=2))
     return 0

@@ -43,8 +43,13 @@ def _wrap(module: torch.nn.Module, x: torch.Tensor, preprocessing: Any) -> Loade
     with torch.no_grad():
         count = int(module(x[:1].to(device)).shape[1])
     pre = Preprocessing.model_validate(preprocessing if preprocessing is not None else {"size": tuple(x.shape[-2:])})
-    entry = ModelEntry.model_validate({"architecture": "(module given to harness.explain)",
-                                       "classes": [str(i) for i in range(count)], "preprocessing": pre})
+    entry = ModelEntry.model_validate(
+        {
+            "architecture": "(module given to harness.explain)",
+            "classes": [str(i) for i in range(count)],
+            "preprocessing": pre,
+        }
+    )
     loaded = LoadedModel(name=type(module).__name__, entry=entry, module=module, device=device)
     if preprocessing is None:
         _WRAPPED[module] = loaded
@@ -66,9 +71,10 @@ def _targets(model: LoadedModel, targets: Any, rows: int) -> torch.Tensor:
     for value in values:
         if isinstance(value, str):
             if value not in model.classes:
-                raise HarnessError(f"unknown class {value!r} for model {model.name!r}; "
-                                   f"known classes: {', '.join(model.classes[:20])}"
-                                   + (", ..." if len(model.classes) > 20 else ""))
+                raise HarnessError(
+                    f"unknown class {value!r} for model {model.name!r}; "
+                    f"known classes: {', '.join(model.classes[:20])}" + (", ..." if len(model.classes) > 20 else "")
+                )
             indices.append(model.classes.index(value))
         elif isinstance(value, (int, np.integer)) and 0 <= int(value) < len(model.classes):
             indices.append(int(value))
@@ -77,9 +83,14 @@ def _targets(model: LoadedModel, targets: Any, rows: int) -> torch.Tensor:
     return torch.tensor(indices, dtype=torch.long, device=model.device)
 
 
-def explain(model: LoadedModel | torch.nn.Module, images: torch.Tensor, targets: Any,
-            explainer: str = "lrp/epsilon_plus_flat", backend: str = "auto",
-            preprocessing: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
+def explain(
+    model: LoadedModel | torch.nn.Module,
+    images: torch.Tensor,
+    targets: Any,
+    explainer: str = "lrp/epsilon_plus_flat",
+    backend: str = "auto",
+    preprocessing: Any = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Logits and relevance of ``targets`` for a preprocessed batch.
 
     Parameters
@@ -107,8 +118,10 @@ def explain(model: LoadedModel | torch.nn.Module, images: torch.Tensor, targets:
         Logits (N, K) and relevance shaped like ``images``, detached, on the model's device.
     """
     if not isinstance(images, torch.Tensor) or not images.is_floating_point():
-        raise HarnessError("images must be a float tensor (N, C, H, W) that is already the model's input; "
-                           "LoadedModel.prepare(list of uint8 RGB arrays) makes one")
+        raise HarnessError(
+            "images must be a float tensor (N, C, H, W) that is already the model's input; "
+            "LoadedModel.prepare(list of uint8 RGB arrays) makes one"
+        )
     x = images.unsqueeze(0) if images.ndim == 3 else images
     if x.ndim != 4:
         raise HarnessError(f"images must have shape (N, C, H, W), got {tuple(images.shape)}")

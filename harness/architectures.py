@@ -113,16 +113,19 @@ def _import(module_name: str, spec: str) -> Any:
     except ImportError as exc:
         raise ModelError(f"cannot import {module_name!r} for architecture {spec!r}: {exc}") from None
     except Exception as exc:  # noqa: BLE001 - a user module that fails while importing
-        raise ModelError(f"importing {module_name!r} for architecture {spec!r} failed: "
-                         f"{type(exc).__name__}: {exc}") from exc
+        raise ModelError(
+            f"importing {module_name!r} for architecture {spec!r} failed: {type(exc).__name__}: {exc}"
+        ) from exc
 
 
 def _timm_factory(name: str, spec: str) -> Callable[..., Any]:
     try:
         import timm
     except ImportError:
-        raise ModelError(f"architecture {spec!r} needs the optional package timm, which is not installed: "
-                         "pip install 'xai-harness[timm]'") from None
+        raise ModelError(
+            f"architecture {spec!r} needs the optional package timm, which is not installed: "
+            "pip install 'xai-harness[timm]'"
+        ) from None
     if not timm.is_model(name):
         raise ModelError(f"timm has no model {name!r} (architecture {spec!r}); see timm.list_models()")
     return functools.partial(timm.create_model, name, pretrained=False)
@@ -135,8 +138,9 @@ def _torchvision_factory(name: str, spec: str) -> Callable[..., Any]:
         try:
             factory = models.get_model_builder(name)
         except ValueError:
-            raise ModelError(f"torchvision has no model {name!r} (architecture {spec!r}); "
-                             "see torchvision.models.list_models()") from None
+            raise ModelError(
+                f"torchvision has no model {name!r} (architecture {spec!r}); see torchvision.models.list_models()"
+            ) from None
     return factory
 
 

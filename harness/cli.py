@@ -36,30 +36,52 @@ def _add(sub: argparse._SubParsersAction, name: str, help_text: str, epilog: str
 
 
 def _registry_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--models", default="fixtures/models.yaml", metavar="FILE",
-                        help="model registry YAML (default: %(default)s); no weights are loaded")
+    parser.add_argument(
+        "--models",
+        default="fixtures/models.yaml",
+        metavar="FILE",
+        help="model registry YAML (default: %(default)s); no weights are loaded",
+    )
 
 
 def _writer_options(parser: argparse.ArgumentParser, model_option: bool = True) -> None:
-    parser.add_argument("-o", "--output", required=True, metavar="SUITE",
-                        help="suite to write; if it exists the cases are appended (its text is kept)")
+    parser.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="SUITE",
+        help="suite to write; if it exists the cases are appended (its text is kept)",
+    )
     if model_option:
-        parser.add_argument("--model", metavar="NAME", help="model under test, written into a new suite "
-                            "(default: the existing suite's model)")
-    parser.add_argument("--explainer", default="lrp/epsilon_plus_flat",
-                        help="explainer of a new suite (default: %(default)s)")
+        parser.add_argument(
+            "--model",
+            metavar="NAME",
+            help="model under test, written into a new suite (default: the existing suite's model)",
+        )
+    parser.add_argument(
+        "--explainer", default="lrp/epsilon_plus_flat", help="explainer of a new suite (default: %(default)s)"
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace the output file instead of appending")
-    parser.add_argument("--schema-hook", metavar="PATH",
-                        help="write '# yaml-language-server: $schema=PATH' at the top of a new suite")
+    parser.add_argument(
+        "--schema-hook", metavar="PATH", help="write '# yaml-language-server: $schema=PATH' at the top of a new suite"
+    )
     _registry_options(parser)
 
 
 def _mapping_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--map", action="append", default=[], metavar="SRC=DST",
-                        help="rename an annotation class to a model class (repeatable; SRC= drops SRC)")
+    parser.add_argument(
+        "--map",
+        action="append",
+        default=[],
+        metavar="SRC=DST",
+        help="rename an annotation class to a model class (repeatable; SRC= drops SRC)",
+    )
     parser.add_argument("--map-file", metavar="YAML", help="mapping 'annotation class: model class' (null drops it)")
-    parser.add_argument("--keep-unknown", action="store_true",
-                        help="keep classes that are not classes of the model (default: skip them with a warning)")
+    parser.add_argument(
+        "--keep-unknown",
+        action="store_true",
+        help="keep classes that are not classes of the model (default: skip them with a warning)",
+    )
 
 
 VALIDATE_EPILOG = """\
@@ -144,24 +166,36 @@ examples:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every command."""
     prog = "xai-harness" if Path(sys.argv[0]).name.startswith("xai-harness") else "python -m harness"
-    parser = argparse.ArgumentParser(prog=prog, description=DESCRIPTION, epilog=EPILOG,
-                                     formatter_class=_formatter)
+    parser = argparse.ArgumentParser(prog=prog, description=DESCRIPTION, epilog=EPILOG, formatter_class=_formatter)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = _add(sub, "validate", "check suites without running a model", VALIDATE_EPILOG)
     p.add_argument("paths", nargs="+", metavar="PATH", help="suite files, or folders searched for *.xai.yaml")
-    p.add_argument("--model", action="append", default=[], metavar="NAME",
-                   help="check against this model instead of the suites' (repeatable, like pytest's --xai-model)")
+    p.add_argument(
+        "--model",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="check against this model instead of the suites' (repeatable, like pytest's --xai-model)",
+    )
     _registry_options(p)
     p.add_argument("--no-models", action="store_true", help="skip the registry (model names and labels)")
 
     p = _add(sub, "models", "list the registered models and how they are run and explained", MODELS_EPILOG)
-    p.add_argument("--registry", "--models", dest="models", default="fixtures/models.yaml", metavar="FILE",
-                   help="model registry YAML (default: %(default)s)")
-    p.add_argument("--model", action="append", default=[], metavar="NAME",
-                   help="list only this model (repeatable)")
-    p.add_argument("--explainer", default="lrp/epsilon_plus_flat",
-                   help="LRP explainer whose backend is reported (default: %(default)s)")
+    p.add_argument(
+        "--registry",
+        "--models",
+        dest="models",
+        default="fixtures/models.yaml",
+        metavar="FILE",
+        help="model registry YAML (default: %(default)s)",
+    )
+    p.add_argument("--model", action="append", default=[], metavar="NAME", help="list only this model (repeatable)")
+    p.add_argument(
+        "--explainer",
+        default="lrp/epsilon_plus_flat",
+        help="LRP explainer whose backend is reported (default: %(default)s)",
+    )
 
     p = _add(sub, "schema", "print the JSON Schema of a suite file", SCHEMA_EPILOG)
     p.add_argument("--output", metavar="FILE", help="write to FILE instead of standard output")
@@ -191,14 +225,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = _add(sub, "import", "turn annotation exports into cases", IMPORT_EPILOG)
     p.add_argument("format", choices=("labelme", "coco", "voc", "masks"), help="annotation format")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="annotation files or folders")
-    p.add_argument("--images", metavar="DIR", help="image folder (coco: file_name is relative to it; "
-                   "voc: default ../JPEGImages)")
+    p.add_argument(
+        "--images", metavar="DIR", help="image folder (coco: file_name is relative to it; voc: default ../JPEGImages)"
+    )
     p.add_argument("--category", action="append", metavar="NAME", help="coco: only this category (repeatable)")
     p.add_argument("--min-area", type=float, default=0.0, help="coco: skip instances smaller than this (pixels)")
-    p.add_argument("--segmentation", choices=("object", "class"),
-                   help="voc: inputs are SegmentationObject (instance) or SegmentationClass PNGs")
-    p.add_argument("--mask-pattern", default="{stem}_mask.png",
-                   help="masks: mask file per image (default: %(default)s)")
+    p.add_argument(
+        "--segmentation",
+        choices=("object", "class"),
+        help="voc: inputs are SegmentationObject (instance) or SegmentationClass PNGs",
+    )
+    p.add_argument(
+        "--mask-pattern", default="{stem}_mask.png", help="masks: mask file per image (default: %(default)s)"
+    )
     p.add_argument("--label", help="masks: the class of every image")
     p.add_argument("--label-regex", help="masks: take the class from the file stem, e.g. '^(?P<label>.+)_\\d+$'")
     _mapping_options(p)
@@ -212,8 +251,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--least", type=int, default=20, metavar="M", help="least confident images (default: %(default)s)")
     p.add_argument("--mask-pattern", default="{stem}_mask.png", help="mask file per image (default: %(default)s)")
     p.add_argument("--annotations", metavar="FILE", help="LabelMe JSON (file or folder) or COCO JSON with the objects")
-    p.add_argument("--label", metavar="CLASS", help="the class every image shows (else: from --annotations or a "
-                   "folder named after --class; images with no label are left out)")
+    p.add_argument(
+        "--label",
+        metavar="CLASS",
+        help="the class every image shows (else: from --annotations or a "
+        "folder named after --class; images with no label are left out)",
+    )
     p.add_argument("--batch-size", type=int, default=32)
     _mapping_options(p)
     _writer_options(p, model_option=False)
@@ -227,8 +270,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     handlers: dict[str, Callable[[argparse.Namespace], int]] = {
-        "validate": commands.validate, "models": commands.models, "schema": commands.schema, "new": commands.new,
-        "import": commands.import_, "sample": commands.sample}
+        "validate": commands.validate,
+        "models": commands.models,
+        "schema": commands.schema,
+        "new": commands.new,
+        "import": commands.import_,
+        "sample": commands.sample,
+    }
     try:
         return handlers[args.command](args)
     except commands.UsageError as exc:

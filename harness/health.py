@@ -102,9 +102,7 @@ def band_of(thresholds: dict[str, Any]) -> tuple[float, float] | None:
     return lo, hi
 
 
-def problem(
-    health: Health, conservative: bool, band: Sequence[float] | None, zero_allowed: bool = False
-) -> str | None:
+def problem(health: Health, conservative: bool, band: Sequence[float] | None, zero_allowed: bool = False) -> str | None:
     """Why the map cannot serve as evidence, or ``None`` when it is healthy.
 
     Parameters

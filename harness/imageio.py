@@ -21,8 +21,11 @@ def _read_unchanged(path: str | Path, what: str = "image") -> np.ndarray:
         data = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     except cv2.error as exc:
         # OpenCV refuses a header claiming more than CV_IO_MAX_IMAGE_PIXELS (a decompression bomb).
-        why = "its header claims more pixels than an image may have" if "MAX_IMAGE_PIXELS" in str(exc) else \
-            str(exc).strip().splitlines()[-1]
+        why = (
+            "its header claims more pixels than an image may have"
+            if "MAX_IMAGE_PIXELS" in str(exc)
+            else str(exc).strip().splitlines()[-1]
+        )
         raise HarnessError(f"cannot decode {what}: {path}: {why}") from None
     if data is None:
         raise HarnessError(f"cannot decode {what}: {path} (expected PNG/JPEG/BMP/TIFF)")

@@ -19,8 +19,17 @@ from harness.errors import ModelError
 from harness.preprocess import Preprocessing, resize_image, resize_mask
 from harness.registry import ModelEntry, Registry, load_registry
 
-__all__ = ["LoadedModel", "ModelEntry", "Preprocessing", "Registry", "build_model", "load_registry",
-           "resize_image", "resize_mask", "resolve_device"]
+__all__ = [
+    "LoadedModel",
+    "ModelEntry",
+    "Preprocessing",
+    "Registry",
+    "build_model",
+    "load_registry",
+    "resize_image",
+    "resize_mask",
+    "resolve_device",
+]
 
 
 def resolve_device(requested: str | None) -> torch.device:
@@ -77,8 +86,9 @@ def _load_state(name: str, registry: Registry, entry: ModelEntry) -> tuple[dict[
     return state, weights
 
 
-def _build_with_state(name: str, entry: ModelEntry, factory: Any, args: dict[str, Any],
-                      loaded: tuple[dict[str, Any], Path] | None) -> torch.nn.Module:
+def _build_with_state(
+    name: str, entry: ModelEntry, factory: Any, args: dict[str, Any], loaded: tuple[dict[str, Any], Path] | None
+) -> torch.nn.Module:
     """Instantiate the architecture and load ``state`` into it.
 
     With weights, the module is first built on the meta device and the loaded tensors
@@ -95,8 +105,10 @@ def _build_with_state(name: str, entry: ModelEntry, factory: Any, args: dict[str
             if isinstance(module, torch.nn.Module):
                 module.load_state_dict(state, strict=True, assign=True)
                 tensors = [*module.parameters(), *module.buffers()]
-                if all(not t.is_meta and (not t.is_floating_point() or t.dtype == torch.get_default_dtype())
-                       for t in tensors):
+                if all(
+                    not t.is_meta and (not t.is_floating_point() or t.dtype == torch.get_default_dtype())
+                    for t in tensors
+                ):
                     return module
         except Exception:  # noqa: BLE001 - any failure here is retried the plain way below
             pass
@@ -105,8 +117,9 @@ def _build_with_state(name: str, entry: ModelEntry, factory: Any, args: dict[str
     except Exception as exc:  # the factory is user code: report whatever it raises
         raise ModelError(f"model {name!r}: {entry.architecture}(**{args}) failed: {exc}") from exc
     if not isinstance(module, torch.nn.Module):
-        raise ModelError(f"model {name!r}: {entry.architecture} returned {type(module).__name__}, "
-                         "not a torch.nn.Module")
+        raise ModelError(
+            f"model {name!r}: {entry.architecture} returned {type(module).__name__}, not a torch.nn.Module"
+        )
     if state is not None:
         try:
             module.load_state_dict(state, strict=True)
@@ -131,6 +144,7 @@ def build_model(name: str, registry: Registry, device: torch.device) -> LoadedMo
         height, width = entry.preprocessing.size
         probe = module(torch.zeros(1, 3, height, width, device=device))
     if probe.ndim != 2 or probe.shape[1] != len(entry.classes):
-        raise ModelError(f"model {name!r} outputs shape {tuple(probe.shape)} but the registry lists "
-                         f"{len(entry.classes)} classes")
+        raise ModelError(
+            f"model {name!r} outputs shape {tuple(probe.shape)} but the registry lists {len(entry.classes)} classes"
+        )
     return LoadedModel(name=name, entry=entry, module=module, device=device)

@@ -32,16 +32,21 @@ if TYPE_CHECKING:
 OPTIONS: dict[str, tuple[str, str | None]] = {
     "xai_model": ("model(s) under test, overriding the suites' 'model' (comma-separated or repeated)", None),
     "xai_models": ("model registry YAML", "fixtures/models.yaml"),
-    "xai_explainer": ("explainer(s) for every suite, e.g. lrp/epsilon_gamma_box or lrp,cam/gradcam (comma-separated)",
-                      None),
+    "xai_explainer": (
+        "explainer(s) for every suite, e.g. lrp/epsilon_gamma_box or lrp,cam/gradcam (comma-separated)",
+        None,
+    ),
     "xai_device": ("torch device: auto (CUDA when present), cpu, cuda, cuda:1", "auto"),
     "xai_batch_size": ("images per model/LRP batch", "32"),
     "xai_lrp_backend": ("LRP implementation: auto (fast engine, zennit fallback), fast, zennit", "auto"),
     "xai_results": ("results table (CSV; a .parquet twin is written when pyarrow is installed)", "reports/results.csv"),
     "xai_assets": ("folder for each item's variant image and heatmap PNGs ('' to skip)", "reports/assets"),
     "xai_report": ("write the HTML report to this path", None),
-    "xai_conservation": ("LRP health band LO,HI for every item, over the suites' thresholds.conservation; "
-                         "'off' switches the check off (docs/reliability.md)", None),
+    "xai_conservation": (
+        "LRP health band LO,HI for every item, over the suites' thresholds.conservation; "
+        "'off' switches the check off (docs/reliability.md)",
+        None,
+    ),
 }
 
 STATE_KEY = pytest.StashKey["XaiState"]()
@@ -56,17 +61,32 @@ def pytest_addoption(parser: pytest.Parser) -> None:
             kwargs["action"] = "append"
         group.addoption(flag, **kwargs)
         parser.addini(name, help_text, default=default)
-    group.addoption("--xai-report-self-contained", dest="xai_report_self_contained", action="store_true",
-                    default=None,
-                    help="inline the report's images instead of an assets folder [ini: xai_report_self_contained]")
+    group.addoption(
+        "--xai-report-self-contained",
+        dest="xai_report_self_contained",
+        action="store_true",
+        default=None,
+        help="inline the report's images instead of an assets folder [ini: xai_report_self_contained]",
+    )
     parser.addini("xai_report_self_contained", "inline the report's images", type="bool", default=False)
-    group.addoption("--xai-threshold", dest="xai_threshold", action="append", default=None, metavar="NAME=VALUE",
-                    help="set a threshold for every item, over the suites' (repeatable), e.g. min_object_lift=1.5 "
-                         "[ini: xai_threshold, one NAME=VALUE a line]")
+    group.addoption(
+        "--xai-threshold",
+        dest="xai_threshold",
+        action="append",
+        default=None,
+        metavar="NAME=VALUE",
+        help="set a threshold for every item, over the suites' (repeatable), e.g. min_object_lift=1.5 "
+        "[ini: xai_threshold, one NAME=VALUE a line]",
+    )
     parser.addini("xai_threshold", "thresholds for every item, NAME=VALUE one a line", type="linelist", default=[])
-    group.addoption("--xai-sanity", dest="xai_sanity", action="store_true", default=None,
-                    help="add sanity[model-explainer] items: does the explanation change when the model's weights "
-                         "are re-initialised (docs/explainers.md) [ini: xai_sanity]")
+    group.addoption(
+        "--xai-sanity",
+        dest="xai_sanity",
+        action="store_true",
+        default=None,
+        help="add sanity[model-explainer] items: does the explanation change when the model's weights "
+        "are re-initialised (docs/explainers.md) [ini: xai_sanity]",
+    )
     parser.addini("xai_sanity", "add the model-randomisation sanity items", type="bool", default=False)
 
 
@@ -92,14 +112,14 @@ class XaiState:
     results_path: Path | None
     assets_dir: Path | None
     is_worker: bool
-    conservation: tuple[float, float] | str | None = None   # --xai-conservation: a band, "off", or not given
-    threshold_overrides: dict[str, Any] = field(default_factory=dict)   # --xai-threshold NAME=VALUE
-    workers: int = 0   # xdist workers in the session, 0 outside xdist
-    announced: bool = False   # the backends were shown in the header
-    worker_engines: list[dict[str, Any]] = field(default_factory=list)   # xdist controller
+    conservation: tuple[float, float] | str | None = None  # --xai-conservation: a band, "off", or not given
+    threshold_overrides: dict[str, Any] = field(default_factory=dict)  # --xai-threshold NAME=VALUE
+    workers: int = 0  # xdist workers in the session, 0 outside xdist
+    announced: bool = False  # the backends were shown in the header
+    worker_engines: list[dict[str, Any]] = field(default_factory=list)  # xdist controller
     rows: dict[str, dict[str, Any]] = field(default_factory=dict)
     started: float = field(default_factory=time.time)
-    output_errors: list[str] = field(default_factory=list)   # one line per output that could not be written
+    output_errors: list[str] = field(default_factory=list)  # one line per output that could not be written
     _registry: Registry | ModelError | None = None
     _engine: Engine | None = None
     _pictures: PictureQueue | None = None
@@ -178,7 +198,7 @@ class PictureQueue:
             self._settle(self._waiting.popleft())
 
     def _settle(self, future: Future[None]) -> None:
-        error = future.exception()   # waits if still running
+        error = future.exception()  # waits if still running
         if error is not None:
             self._errors.append(error)
 
@@ -200,8 +220,10 @@ def pytest_runtestloop(session: pytest.Session) -> Any:
             errors = state.finish_pictures()
             if errors:
                 first = (str(errors[0]).strip().splitlines() or [""])[0]
-                state.output_errors.append(f"pictures not written under {state.assets_dir}: {len(errors)} item(s) "
-                                           f"failed, first: {type(errors[0]).__name__}: {first}")
+                state.output_errors.append(
+                    f"pictures not written under {state.assets_dir}: {len(errors)} item(s) "
+                    f"failed, first: {type(errors[0]).__name__}: {first}"
+                )
 
 
 def _path(config: pytest.Config, name: str) -> Path | None:
@@ -243,11 +265,21 @@ def pytest_configure(config: pytest.Config) -> None:
     threshold_overrides = parse_thresholds(list(threshold_lines or []))
     registry_path = _path(config, "xai_models")
     assert registry_path is not None
-    state = XaiState(config=config, registry_path=registry_path, model_override=overrides,
-                     explainer_override=option(config, "xai_explainer")[0] or None, device_name=device_name,
-                     batch_size=batch_size, backend=str(backend), results_path=_path(config, "xai_results"),
-                     assets_dir=_path(config, "xai_assets"), is_worker=is_worker, workers=workers,
-                     conservation=conservation, threshold_overrides=threshold_overrides)
+    state = XaiState(
+        config=config,
+        registry_path=registry_path,
+        model_override=overrides,
+        explainer_override=option(config, "xai_explainer")[0] or None,
+        device_name=device_name,
+        batch_size=batch_size,
+        backend=str(backend),
+        results_path=_path(config, "xai_results"),
+        assets_dir=_path(config, "xai_assets"),
+        is_worker=is_worker,
+        workers=workers,
+        conservation=conservation,
+        threshold_overrides=threshold_overrides,
+    )
     config.stash[STATE_KEY] = state
     if not is_worker:
         config.pluginmanager.register(ResultsRecorder(state), "xai-results")
@@ -259,8 +291,7 @@ def pytest_configure(config: pytest.Config) -> None:
         self_contained = config.getoption("xai_report_self_contained", None)
         if self_contained is None:
             self_contained = bool(config.getini("xai_report_self_contained"))
-        config.pluginmanager.register(ReportPlugin(config, report_path, self_contained=self_contained),
-                                      "xai-report")
+        config.pluginmanager.register(ReportPlugin(config, report_path, self_contained=self_contained), "xai-report")
 
 
 def _conservation(value: Any) -> tuple[float, float] | str | None:
@@ -296,8 +327,9 @@ def parse_thresholds(lines: list[str]) -> dict[str, Any]:
         if not sep or not name:
             raise pytest.UsageError(f"--xai-threshold must be NAME=VALUE, got {line!r}")
         if name not in Thresholds.model_fields:
-            raise pytest.UsageError(f"--xai-threshold: unknown threshold {name!r}; allowed names: "
-                                    f"{', '.join(Thresholds.model_fields)}")
+            raise pytest.UsageError(
+                f"--xai-threshold: unknown threshold {name!r}; allowed names: {', '.join(Thresholds.model_fields)}"
+            )
         try:
             value = yaml.safe_load(text.strip()) if text.strip() else None
             value = getattr(Thresholds.model_validate({name: value}), name)
@@ -316,7 +348,7 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
     return None
 
 
-@pytest.hookimpl(tryfirst=True)   # before -k / -m deselect, so that they select sanity items too
+@pytest.hookimpl(tryfirst=True)  # before -k / -m deselect, so that they select sanity items too
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
     """--xai-sanity: one ``sanity[model-explainer]`` item per pair of the run, after the suite items."""
     state = config.stash.get(STATE_KEY, None)
@@ -330,7 +362,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         items.extend(extra)
 
 
-@pytest.hookimpl(tryfirst=True)   # before the terminal reporter asks for the header lines
+@pytest.hookimpl(tryfirst=True)  # before the terminal reporter asks for the header lines
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Plan every image the selected items need, in the order they will run."""
     state = session.config.stash.get(STATE_KEY, None)
@@ -374,8 +406,10 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     state = config.stash.get(STATE_KEY, None)
     if state is None:
         return []
-    return [f"xai: models from {state.registry_path}, device {state.device_name}, batch size {state.batch_size}, "
-            f"LRP backend {state.backend}"]
+    return [
+        f"xai: models from {state.registry_path}, device {state.device_name}, batch size {state.batch_size}, "
+        f"LRP backend {state.backend}"
+    ]
 
 
 class ResultsRecorder:
@@ -479,25 +513,30 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         tr.write_line(", ".join(f"{verdict}: {n}" for verdict, n in sorted(counts.items())))
         aside = {"passed", "error", "skipped", "not run", "xfailed", "xpassed"}
         failures = sum(n for verdict, n in counts.items() if verdict not in aside)
-        tr.write_line(f"xai: {failures} model failure(s); {counts['error']} item(s) could not be evaluated "
-                      f"(input or authoring errors, not model failures); "
-                      f"{counts['xfailed'] + counts['xpassed']} marked xfail")
+        tr.write_line(
+            f"xai: {failures} model failure(s); {counts['error']} item(s) could not be evaluated "
+            f"(input or authoring errors, not model failures); "
+            f"{counts['xfailed'] + counts['xpassed']} marked xfail"
+        )
         unreliable = sum("explanation unreliable" in str(row.get("message")) for row in state.rows.values())
         if unreliable:
-            tr.write_line(f"xai: {unreliable} item(s) errored because their explanation is unreliable "
-                          f"(docs/reliability.md)")
+            tr.write_line(
+                f"xai: {unreliable} item(s) errored because their explanation is unreliable (docs/reliability.md)"
+            )
         from harness.agreement import verdict_disagreements
 
         split = verdict_disagreements(list(state.rows.values()))
         if split:
             first = split[0]
-            tr.write_line(f"xai: the explainers disagree on the verdict of {len(split)} image(s), e.g. "
-                          f"{first['case_id']} {first['variant']}: "
-                          + ", ".join(f"{name} {verdict}" for name, verdict in first["verdicts"].items()))
+            tr.write_line(
+                f"xai: the explainers disagree on the verdict of {len(split)} image(s), e.g. "
+                f"{first['case_id']} {first['variant']}: "
+                + ", ".join(f"{name} {verdict}" for name, verdict in first["verdicts"].items())
+            )
         if state._engine is not None:
             own = state._engine.summary()
             if state.announced:
-                own["notes"] = []   # already in the header
+                own["notes"] = []  # already in the header
             engines.append(own)
         for note in dict.fromkeys(note for engine in engines for note in engine["notes"]):
             tr.write_line(f"note: {note}")
@@ -507,9 +546,11 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         total = {key: sum(engine.get(key, 0) for engine in engines) for key in counters}
         if total.get("images"):
             workers = f" on {len(state.worker_engines)} workers" if state.worker_engines else ""
-            tr.write_line(f"{total['images']} images in {total['batches']} batches ({total['lrp_rows']} LRP rows)"
-                          f"{workers}: variants {total['seconds_variants']:.1f}s, model+LRP "
-                          f"{total['seconds_model']:.1f}s")
+            tr.write_line(
+                f"{total['images']} images in {total['batches']} batches ({total['lrp_rows']} LRP rows)"
+                f"{workers}: variants {total['seconds_variants']:.1f}s, model+LRP "
+                f"{total['seconds_model']:.1f}s"
+            )
         if state.results_path is not None and not any(e.startswith("results table") for e in errors):
             tr.write_line(f"results: {state.results_path}")
     for error in errors:
@@ -546,8 +587,10 @@ def health_lines(engines: list[dict[str, Any]]) -> list[str]:
             continue
         value = median(data["conservation"])
         text = "n/a" if value is None else f"{value:.3g}"
-        lines.append(f"xai: {group}: backend {data['backend']}, median conservation {text} "
-                     f"(relevance sum / target logit over {len(data['conservation'])} maps)")
+        lines.append(
+            f"xai: {group}: backend {data['backend']}, median conservation {text} "
+            f"(relevance sum / target logit over {len(data['conservation'])} maps)"
+        )
     return lines
 
 
@@ -557,8 +600,11 @@ def output_failed(config: pytest.Config) -> bool:
     if state is None:
         return False
     report = config.pluginmanager.get_plugin("xai-report")
-    return bool(state.output_errors or any(engine.get("output_errors") for engine in state.worker_engines)
-                or getattr(report, "error", None))
+    return bool(
+        state.output_errors
+        or any(engine.get("output_errors") for engine in state.worker_engines)
+        or getattr(report, "error", None)
+    )
 
 
 # Under xdist every report crosses a pipe, setup, call and teardown alike, and each
@@ -580,11 +626,11 @@ def pytest_report_to_serializable(config: pytest.Config, report: Any) -> Any:
         properties = list(report.user_properties)
         row = properties[-1][1] if properties and properties[-1][0] == "xai" else None
         expected = row_properties(row) if isinstance(row, dict) else None
-        if expected is not None and properties[-len(expected):] == expected:
+        if expected is not None and properties[-len(expected) :] == expected:
             try:
                 packed = None if report.when == "setup" and report.passed else json.dumps(row)
             except (TypeError, ValueError):
-                return data   # not plain JSON (a third-party column?): sent as it is
+                return data  # not plain JSON (a third-party column?): sent as it is
             data["user_properties"] = properties[: -len(expected)]
             if packed is not None:
                 data[_PACKED] = packed

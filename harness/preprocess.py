@@ -23,15 +23,25 @@ ResizePolicy = Literal["stretch", "center_crop", "letterbox"]
 _CROP_FRACTION = 0.875
 
 PRESETS: dict[str, dict[str, Any]] = {
-    "imagenet": {"size": (224, 224), "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225),
-                 "value_range": (0.0, 1.0), "resize": "center_crop"},
-    "inception": {"size": (299, 299), "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5),
-                  "value_range": (0.0, 1.0), "resize": "center_crop"},
+    "imagenet": {
+        "size": (224, 224),
+        "mean": (0.485, 0.456, 0.406),
+        "std": (0.229, 0.224, 0.225),
+        "value_range": (0.0, 1.0),
+        "resize": "center_crop",
+    },
+    "inception": {
+        "size": (299, 299),
+        "mean": (0.5, 0.5, 0.5),
+        "std": (0.5, 0.5, 0.5),
+        "value_range": (0.0, 1.0),
+        "resize": "center_crop",
+    },
     "raw": {"mean": (0.0, 0.0, 0.0), "std": (1.0, 1.0, 1.0), "value_range": (0.0, 255.0), "resize": "stretch"},
 }
 PRESET_HELP = {
     "imagenet": "torchvision's ImageNet convention: shorter side to 256, centre crop 224x224, "
-                "0..1 normalised by mean (0.485, 0.456, 0.406) and std (0.229, 0.224, 0.225)",
+    "0..1 normalised by mean (0.485, 0.456, 0.406) and std (0.229, 0.224, 0.225)",
     "inception": "Inception convention: shorter side to 342, centre crop 299x299, values -1..1",
     "raw": "pixels as they are (0..255, no normalisation); give size",
 }
@@ -51,15 +61,18 @@ class Preprocessing(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     preset: Literal["imagenet", "inception", "raw"] | None = Field(
-        None, description="named convention whose values the other keys override")
+        None, description="named convention whose values the other keys override"
+    )
     size: tuple[int, int] = Field(..., description="input height, width (one number: a square)")
     mean: tuple[float, float, float] = Field((0.0, 0.0, 0.0), description="per channel, after value_range scaling")
     std: tuple[float, float, float] = Field((1.0, 1.0, 1.0), description="per channel, after value_range scaling")
     value_range: tuple[float, float] = Field(
-        (0.0, 1.0), description="0..255 is scaled linearly to this range before normalising")
+        (0.0, 1.0), description="0..255 is scaled linearly to this range before normalising"
+    )
     resize: ResizePolicy = Field("stretch", description="how the image is fitted to size")
     resize_to: int | None = Field(
-        None, ge=1, description="center_crop: the shorter side is scaled to this before cropping")
+        None, ge=1, description="center_crop: the shorter side is scaled to this before cropping"
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -131,12 +144,15 @@ class Preprocessing(BaseModel):
 
     def describe(self) -> str:
         """One line for people: preset, effective values and the resize policy."""
+
         def fmt(values: tuple[float, ...]) -> str:
             return "[" + ", ".join(f"{v:g}" for v in values) + "]"
 
         resize = self.resize + (f" (shorter side to {self.resize_to} first)" if self.resize_to else "")
-        return (f"{self.preset or 'custom'}: {self.size[0]}x{self.size[1]} (h x w), resize {resize}, "
-                f"value_range {fmt(self.value_range)}, mean {fmt(self.mean)}, std {fmt(self.std)}")
+        return (
+            f"{self.preset or 'custom'}: {self.size[0]}x{self.size[1]} (h x w), resize {resize}, "
+            f"value_range {fmt(self.value_range)}, mean {fmt(self.mean)}, std {fmt(self.std)}"
+        )
 
 
 # --------------------------------------------------------------------------- geometry
@@ -193,7 +209,7 @@ def _put(scaled: np.ndarray, where: Placement, fill: Any) -> np.ndarray:
     sh, sw = scaled.shape[:2]
     y0, x0 = max(0, oy), max(0, ox)
     y1, x1 = min(ch, oy + sh), min(cw, ox + sw)
-    canvas[y0:y1, x0:x1] = scaled[y0 - oy:y1 - oy, x0 - ox:x1 - ox]
+    canvas[y0:y1, x0:x1] = scaled[y0 - oy : y1 - oy, x0 - ox : x1 - ox]
     return canvas
 
 

@@ -11,9 +11,14 @@ import torch
 from torch import nn
 
 
-def region_probe(size: Sequence[int] = (32, 32), region: Sequence[int] = (8, 8, 24, 24),
-                 threshold: float = 0.5, gain: float = 10.0, other_region: Sequence[int] | None = None,
-                 other_threshold: float = 0.5) -> nn.Sequential:
+def region_probe(
+    size: Sequence[int] = (32, 32),
+    region: Sequence[int] = (8, 8, 24, 24),
+    threshold: float = 0.5,
+    gain: float = 10.0,
+    other_region: Sequence[int] | None = None,
+    other_threshold: float = 0.5,
+) -> nn.Sequential:
     """Two-class network that predicts class 0 when the mean brightness in ``region``
     exceeds ``threshold``: class 0's logit is ``gain * mean brightness in region`` and
     class 1 ("other") has the constant logit ``gain * threshold``, or, with

@@ -51,18 +51,24 @@ class ModelEntry(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    architecture: str = Field(..., description="'torchvision:NAME', 'timm:NAME', 'package.module:factory' or "
-                                                "'path/to/file.py:factory' (relative to the registry)")
+    architecture: str = Field(
+        ...,
+        description="'torchvision:NAME', 'timm:NAME', 'package.module:factory' or "
+        "'path/to/file.py:factory' (relative to the registry)",
+    )
     args: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of the factory")
-    weights: str | None = Field(None, description="state dict file relative to the registry file "
-                                                  "(loaded with weights_only=True)")
+    weights: str | None = Field(
+        None, description="state dict file relative to the registry file (loaded with weights_only=True)"
+    )
     classes: list[str] = Field(..., description="class names in output order, or a file with one name per line")
     preprocessing: Preprocessing
     description: str = ""
     canonizer: Literal["auto", "batchnorm", "none"] = Field(
-        "auto", description="BatchNorm merging for LRP: auto merges whenever the model has BatchNorm layers")
+        "auto", description="BatchNorm merging for LRP: auto merges whenever the model has BatchNorm layers"
+    )
     cam_layer: str | None = Field(
-        None, description="Grad-CAM's layer (a qualified module name, e.g. features.18); default: the last convolution")
+        None, description="Grad-CAM's layer (a qualified module name, e.g. features.18); default: the last convolution"
+    )
     # Where relative paths (class file, architecture file, weights) start; the registry's folder.
     _base: Path = PrivateAttr(default_factory=Path)
     _classes_file: Path | None = PrivateAttr(default=None)
@@ -169,16 +175,18 @@ def load_registry(path: str | Path) -> Registry:
     except UnicodeDecodeError as exc:
         raise ModelError(f"{path}: not UTF-8 text: {exc}") from None
     if not isinstance(raw, dict) or not isinstance(raw.get("models"), dict):
-        raise ModelError(f"{path}: expected a mapping 'models: {{name: {{architecture, weights, classes, "
-                         "preprocessing}}}}'")
+        raise ModelError(
+            f"{path}: expected a mapping 'models: {{name: {{architecture, weights, classes, preprocessing}}}}}}}}'"
+        )
     registry = Registry(path=path, models={}, raw=raw)
     base = path.parent
     for key, entry in raw["models"].items():
         name = str(key)
         registry.lines[name] = line_of(raw, ("models", key)) or 0
         if not isinstance(entry, dict):
-            registry.broken[name] = registry.error_at(name, "", "expected a mapping of architecture, weights, "
-                                                                "classes, preprocessing")
+            registry.broken[name] = registry.error_at(
+                name, "", "expected a mapping of architecture, weights, classes, preprocessing"
+            )
             continue
         try:
             context = {"base": base, "raw_classes": entry.get("classes")}
@@ -188,7 +196,10 @@ def load_registry(path: str | Path) -> Registry:
             loc = [p for p in first["loc"] if isinstance(p, (str, int))]
             line = line_of(raw, ("models", key, *loc))
             where = ".".join(str(p) for p in loc)
-            message = "missing: give the class names as a list or a file (one name per line)" \
-                if first["type"] == "missing" and loc == ["classes"] else _clean(first["msg"])
+            message = (
+                "missing: give the class names as a list or a file (one name per line)"
+                if first["type"] == "missing" and loc == ["classes"]
+                else _clean(first["msg"])
+            )
             registry.broken[name] = SpecError(path, line, f"models.{name}" + (f".{where}" if where else ""), message)
     return registry

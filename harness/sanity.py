@@ -202,6 +202,9 @@ def sanity_items(session: pytest.Session, items: list[pytest.Item]) -> list[pyte
     for (model, explainer), cases in pairs.items():
         name = f"sanity[{model}-{explainer.replace('/', '_')}]"
         # The session is the parent (the check spans suites); its id is the name alone.
-        out.append(SanityItem.from_parent(session, name=name, nodeid=name, model=model, explainer=explainer,
-                                          requests=list(cases.values())))
+        out.append(
+            SanityItem.from_parent(
+                session, name=name, nodeid=name, model=model, explainer=explainer, requests=list(cases.values())
+            )
+        )
     return out

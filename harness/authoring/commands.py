@@ -230,15 +230,21 @@ def new(args: argparse.Namespace) -> int:
         image = Path(args.image)
         if not image.is_file():
             raise UsageError(f"image not found: {image}")
-        cases = [CaseDraft(id=sanitise_id(args.id or image.stem), image=image.resolve(), label=args.label,
-                           regions=[region])]
+        cases = [
+            CaseDraft(id=sanitise_id(args.id or image.stem), image=image.resolve(), label=args.label, regions=[region])
+        ]
         warnings: list[str] = []
     else:
         if not args.label and not args.label_regex:
             raise UsageError("give the expected class with --label (or --label-regex)")
-        found = expand_cases(args.glob, args.mask_pattern or DEFAULT_MASK_PATTERN, label=args.label,
-                             label_regex=args.label_regex, id_pattern=args.id or "{stem}",
-                             missing="todo" if region is not None else "skip")
+        found = expand_cases(
+            args.glob,
+            args.mask_pattern or DEFAULT_MASK_PATTERN,
+            label=args.label,
+            label_regex=args.label_regex,
+            id_pattern=args.id or "{stem}",
+            missing="todo" if region is not None else "skip",
+        )
         cases, warnings = found.cases, found.warnings
         if region is not None:
             for case in cases:  # a region shared by every image of the glob
@@ -337,11 +343,23 @@ def sample(args: argparse.Namespace) -> int:
     if args.most < 0 or args.least < 0 or args.most + args.least == 0:
         raise UsageError("--most and --least must be >= 0 and not both 0")
     model = build_model(args.model, _registry(args.models), torch.device("cpu"))
-    class_map = ClassMap(mapping={**(read_map_file(args.map_file) if args.map_file else {}),
-                                  **parse_map_args(args.map)}, classes=model.classes, keep_unknown=False)
+    class_map = ClassMap(
+        mapping={**(read_map_file(args.map_file) if args.map_file else {}), **parse_map_args(args.map)},
+        classes=model.classes,
+        keep_unknown=False,
+    )
     annotations = _annotations(args, class_map) if args.annotations else None
-    found = sample_cases(model, args.class_name, args.images, args.most, args.least, args.mask_pattern,
-                         annotations, args.batch_size, label=args.label)
+    found = sample_cases(
+        model,
+        args.class_name,
+        args.images,
+        args.most,
+        args.least,
+        args.mask_pattern,
+        annotations,
+        args.batch_size,
+        label=args.label,
+    )
     _warn(found.warnings)
     _write(args, found.cases, "python -m harness sample")
     return 0

@@ -27,8 +27,16 @@ from harness.explain.explainers import (
     zennit_composite,
 )
 
-__all__ = ["ALIASES", "EXPLAINERS", "LRP_RULE_SETS", "Explainer", "canonical_name", "make_explainer",
-           "register_explainer", "zennit_composite"]
+__all__ = [
+    "ALIASES",
+    "EXPLAINERS",
+    "LRP_RULE_SETS",
+    "Explainer",
+    "canonical_name",
+    "make_explainer",
+    "register_explainer",
+    "zennit_composite",
+]
 
 
 class _CallablePackage(types.ModuleType):

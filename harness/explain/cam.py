@@ -128,4 +128,3 @@ class GradCAM:
         cam = F.interpolate(cam, size=tuple(x.shape[2:]), mode="bilinear", align_corners=False)
         relevance = (cam / x.shape[1]).expand(-1, x.shape[1], -1, -1)
         return logits.detach(), relevance.detach().contiguous()
-

@@ -38,9 +38,11 @@ EXPLAINERS: dict[str, str] = {
     "gradient/input_x_gradient": "input times gradient of the target logit (no LRP rules; a baseline)",
     "cam/gradcam": "Grad-CAM on the last convolution (or the registry's cam_layer), ReLU'd, upsampled bilinearly",
 }
-ALIASES = {rule: f"lrp/{rule}" for rule in LRP_RULE_SETS} | {"lrp": "lrp/epsilon_plus_flat",
-                                                              "input_x_gradient": "gradient/input_x_gradient",
-                                                              "gradcam": "cam/gradcam"}
+ALIASES = {rule: f"lrp/{rule}" for rule in LRP_RULE_SETS} | {
+    "lrp": "lrp/epsilon_plus_flat",
+    "input_x_gradient": "gradient/input_x_gradient",
+    "gradcam": "cam/gradcam",
+}
 
 
 # Explainers added at run time (register_explainer): name -> factory of the engine.

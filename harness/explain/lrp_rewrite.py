@@ -127,22 +127,73 @@ def _ruled_types() -> tuple[type, ...]:
 
 # Leaf modules whose gradient routes relevance correctly (or that are the identity in eval mode).
 _ROUTING_MODULES: tuple[type, ...] = (
-    nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d,
-    nn.Flatten, nn.Unflatten, nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout,
-    nn.ZeroPad2d, nn.ChannelShuffle, nn.PixelShuffle, nn.PixelUnshuffle,
+    nn.MaxPool1d,
+    nn.MaxPool2d,
+    nn.MaxPool3d,
+    nn.AdaptiveMaxPool1d,
+    nn.AdaptiveMaxPool2d,
+    nn.AdaptiveMaxPool3d,
+    nn.Flatten,
+    nn.Unflatten,
+    nn.Identity,
+    nn.Dropout,
+    nn.Dropout1d,
+    nn.Dropout2d,
+    nn.Dropout3d,
+    nn.AlphaDropout,
+    nn.ZeroPad2d,
+    nn.ChannelShuffle,
+    nn.PixelShuffle,
+    nn.PixelUnshuffle,
 )
 # zennit counts MultiheadAttention as an activation (Pass rule), which is not LRP for attention.
 _REFUSED_MODULES: tuple[type, ...] = (nn.MultiheadAttention,)
 
 _ROUTING_FUNCTIONS: set[Any] = {
-    torch.flatten, torch.cat, torch.concat, torch.stack, torch.reshape, torch.permute, torch.transpose,
-    torch.squeeze, torch.unsqueeze, torch.chunk, torch.split, torch.narrow, torch.channel_shuffle,
-    operator.getitem, F.max_pool1d, F.max_pool2d, F.max_pool3d, F.adaptive_max_pool1d, F.adaptive_max_pool2d,
-    F.pixel_shuffle, F.pixel_unshuffle,
+    torch.flatten,
+    torch.cat,
+    torch.concat,
+    torch.stack,
+    torch.reshape,
+    torch.permute,
+    torch.transpose,
+    torch.squeeze,
+    torch.unsqueeze,
+    torch.chunk,
+    torch.split,
+    torch.narrow,
+    torch.channel_shuffle,
+    operator.getitem,
+    F.max_pool1d,
+    F.max_pool2d,
+    F.max_pool3d,
+    F.adaptive_max_pool1d,
+    F.adaptive_max_pool2d,
+    F.pixel_shuffle,
+    F.pixel_unshuffle,
 }
-_ROUTING_METHODS = {"view", "reshape", "flatten", "permute", "transpose", "contiguous", "squeeze", "unsqueeze",
-                    "chunk", "split", "view_as", "reshape_as", "narrow", "clone", "detach", "float", "to",
-                    "type_as", "__getitem__", "unflatten"}
+_ROUTING_METHODS = {
+    "view",
+    "reshape",
+    "flatten",
+    "permute",
+    "transpose",
+    "contiguous",
+    "squeeze",
+    "unsqueeze",
+    "chunk",
+    "split",
+    "view_as",
+    "reshape_as",
+    "narrow",
+    "clone",
+    "detach",
+    "float",
+    "to",
+    "type_as",
+    "__getitem__",
+    "unflatten",
+}
 # Calls that return sizes, not tensors.
 _SHAPE_METHODS = {"size", "dim", "numel", "ndimension"}
 
@@ -159,19 +210,31 @@ def _arg(node: fx.Node, index: int, name: str, default: Any) -> Any:
 
 
 _ACTIVATION_FUNCTIONS: dict[Any, Callable[[fx.Node], nn.Module]] = {
-    F.relu: lambda n: nn.ReLU(), torch.relu: lambda n: nn.ReLU(), torch.relu_: lambda n: nn.ReLU(),
-    F.relu6: lambda n: nn.ReLU6(), F.silu: lambda n: nn.SiLU(), F.hardswish: lambda n: nn.Hardswish(),
-    F.mish: lambda n: nn.Mish(), F.gelu: lambda n: nn.GELU(approximate=_arg(n, 1, "approximate", "none")),
-    torch.sigmoid: lambda n: nn.Sigmoid(), F.sigmoid: lambda n: nn.Sigmoid(), torch.tanh: lambda n: nn.Tanh(),
-    F.tanh: lambda n: nn.Tanh(), F.hardsigmoid: lambda n: nn.Hardsigmoid(),
+    F.relu: lambda n: nn.ReLU(),
+    torch.relu: lambda n: nn.ReLU(),
+    torch.relu_: lambda n: nn.ReLU(),
+    F.relu6: lambda n: nn.ReLU6(),
+    F.silu: lambda n: nn.SiLU(),
+    F.hardswish: lambda n: nn.Hardswish(),
+    F.mish: lambda n: nn.Mish(),
+    F.gelu: lambda n: nn.GELU(approximate=_arg(n, 1, "approximate", "none")),
+    torch.sigmoid: lambda n: nn.Sigmoid(),
+    F.sigmoid: lambda n: nn.Sigmoid(),
+    torch.tanh: lambda n: nn.Tanh(),
+    F.tanh: lambda n: nn.Tanh(),
+    F.hardsigmoid: lambda n: nn.Hardsigmoid(),
     F.leaky_relu: lambda n: nn.LeakyReLU(_arg(n, 1, "negative_slope", 0.01)),
     F.elu: lambda n: nn.ELU(_arg(n, 1, "alpha", 1.0)),
     F.hardtanh: lambda n: nn.Hardtanh(_arg(n, 1, "min_val", -1.0), _arg(n, 2, "max_val", 1.0)),
     F.softplus: lambda n: nn.Softplus(_arg(n, 1, "beta", 1.0), _arg(n, 2, "threshold", 20.0)),
 }
 _ACTIVATION_METHODS: dict[str, Callable[[fx.Node], nn.Module]] = {
-    "relu": lambda n: nn.ReLU(), "relu_": lambda n: nn.ReLU(), "sigmoid": lambda n: nn.Sigmoid(),
-    "sigmoid_": lambda n: nn.Sigmoid(), "tanh": lambda n: nn.Tanh(), "tanh_": lambda n: nn.Tanh(),
+    "relu": lambda n: nn.ReLU(),
+    "relu_": lambda n: nn.ReLU(),
+    "sigmoid": lambda n: nn.Sigmoid(),
+    "sigmoid_": lambda n: nn.Sigmoid(),
+    "tanh": lambda n: nn.Tanh(),
+    "tanh_": lambda n: nn.Tanh(),
 }
 # Producers whose output, multiplied into a tensor, is a gate (squeeze-excite and the like).
 _GATE_MODULES = (nn.Sigmoid, nn.Hardsigmoid)
@@ -303,8 +366,11 @@ class _Rewriter:
         elif target is torch.mean or method == "mean":
             self.rewrite_mean(node)
         elif target in (F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, F.adaptive_avg_pool3d):
-            pool = {F.adaptive_avg_pool1d: nn.AdaptiveAvgPool1d, F.adaptive_avg_pool2d: nn.AdaptiveAvgPool2d,
-                    F.adaptive_avg_pool3d: nn.AdaptiveAvgPool3d}[target]
+            pool = {
+                F.adaptive_avg_pool1d: nn.AdaptiveAvgPool1d,
+                F.adaptive_avg_pool2d: nn.AdaptiveAvgPool2d,
+                F.adaptive_avg_pool3d: nn.AdaptiveAvgPool3d,
+            }[target]
             self.summary["functional average pools made modules"] += 1
             self.replace(node, "pool", pool(_arg(node, 1, "output_size", None)), (node.args[0],))
         elif target is F.avg_pool2d:
@@ -374,9 +440,14 @@ class _Rewriter:
         self.replace(node, "mean", Mean(dim, bool(_arg(node, 2, "keepdim", False))), (node.args[0],))
 
     def rewrite_avg_pool2d(self, node: fx.Node) -> None:
-        pool = nn.AvgPool2d(_arg(node, 1, "kernel_size", None), _arg(node, 2, "stride", None),
-                            _arg(node, 3, "padding", 0), _arg(node, 4, "ceil_mode", False),
-                            _arg(node, 5, "count_include_pad", True), _arg(node, 6, "divisor_override", None))
+        pool = nn.AvgPool2d(
+            _arg(node, 1, "kernel_size", None),
+            _arg(node, 2, "stride", None),
+            _arg(node, 3, "padding", 0),
+            _arg(node, 4, "ceil_mode", False),
+            _arg(node, 5, "count_include_pad", True),
+            _arg(node, 6, "divisor_override", None),
+        )
         self.summary["functional average pools made modules"] += 1
         self.replace(node, "pool", pool, (node.args[0],))
 
@@ -393,7 +464,8 @@ class _Rewriter:
             layer = self.gm.get_submodule(str(source.target))
             # exact types: a subclass may compute something else with its weight
             if type(layer) not in (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear) or not isinstance(
-                    layer, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)):
+                layer, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+            ):
                 continue
             _merge_into(layer, bn)
             self.summary["BatchNorms merged into the layer before"] += 1
@@ -406,10 +478,14 @@ def _merge_into(layer: nn.Conv1d | nn.Conv2d | nn.Conv3d | nn.Linear, bn: nn.mod
     assert bn.running_mean is not None and bn.running_var is not None
     with torch.no_grad():
         scale = (bn.weight if bn.weight is not None else torch.ones_like(bn.running_var)) / (
-            bn.running_var + bn.eps) ** 0.5
+            bn.running_var + bn.eps
+        ) ** 0.5
         shift = bn.bias if bn.bias is not None else torch.zeros_like(bn.running_mean)
-        bias = layer.bias if layer.bias is not None else torch.zeros(1, dtype=layer.weight.dtype,
-                                                                     device=layer.weight.device)
+        bias = (
+            layer.bias
+            if layer.bias is not None
+            else torch.zeros(1, dtype=layer.weight.dtype, device=layer.weight.device)
+        )
         weight = layer.weight * scale[(slice(None),) + (None,) * (layer.weight.ndim - 1)]
         new_bias = (bias - bn.running_mean) * scale + shift
         layer.weight = nn.Parameter(weight, requires_grad=False)
@@ -423,8 +499,9 @@ class _NamingTracer(fx.Tracer):
         super().__init__()
         self.failed_in: str | None = None
 
-    def call_module(self, m: nn.Module, forward: Callable[..., Any], args: tuple[Any, ...],
-                    kwargs: dict[str, Any]) -> Any:
+    def call_module(
+        self, m: nn.Module, forward: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
         try:
             return super().call_module(m, forward, args, kwargs)
         except Exception:
@@ -443,9 +520,11 @@ def trace(module: nn.Module) -> fx.GraphModule:
         graph = tracer.trace(module)
     except Exception as exc:  # noqa: BLE001 - fx raises many kinds on untraceable code
         where = tracer.failed_in or f"module '' ({type(module).__name__})"
-        raise UnexplainableOp(f"{where} cannot be traced by torch.fx ({type(exc).__name__}: "
-                              f"{str(exc).splitlines()[0] if str(exc) else ''}); LRP cannot see the ops "
-                              "inside it, so additions or products there would get no rule") from None
+        raise UnexplainableOp(
+            f"{where} cannot be traced by torch.fx ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''}); LRP cannot see the ops "
+            "inside it, so additions or products there would get no rule"
+        ) from None
     return fx.GraphModule(tracer.root, graph, type(module).__name__)
 
 

@@ -98,8 +98,16 @@ def choose_method(module: nn.Module, canonizer: str = "auto") -> str:
     return "graph-rewrite"
 
 
-def make_composite(rule_set: str, canonizers: list[Any], *, low: Tensor | float = -3.0, high: Tensor | float = 3.0,
-                   epsilon: float = 1e-6, gamma: float = 0.25, stabilizer: float = 1e-6) -> Any:
+def make_composite(
+    rule_set: str,
+    canonizers: list[Any],
+    *,
+    low: Tensor | float = -3.0,
+    high: Tensor | float = 3.0,
+    epsilon: float = 1e-6,
+    gamma: float = 0.25,
+    stabilizer: float = 1e-6,
+) -> Any:
     """zennit's composite for ``rule_set`` with ``canonizers``, plus the rules of the
     modules the rewrite introduces (:class:`~harness.explain.lrp_rewrite.Mean`: ``Norm``;
     ``nn.Mish``, which zennit does not list as an activation: ``Pass``)."""
@@ -113,8 +121,15 @@ def make_composite(rule_set: str, canonizers: list[Any], *, low: Tensor | float 
         return EpsilonAlpha2Beta1Flat(epsilon=epsilon, stabilizer=stabilizer, layer_map=extra, canonizers=canonizers)
     if rule_set == "epsilon_gamma_box":
         # ZBox broadcasts (1, C, 1, 1) bounds to each batch itself: one composite serves every batch size
-        return EpsilonGammaBox(low=low, high=high, epsilon=epsilon, gamma=gamma, stabilizer=stabilizer,
-                               layer_map=extra, canonizers=canonizers)
+        return EpsilonGammaBox(
+            low=low,
+            high=high,
+            epsilon=epsilon,
+            gamma=gamma,
+            stabilizer=stabilizer,
+            layer_map=extra,
+            canonizers=canonizers,
+        )
     raise HarnessError(f"unknown LRP rule set {rule_set!r}; expected one of {', '.join(RULE_SETS)}")
 
 
@@ -161,8 +176,15 @@ class ZennitLRP:
         or canonizer is unknown.
     """
 
-    def __init__(self, module: nn.Module, rule_set: str, *, low: Tensor | float = -3.0, high: Tensor | float = 3.0,
-                 canonizer: str = "auto") -> None:
+    def __init__(
+        self,
+        module: nn.Module,
+        rule_set: str,
+        *,
+        low: Tensor | float = -3.0,
+        high: Tensor | float = 3.0,
+        canonizer: str = "auto",
+    ) -> None:
         if rule_set not in RULE_SETS:
             raise HarnessError(f"unknown LRP rule set {rule_set!r}; expected one of {', '.join(RULE_SETS)}")
         self.module = module
@@ -239,14 +261,23 @@ class ZennitLRP:
                 hook.stored_tensors.clear()  # the hooks would keep the last batch's activations alive
         scale = max(1.0, float(logits.abs().max()))
         if not torch.allclose(output.detach(), logits, rtol=0.0, atol=_FUNCTION_TOLERANCE * scale):
-            raise HarnessError(f"zennit LRP: the prepared {type(self.module).__name__} ({self.describe()}) computes "
-                               f"other logits than the model (max difference "
-                               f"{float((output.detach() - logits).abs().max()):.3g}); relevance would be wrong")
+            raise HarnessError(
+                f"zennit LRP: the prepared {type(self.module).__name__} ({self.describe()}) computes "
+                f"other logits than the model (max difference "
+                f"{float((output.detach() - logits).abs().max()):.3g}); relevance would be wrong"
+            )
         return logits, relevance.detach()
 
 
-def zennit_explain(module: nn.Module, rule_set: str, x: Tensor, targets: Tensor, low: Tensor | float = -3.0,
-                   high: Tensor | float = 3.0, canonizer: str = "auto") -> tuple[Tensor, Tensor]:
+def zennit_explain(
+    module: nn.Module,
+    rule_set: str,
+    x: Tensor,
+    targets: Tensor,
+    low: Tensor | float = -3.0,
+    high: Tensor | float = 3.0,
+    canonizer: str = "auto",
+) -> tuple[Tensor, Tensor]:
     """Reference LRP: the relevance zennit computes once the model is prepared correctly.
 
     A stable, documented entry point for equality tests of other LRP engines.

@@ -55,18 +55,64 @@ def test_new_then_append(tmp_path: Path, write_image, write_mask, registry: Path
     mask[5:15, 5:20] = True
     write_mask(tmp_path / "img" / "a_mask.png", mask)
     suite = tmp_path / "testcases" / "pets.xai.yaml"
-    code, out, err = cli("new", suite, "--model", "pets", "--models", registry, "--image", image,
-                         "--mask", tmp_path / "img" / "a_mask.png", "--label", "canine",
-                         "--schema-hook", "../docs/suite.schema.json")
+    code, out, err = cli(
+        "new",
+        suite,
+        "--model",
+        "pets",
+        "--models",
+        registry,
+        "--image",
+        image,
+        "--mask",
+        tmp_path / "img" / "a_mask.png",
+        "--label",
+        "canine",
+        "--schema-hook",
+        "../docs/suite.schema.json",
+    )
     assert code == 0, err
     assert "wrote 1 case(s)" in out and "next: python -m harness validate" in out
     suite.write_text(suite.read_text() + "  # my own note\n")
-    code, _, err = cli("new", suite, "--models", registry, "--image", image, "--box", 1, 2, 30, 20,
-                       "--label", "wolf", "--id", "a box", "--skip", "waiting for a better photo", "--tag", "boxes")
+    code, _, err = cli(
+        "new",
+        suite,
+        "--models",
+        registry,
+        "--image",
+        image,
+        "--box",
+        1,
+        2,
+        30,
+        20,
+        "--label",
+        "wolf",
+        "--id",
+        "a box",
+        "--skip",
+        "waiting for a better photo",
+        "--tag",
+        "boxes",
+    )
     assert code == 0
-    assert "class 'wolf' is not a class of model 'pets'" in err     # the model is read from the suite
-    code, _, _ = cli("new", suite, "--models", registry, "--image", image, "--polygon", "1,1", "20,1", "10,15",
-                     "--label", "feline", "--xfail", "known")
+    assert "class 'wolf' is not a class of model 'pets'" in err  # the model is read from the suite
+    code, _, _ = cli(
+        "new",
+        suite,
+        "--models",
+        registry,
+        "--image",
+        image,
+        "--polygon",
+        "1,1",
+        "20,1",
+        "10,15",
+        "--label",
+        "feline",
+        "--xfail",
+        "known",
+    )
     text = suite.read_text()
     assert "  # my own note\n" in text
     spec = load_suite(suite)
@@ -77,15 +123,19 @@ def test_new_then_append(tmp_path: Path, write_image, write_mask, registry: Path
     assert code == 1 and "unknown class 'wolf'" in out and out.strip().endswith("1 suites, 3 cases, 1 errors")
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--image", "x.png", "--label", "a"], "give the object"),
-    (["--image", "x.png", "--box", "1", "1", "5", "5"], "--label"),
-    (["--image", "missing.png", "--box", "1", "1", "5", "5", "--label", "a"], "image not found"),
-    (["--image", "x.png", "--box", "5", "5", "1", "1", "--label", "a"], "X1 > X0"),
-    (["--image", "x.png", "--polygon", "1,1", "2", "--label", "a"], "X,Y"),
-])
-def test_new_usage_errors(argv: list[str], message: str, tmp_path: Path, write_image, cli,
-                          monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--image", "x.png", "--label", "a"], "give the object"),
+        (["--image", "x.png", "--box", "1", "1", "5", "5"], "--label"),
+        (["--image", "missing.png", "--box", "1", "1", "5", "5", "--label", "a"], "image not found"),
+        (["--image", "x.png", "--box", "5", "5", "1", "1", "--label", "a"], "X1 > X0"),
+        (["--image", "x.png", "--polygon", "1,1", "2", "--label", "a"], "X,Y"),
+    ],
+)
+def test_new_usage_errors(
+    argv: list[str], message: str, tmp_path: Path, write_image, cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     write_image(tmp_path / "x.png")
     code, _, err = cli("new", "s.xai.yaml", "--model", "pets", *argv)
@@ -95,21 +145,54 @@ def test_new_usage_errors(argv: list[str], message: str, tmp_path: Path, write_i
 
 def test_new_suite_needs_a_model(tmp_path: Path, write_image, cli) -> None:
     image = write_image(tmp_path / "x.png")
-    code, _, err = cli("new", tmp_path / "s.xai.yaml", "--image", image, "--box", 1, 1, 5, 5, "--label", "a",
-                       "--models", tmp_path / "none.yaml")
+    code, _, err = cli(
+        "new",
+        tmp_path / "s.xai.yaml",
+        "--image",
+        image,
+        "--box",
+        1,
+        1,
+        5,
+        5,
+        "--label",
+        "a",
+        "--models",
+        tmp_path / "none.yaml",
+    )
     assert code == 2 and "--model" in err
 
 
 def test_map_file(tmp_path: Path, write_image, registry: Path, cli) -> None:
     image = write_image(tmp_path / "a.png", 30, 40)
-    (tmp_path / "a.json").write_text(json.dumps({
-        "shapes": [{"label": "Hund", "points": [[1, 1], [9, 1], [9, 9]], "shape_type": "polygon"},
-                   {"label": "Mensch", "points": [[1, 1], [9, 1], [9, 9]], "shape_type": "polygon"}],
-        "imagePath": image.name, "imageHeight": 30, "imageWidth": 40}))
+    (tmp_path / "a.json").write_text(
+        json.dumps(
+            {
+                "shapes": [
+                    {"label": "Hund", "points": [[1, 1], [9, 1], [9, 9]], "shape_type": "polygon"},
+                    {"label": "Mensch", "points": [[1, 1], [9, 1], [9, 9]], "shape_type": "polygon"},
+                ],
+                "imagePath": image.name,
+                "imageHeight": 30,
+                "imageWidth": 40,
+            }
+        )
+    )
     (tmp_path / "map.yaml").write_text("Hund: canine\nMensch: null\n")
     suite = tmp_path / "mapped.xai.yaml"
-    code, _, err = cli("import", "labelme", tmp_path / "a.json", "-o", suite, "--model", "pets",
-                       "--models", registry, "--map-file", tmp_path / "map.yaml")
+    code, _, err = cli(
+        "import",
+        "labelme",
+        tmp_path / "a.json",
+        "-o",
+        suite,
+        "--model",
+        "pets",
+        "--models",
+        registry,
+        "--map-file",
+        tmp_path / "map.yaml",
+    )
     assert code == 0, err
     assert [c.label for c in load_suite(suite).cases] == ["canine"]
     assert "'Mensch' (mapped to nothing)" in err

@@ -16,8 +16,13 @@ from harness.explain import make_explainer
 from harness.models import LoadedModel
 from harness.registry import ModelEntry
 
-EXPLAINERS = [("lrp/epsilon_plus_flat", "fast"), ("lrp/epsilon_gamma_box", "fast"), ("lrp/epsilon_plus_flat", "zennit"),
-              ("lrp/epsilon_gamma_box", "zennit"), ("gradient/input_x_gradient", "auto")]
+EXPLAINERS = [
+    ("lrp/epsilon_plus_flat", "fast"),
+    ("lrp/epsilon_gamma_box", "fast"),
+    ("lrp/epsilon_plus_flat", "zennit"),
+    ("lrp/epsilon_gamma_box", "zennit"),
+    ("gradient/input_x_gradient", "auto"),
+]
 
 
 def wide_eps(model: nn.Module) -> nn.Module:
@@ -36,17 +41,30 @@ def wide_eps(model: nn.Module) -> nn.Module:
 
 
 def loaded(module: nn.Module, size: int) -> LoadedModel:
-    entry = ModelEntry(architecture="x:y", classes=[f"c{i}" for i in range(10)],
-                       preprocessing={"size": [size, size], "mean": [0.5] * 3, "std": [0.25] * 3})
+    entry = ModelEntry(
+        architecture="x:y",
+        classes=[f"c{i}" for i in range(10)],
+        preprocessing={"size": [size, size], "mean": [0.5] * 3, "std": [0.25] * 3},
+    )
     return LoadedModel(name="m", entry=entry, module=module, device=torch.device("cpu"))
 
 
 def bn_net() -> nn.Module:
     torch.manual_seed(0)
-    return wide_eps(nn.Sequential(
-        nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(8, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(), nn.Linear(8 * 4 * 4, 10)))
+    return wide_eps(
+        nn.Sequential(
+            nn.Conv2d(3, 8, 3, padding=1),
+            nn.BatchNorm2d(8),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(8, 8, 3, padding=1),
+            nn.BatchNorm2d(8),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(8 * 4 * 4, 10),
+        )
+    )
 
 
 def resnet18() -> nn.Module:
@@ -55,11 +73,13 @@ def resnet18() -> nn.Module:
 
 
 CASES = [(bn_net, 16, name, backend) for name, backend in EXPLAINERS] + [
-    (resnet18, 32, name, backend) for name, backend in EXPLAINERS if "gamma" not in name]  # the box rule is slow
+    (resnet18, 32, name, backend) for name, backend in EXPLAINERS if "gamma" not in name
+]  # the box rule is slow
 
 
-@pytest.mark.parametrize("build, size, name, backend", CASES,
-                         ids=[f"{build.__name__}-{name}-{backend}" for build, _, name, backend in CASES])
+@pytest.mark.parametrize(
+    "build, size, name, backend", CASES, ids=[f"{build.__name__}-{name}-{backend}" for build, _, name, backend in CASES]
+)
 def test_probabilities_are_the_models_own(build, size, name, backend):
     module = build()
     model = loaded(module, size)

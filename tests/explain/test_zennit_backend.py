@@ -129,8 +129,7 @@ def test_zennit_explain_is_the_documented_reference(resnet18, resnet_input):
     """The box rule on the first layer, with per-channel bounds: the rewrite against stock zennit."""
     x, targets = resnet_input[0][:1, :, :32, :32], resnet_input[1][:1]  # the box rule is costly: a small input
     low, high = torch.tensor([-2.0, -1.5, -1.8]).view(1, 3, 1, 1), torch.tensor([2.2, 2.5, 2.0]).view(1, 3, 1, 1)
-    logits, relevance = zennit_explain(resnet18, "epsilon_gamma_box", x, targets, low=low, high=high,
-                                       canonizer="graph")
+    logits, relevance = zennit_explain(resnet18, "epsilon_gamma_box", x, targets, low=low, high=high, canonizer="graph")
     composite = EpsilonGammaBox(low=low, high=high, canonizers=[ResNetCanonizer()])
     _, reference = stock_zennit(resnet18, composite, x, targets)
     assert max_rel_diff(relevance, reference) < 1e-4
@@ -153,8 +152,9 @@ def test_the_model_is_left_untouched():
 # On efficientnet_b0, z+ drops the relevance of the projections whose positive part is zero
 # (no activation follows them): sums of 0.7..0.8 there, 1.0000 with epsilon_gamma_box (which
 # costs three times as much, so it is not run here).
-@pytest.mark.parametrize("name, rule, low", [("mobilenet_v2", "epsilon_plus_flat", 0.99),
-                                             ("efficientnet_b0", "epsilon_plus_flat", 0.5)])
+@pytest.mark.parametrize(
+    "name, rule, low", [("mobilenet_v2", "epsilon_plus_flat", 0.99), ("efficientnet_b0", "epsilon_plus_flat", 0.5)]
+)
 def test_conservation_on_torchvision_graphs(name, rule, low):
     torch.manual_seed(0)
     model = calibrated_without_biases(getattr(torchvision.models, name)(num_classes=10), 32)
@@ -301,11 +301,14 @@ def classifier(block: nn.Module) -> nn.Module:
     return frozen(nn.Sequential(block, nn.Flatten(), nn.Linear(3 * 8 * 8, 3)))
 
 
-@pytest.mark.parametrize("model, message", [
-    (frozen(LayerNormNet()), r"module 'norm' \(LayerNorm\).*no LRP rule"),
-    (classifier(Product()), r"module '0' \(Product\).*product of two computed tensors"),
-    (classifier(Opaque()), r"module '0' \(Opaque\) cannot be traced"),
-])
+@pytest.mark.parametrize(
+    "model, message",
+    [
+        (frozen(LayerNormNet()), r"module 'norm' \(LayerNorm\).*no LRP rule"),
+        (classifier(Product()), r"module '0' \(Product\).*product of two computed tensors"),
+        (classifier(Opaque()), r"module '0' \(Opaque\) cannot be traced"),
+    ],
+)
 def test_unexplainable_models_are_refused_naming_the_module(model, message):
     assert ZennitLRP.check(model) is not None
     with pytest.raises(HarnessError, match=message):

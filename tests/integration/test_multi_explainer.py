@@ -40,8 +40,10 @@ def test_a_suite_list_judges_every_item_per_explainer(world: pytest.Pytester) ->
     result = world.runpytest("-v", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=5, failed=1)
     result.stdout.fnmatch_lines(
-        ["xai: the explainers disagree on the verdict of 1 image(s), e.g. scene original: "
-         "lrp/epsilon_plus_flat passed, cam/gradcam wrong_reasons"]
+        [
+            "xai: the explainers disagree on the verdict of 1 image(s), e.g. scene original: "
+            "lrp/epsilon_plus_flat passed, cam/gradcam wrong_reasons"
+        ]
     )
     result.stdout.fnmatch_lines(["xai: looks-at-object / cam/gradcam: backend autograd (not LRP: no conservation)"])
     assert _names(result) == {

@@ -60,8 +60,15 @@ def test_verdict_disagreements_group_rows_by_image() -> None:
     from harness.agreement import verdict_disagreements
 
     def row(case: str, variant: str, explainer: str, verdict: str, sweep: str | None = None) -> dict[str, Any]:
-        return {"suite": "s.xai.yaml", "case_id": case, "variant": variant, "sweep": sweep, "model": "m",
-                "explainer": explainer, "verdict": verdict}
+        return {
+            "suite": "s.xai.yaml",
+            "case_id": case,
+            "variant": variant,
+            "sweep": sweep,
+            "model": "m",
+            "explainer": explainer,
+            "verdict": verdict,
+        }
 
     rows: list[dict[str, Any]] = [
         row("a", "original", "lrp/epsilon_plus_flat", "passed"),
@@ -73,6 +80,12 @@ def test_verdict_disagreements_group_rows_by_image() -> None:
         {"suite": "s.xai.yaml", "case_id": "", "variant": "", "explainer": "", "verdict": "error"},
     ]
     assert verdict_disagreements(rows) == [
-        {"suite": "s.xai.yaml", "case_id": "a", "variant": "original", "sweep": None, "model": "m",
-         "verdicts": {"lrp/epsilon_plus_flat": "passed", "cam/gradcam": "wrong_reasons"}}
+        {
+            "suite": "s.xai.yaml",
+            "case_id": "a",
+            "variant": "original",
+            "sweep": None,
+            "model": "m",
+            "verdicts": {"lrp/epsilon_plus_flat": "passed", "cam/gradcam": "wrong_reasons"},
+        }
     ]

@@ -23,9 +23,9 @@ def test_load_model_gives_the_registry_model_ready_to_run():
     assert model.classes == ["speed_30", "speed_50", "speed_70", "stop", "yield", "background"]
     assert model.preprocessing.size == (64, 64) and not model.module.training
     image = np.full((64, 64, 3), 255, np.uint8)
-    assert torch.equal(model.to_input([image]), torch.ones(1, 3, 64, 64))     # (1 - 0.5) / 0.5
+    assert torch.equal(model.to_input([image]), torch.ones(1, 3, 64, 64))  # (1 - 0.5) / 0.5
     big = np.full((128, 96, 3), 255, np.uint8)
-    assert torch.equal(model.prepare([big]), torch.ones(1, 3, 64, 64))       # resized first
+    assert torch.equal(model.prepare([big]), torch.ones(1, 3, 64, 64))  # resized first
 
 
 def test_explain_on_the_demo_model_equals_the_runs_explainer():
@@ -49,22 +49,23 @@ def test_explain_on_the_demo_model_equals_the_runs_explainer():
 
 def test_explain_on_a_plain_module_conserves_the_target_logit():
     torch.manual_seed(0)
-    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-                        nn.Linear(4, 5))
+    net = nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 5)
+    )
     with torch.no_grad():
         for module in net:
             if hasattr(module, "bias"):
-                module.bias.zero_()                   # no bias absorbs relevance: sums equal the logits
+                module.bias.zero_()  # no bias absorbs relevance: sums equal the logits
     net.train()
     x = torch.rand(2, 3, 12, 12)
-    logits, relevance = explain(net, x, torch.tensor([0, 3]), explainer="lrp/epsilon_gamma_box",
-                                preprocessing={"size": 12})
-    assert relevance.shape == x.shape and net.training        # the mode is restored after the call
+    logits, relevance = explain(
+        net, x, torch.tensor([0, 3]), explainer="lrp/epsilon_gamma_box", preprocessing={"size": 12}
+    )
+    assert relevance.shape == x.shape and net.training  # the mode is restored after the call
     target = logits[[0, 1], [0, 3]]
     positive = target > 0.05
     assert torch.allclose(relevance.sum((1, 2, 3))[positive], target[positive], rtol=1e-3)
-    logits_again, relevance_again = explain(net, x[0], 0, explainer="lrp/epsilon_gamma_box",
-                                            preprocessing={"size": 12})
+    logits_again, relevance_again = explain(net, x[0], 0, explainer="lrp/epsilon_gamma_box", preprocessing={"size": 12})
     assert torch.allclose(relevance_again[0], relevance[0], atol=1e-6)
 
 

@@ -13,7 +13,7 @@ def test_split_nodeid_recognises_xai_items_only():
 def test_chunks_follow_case_order_per_suite():
     ids = [f"s.xai.yaml::c{i}[{v}]" for i in range(5) for v in ("original", "sticker_added")]
     ids += ["t.xai.yaml::x[original]", "tests/test_x.py::test_y"]
-    chunks = chunk_map(ids, batch_size=8)          # 2 cases per chunk
+    chunks = chunk_map(ids, batch_size=8)  # 2 cases per chunk
     assert cases_per_chunk(8) == 2
     assert chunks["s.xai.yaml::c0[original]"] == chunks["s.xai.yaml::c1[sticker_added]"] == "s.xai.yaml::chunk0"
     assert chunks["s.xai.yaml::c2[original]"] == "s.xai.yaml::chunk1"

@@ -15,17 +15,31 @@ def loaded(module: torch.nn.Module, canonizer: str = "auto") -> LoadedModel:
     module.eval()
     for p in module.parameters():
         p.requires_grad_(False)
-    entry = ModelEntry(architecture="x:y", classes=[f"c{i}" for i in range(6)], canonizer=canonizer,
-                       preprocessing={"size": [32, 32], "mean": [0.5] * 3, "std": [0.5] * 3})
+    entry = ModelEntry(
+        architecture="x:y",
+        classes=[f"c{i}" for i in range(6)],
+        canonizer=canonizer,
+        preprocessing={"size": [32, 32], "mean": [0.5] * 3, "std": [0.5] * 3},
+    )
     return LoadedModel(name="m", entry=entry, module=module, device=torch.device("cpu"))
 
 
 def small_bn_net() -> torch.nn.Module:
     torch.manual_seed(0)
     net = torch.nn.Sequential(
-        torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.BatchNorm2d(8), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
-        torch.nn.Conv2d(8, 8, 3, padding=1), torch.nn.BatchNorm2d(8), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
-        torch.nn.Flatten(), torch.nn.Linear(8 * 8 * 8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 6))
+        torch.nn.Conv2d(3, 8, 3, padding=1),
+        torch.nn.BatchNorm2d(8),
+        torch.nn.ReLU(),
+        torch.nn.MaxPool2d(2),
+        torch.nn.Conv2d(8, 8, 3, padding=1),
+        torch.nn.BatchNorm2d(8),
+        torch.nn.ReLU(),
+        torch.nn.MaxPool2d(2),
+        torch.nn.Flatten(),
+        torch.nn.Linear(8 * 8 * 8, 16),
+        torch.nn.ReLU(),
+        torch.nn.Linear(16, 6),
+    )
     for module in net.modules():
         if isinstance(module, torch.nn.BatchNorm2d):
             module.running_mean.uniform_(-0.5, 0.5)

@@ -42,10 +42,13 @@ models:
     return load_registry(tmp_path / "models.yaml")
 
 
-@pytest.mark.parametrize("architecture, make", [
-    ("tests.unit.test_models:WithHiddenBuffer", WithHiddenBuffer),
-    ("tests.unit.test_models:computes_at_init", computes_at_init),
-])
+@pytest.mark.parametrize(
+    "architecture, make",
+    [
+        ("tests.unit.test_models:WithHiddenBuffer", WithHiddenBuffer),
+        ("tests.unit.test_models:computes_at_init", computes_at_init),
+    ],
+)
 def test_weights_are_loaded_whichever_way_the_model_is_built(tmp_path, architecture, make):
     torch.manual_seed(0)
     reference = make().eval()
@@ -61,11 +64,14 @@ def test_weights_are_loaded_whichever_way_the_model_is_built(tmp_path, architect
 def test_torchvision_model_gets_every_weight_and_buffer(tmp_path):
     torchvision = pytest.importorskip("torchvision")
     torch.manual_seed(0)
-    reference = torchvision.models.resnet18(num_classes=3).eval()   # BatchNorm buffers included
+    reference = torchvision.models.resnet18(num_classes=3).eval()  # BatchNorm buffers included
     registry_for(tmp_path, "torchvision:resnet18", reference)
-    (tmp_path / "models.yaml").write_text((tmp_path / "models.yaml").read_text()
-                                          .replace("size: [8, 8]", "size: [32, 32]")
-                                          .replace("weights: w.pt", "weights: w.pt\n    args: {num_classes: 3}"))
+    (tmp_path / "models.yaml").write_text(
+        (tmp_path / "models.yaml")
+        .read_text()
+        .replace("size: [8, 8]", "size: [32, 32]")
+        .replace("weights: w.pt", "weights: w.pt\n    args: {num_classes: 3}")
+    )
     loaded = build_model("m", load_registry(tmp_path / "models.yaml"), torch.device("cpu"))
     for (name, a), b in zip(reference.state_dict().items(), loaded.module.state_dict().values()):
         assert torch.equal(a, b), name

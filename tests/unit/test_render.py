@@ -13,10 +13,10 @@ MASK[2:6, 2:6] = True
 def test_signed_heatmap_colours():
     relevance = np.array([[2.0, 0.0, -2.0, 1.0]])
     out = render.signed_heatmap(relevance)
-    assert out[0, 0].tolist() == [255, 0, 0]        # strongest positive: red
-    assert out[0, 1].tolist() == [255, 255, 255]    # zero: white
-    assert out[0, 2].tolist() == [0, 0, 255]        # strongest negative: blue
-    assert out[0, 3].tolist() == [255, 128, 128]    # half: light red
+    assert out[0, 0].tolist() == [255, 0, 0]  # strongest positive: red
+    assert out[0, 1].tolist() == [255, 255, 255]  # zero: white
+    assert out[0, 2].tolist() == [0, 0, 255]  # strongest negative: blue
+    assert out[0, 3].tolist() == [255, 128, 128]  # half: light red
 
 
 def test_signed_heatmap_of_an_all_zero_map_is_white():
