@@ -1,5 +1,5 @@
 """Micro-benchmark of LRP: zennit (with the canonizers each architecture needs) versus the
-graph engine (harness.explain.graph) and the sequential engine (harness.explain.sequential).
+graph engine (harness.explain.graph).
 
 Usage::
 
@@ -15,16 +15,14 @@ round (so that load from other processes hits every method alike):
 * the model's plain forward pass under ``torch.no_grad()`` (the reference),
 * zennit per rule set, prepared as the harness's zennit backend prepares it
   (``harness.explain.zennit_backend.ZennitLRP``: ResNetCanonizer for ResNets, VGGCanonizer
-  for VGGs, an fx rewrite otherwise; composite registered once), or, where that module is
-  absent, zennit's ``Gradient`` with ResNetCanonizer / SequentialMergeBatchNorm,
-* the graph engine per rule set,
-* the sequential engine per rule set ("n/a" where it does not support the model),
+  for VGGs, an fx rewrite otherwise; composite registered once),
+* the graph engine per rule set ("n/a" where it does not support the model),
 
 and reports the median time per call over the timed rounds (after one warm-up call;
 fast calls are repeated within a round to fill at least 0.2 s), the ratio to the
 forward pass (the median over rounds of each round's ratio, which cancels load from
 other processes that drifts between rounds, and fastest over fastest, which is only
-meaningful on a quiet machine), and the relative error of each engine against zennit
+meaningful on a quiet machine), and the relative error of the engine against zennit
 (``max |R_engine - R_zennit| / max |R_zennit|`` on the same batch). Peak memory of one
 vgg11 call at two batch sizes (giving a fixed part and a per-sample slope) is measured
 in fresh subprocesses as the growth of the resident set's anonymous part, sampled from
@@ -54,10 +52,10 @@ import torch  # noqa: E402
 import torchvision  # noqa: E402,F401  (imported up front so that no timing includes the import)
 
 from harness.explain.graph import GraphLRP  # noqa: E402
-from harness.explain.sequential import FastLRP, zennit_relevance  # noqa: E402
+from harness.explain.zennit_backend import ZennitLRP  # noqa: E402
 
-RULE_SETS = FastLRP.RULE_SETS
-ENGINES = ("graph", "fast")
+RULE_SETS = GraphLRP.RULE_SETS
+ENGINES = ("graph",)
 TORCHVISION = ("vgg11", "resnet18", "resnet50", "mobilenet_v2", "efficientnet_b0")
 SHORT = {"epsilon_plus_flat": "plus_flat", "epsilon_gamma_box": "gamma_box", "epsilon_alpha2_beta1_flat": "a2b1_flat"}
 # Box bounds of ImageNet-normalised [0, 1] pixels, per channel, as the harness passes them.
@@ -110,33 +108,12 @@ def make_batch(batch: int, side: int, classes: int) -> tuple[torch.Tensor, torch
 
 
 def zennit_method(model: torch.nn.Module, rule_set: str) -> Callable[..., Any]:
-    """zennit as the harness's zennit backend runs it (prepared once), or a plain fallback."""
-    try:
-        from harness.explain import zennit_backend
-    except ImportError:
-        zennit_backend = None  # type: ignore[assignment]
-    if zennit_backend is not None:
-        return zennit_backend.ZennitLRP(model, rule_set, low=LOW, high=HIGH)
-    if type(model).__name__ == "ResNet":
-        from zennit.attribution import Gradient
-        from zennit.composites import EpsilonAlpha2Beta1Flat, EpsilonGammaBox, EpsilonPlusFlat
-        from zennit.torchvision import ResNetCanonizer
-
-        def resnet(x: torch.Tensor, targets: torch.Tensor) -> Any:
-            comp = {"epsilon_plus_flat": lambda: EpsilonPlusFlat(canonizers=[ResNetCanonizer()]),
-                    "epsilon_gamma_box": lambda: EpsilonGammaBox(low=LOW, high=HIGH, canonizers=[ResNetCanonizer()]),
-                    "epsilon_alpha2_beta1_flat": lambda: EpsilonAlpha2Beta1Flat(canonizers=[ResNetCanonizer()]),
-                    }[rule_set]()
-            with Gradient(model, comp) as attributor:
-                return attributor(x, lambda out: out * torch.nn.functional.one_hot(targets, out.shape[1]).to(out))
-
-        return resnet
-    return lambda x, t: zennit_relevance(model, rule_set, x, t, low=LOW, high=HIGH)
+    """zennit as the harness's zennit backend runs it (prepared once)."""
+    return ZennitLRP(model, rule_set, low=LOW, high=HIGH)
 
 
 def methods_for(
     model: torch.nn.Module,
-    channels_last: bool,
     only: str | None = None,
     setup_s: dict[str, float] | None = None,
     rule_sets: tuple[str, ...] = RULE_SETS,
@@ -161,13 +138,11 @@ def methods_for(
             name = f"{engine}:{rs}"
             if only not in (None, name):
                 continue
-            cls: Any = GraphLRP if engine == "graph" else FastLRP
-            if cls.check(model, rs) is not None:
+            if GraphLRP.check(model, rs) is not None:
                 methods[name] = None
                 continue
-            kwargs = {"channels_last": channels_last} if engine == "fast" else {}
             start = time.perf_counter()
-            methods[name] = cls(model, rs, low=LOW, high=HIGH, **kwargs)
+            methods[name] = GraphLRP(model, rs, low=LOW, high=HIGH)
             if setup_s is not None:
                 setup_s[name] = time.perf_counter() - start
     return methods if only is None else {only: methods.get(only)}
@@ -181,7 +156,7 @@ def time_methods(
     min_round_s: float = 0.2,
 ) -> tuple[dict[str, list[float]], dict[str, float]]:
     """Interleaved timing; returns per-method seconds per call of the timed rounds, and
-    the fast engines' relative errors against zennit.
+    the graph engine's relative errors against zennit.
 
     Round 0 is the warm-up; it also decides how many calls a method makes per round,
     so that millisecond-scale calls are timed over at least ``min_round_s``.
@@ -251,14 +226,14 @@ def peak_growth_mib(fn: Callable[[], Any], interval_s: float = 0.002) -> float:
     return peak - base
 
 
-def memory_probe(model_name: str, method: str, batch: int, threads: int, channels_last: bool) -> None:
+def memory_probe(model_name: str, method: str, batch: int, threads: int) -> None:
     """Run in a subprocess: print the peak memory growth (MiB) over one call of ``method``."""
     torch.set_num_threads(threads)
     built = build_model(model_name)
     assert built is not None
     model, side, classes = built
     x, targets = make_batch(batch, side, classes)
-    fn = methods_for(model, channels_last, only=method)[method]
+    fn = methods_for(model, only=method)[method]
     if fn is None:
         print(json.dumps(None))
         return
@@ -266,13 +241,11 @@ def memory_probe(model_name: str, method: str, batch: int, threads: int, channel
 
 
 def measure_memory(
-    model_name: str, batch: int, threads: int, channels_last: bool, rule_sets: tuple[str, ...] = RULE_SETS
+    model_name: str, batch: int, threads: int, rule_sets: tuple[str, ...] = RULE_SETS
 ) -> dict[str, float | None]:
     out: dict[str, float | None] = {}
     for method in ["forward", *(f"{kind}:{rs}" for kind in ("zennit", *ENGINES) for rs in rule_sets)]:
         cmd = [sys.executable, __file__, "--_memory-probe", model_name, method, str(batch), "--threads", str(threads)]
-        if channels_last:
-            cmd.append("--channels-last")
         result = subprocess.run(cmd, capture_output=True, text=True, check=True)
         out[method] = json.loads(result.stdout.strip().splitlines()[-1])
     return out
@@ -283,24 +256,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smoke run: small_vgg and vgg11 at batch 1, 2 rounds")
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default 2)")
-    parser.add_argument("--models", default=None,
-                        help="comma list of small_vgg," + ",".join(TORCHVISION) + " (default: all)")
+    parser.add_argument(
+        "--models", default=None, help="comma list of small_vgg," + ",".join(TORCHVISION) + " (default: all)"
+    )
     parser.add_argument("--rule-sets", default=",".join(RULE_SETS), help="comma list (default: all three)")
     parser.add_argument("--batches", default=None, help="comma list of batch sizes (default 1,8)")
     parser.add_argument("--rounds", type=int, default=None, help="timed rounds per method (default 7)")
-    parser.add_argument("--memory-batches", default=None,
-                        help="two batch sizes for the memory probe, comma-separated (default 8,32)")
+    parser.add_argument(
+        "--memory-batches", default=None, help="two batch sizes for the memory probe, comma-separated (default 8,32)"
+    )
     parser.add_argument("--no-memory", action="store_true", help="skip the memory probe")
-    parser.add_argument("--channels-last", action="store_true",
-                        help="run the fast engine in channels-last layout (faster convolutions, but no longer "
-                             "bit-equal to zennit's NCHW kernels)")
     parser.add_argument("--_memory-probe", nargs=3, metavar=("MODEL", "METHOD", "BATCH"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    channels_last = args.channels_last
 
     if args._memory_probe:
         model_name, method, batch = args._memory_probe
-        memory_probe(model_name, method, int(batch), args.threads, channels_last)
+        memory_probe(model_name, method, int(batch), args.threads)
         return 0
 
     torch.set_num_threads(args.threads)
@@ -318,15 +289,17 @@ def main(argv: list[str] | None = None) -> int:
         "threads": torch.get_num_threads(),
         "cpu": platform.processor() or platform.machine(),
         "device": "cpu",
-        "fast_layout": "channels_last" if channels_last else "nchw",
         "rounds": rounds,
         "rule_sets": list(rule_sets),
     }
-    print(f"torch {header['torch']}, {header['threads']} threads, CPU, fast engine layout {header['fast_layout']}, "
-          f"{rounds} interleaved rounds after a warm-up call")
-    print("ms: median per call; x fwd: median over rounds of time / forward time of the same round;\n"
-          "best: fastest call / fastest forward; rel err: max|R_engine - R_zennit| / max|R_zennit|;\n"
-          "zennit: prepared as the harness's zennit backend prepares it (canonizer or fx rewrite)")
+    print(
+        f"torch {header['torch']}, {header['threads']} threads, CPU, {rounds} interleaved rounds after a warm-up call"
+    )
+    print(
+        "ms: median per call; x fwd: median over rounds of time / forward time of the same round;\n"
+        "best: fastest call / fastest forward; rel err: max|R_engine - R_zennit| / max|R_zennit|;\n"
+        "zennit: prepared as the harness's zennit backend prepares it (canonizer or fx rewrite)"
+    )
     rows: list[dict[str, Any]] = []
     for model_name in models:
         built = build_model(model_name)
@@ -335,16 +308,21 @@ def main(argv: list[str] | None = None) -> int:
             continue
         model, side, classes = built
         setup: dict[str, float] = {}
-        methods = methods_for(model, channels_last, setup_s=setup, rule_sets=rule_sets)
-        reasons = {f"{engine}:{rs}": (GraphLRP if engine == "graph" else FastLRP).check(model, rs)
-                   for engine in ENGINES for rs in rule_sets}
+        methods = methods_for(model, setup_s=setup, rule_sets=rule_sets)
+        reasons = {f"{engine}:{rs}": GraphLRP.check(model, rs) for engine in ENGINES for rs in rule_sets}
         for batch in batches:
             x, targets = make_batch(batch, side, classes)
             times, errors = time_methods(methods, x, targets, rounds)
             medians = {name: statistics.median(ts) for name, ts in times.items()}
             fwd = medians["forward"]
-            row: dict[str, Any] = {"model": model_name, "input": side, "batch": batch, "forward_s": fwd,
-                                   "engine_setup_s": setup, "unsupported": {k: v for k, v in reasons.items() if v}}
+            row: dict[str, Any] = {
+                "model": model_name,
+                "input": side,
+                "batch": batch,
+                "forward_s": fwd,
+                "engine_setup_s": setup,
+                "unsupported": {k: v for k, v in reasons.items() if v},
+            }
             for name in methods:
                 if name not in medians:
                     row[name] = None
@@ -365,8 +343,8 @@ def main(argv: list[str] | None = None) -> int:
             print_row(row, rule_sets)
     memory: dict[str, Any] = {}
     if not args.no_memory and "vgg11" in models:
-        small = measure_memory("vgg11", small_mem, args.threads, channels_last, rule_sets)
-        large = measure_memory("vgg11", large_mem, args.threads, channels_last, rule_sets)
+        small = measure_memory("vgg11", small_mem, args.threads, rule_sets)
+        large = measure_memory("vgg11", large_mem, args.threads, rule_sets)
         memory = {"model": "vgg11", "batches": [small_mem, large_mem], "methods": {}}
         print("\npeak memory growth of one call (anonymous RSS sampled from /proc, fresh process each; vgg11 224x224):")
         columns = (f"batch {small_mem}", f"batch {large_mem}", "per sample", "fixed")
@@ -381,9 +359,11 @@ def main(argv: list[str] | None = None) -> int:
             fixed = lo - slope * small_mem
             memory["methods"][name] = {"small_mib": lo, "large_mib": hi, "per_sample_mib": slope, "fixed_mib": fixed}
             print(f"  {name:34s} {lo:7.0f} MiB {hi:7.0f} MiB {slope:7.1f} MiB {fixed:5.0f} MiB")
-        print("  Peak memory is about fixed + per-sample x batch (every layer's activations are kept until\n"
-              "  its relevance is computed; zennit also keeps its autograd graph and per-call weight copies),\n"
-              "  so the largest LRP batch that fits is about (free RAM - model - fixed) / per-sample.")
+        print(
+            "  Peak memory is about fixed + per-sample x batch (every layer's activations are kept until\n"
+            "  its relevance is computed; zennit also keeps its autograd graph and per-call weight copies),\n"
+            "  so the largest LRP batch that fits is about (free RAM - model - fixed) / per-sample."
+        )
     if args.json:
         args.json.write_text(json.dumps({"header": header, "rows": rows, "memory": memory}, indent=2))
         print(f"\nwrote {args.json}")
@@ -393,11 +373,15 @@ def main(argv: list[str] | None = None) -> int:
 def print_row(row: dict[str, Any], rule_sets: tuple[str, ...] = RULE_SETS) -> None:
     setup = row["engine_setup_s"]
     graph_setup = max((v for k, v in setup.items() if k.startswith("graph:")), default=0.0)
-    print(f"\n{row['model']} {row['input']}x{row['input']} batch {row['batch']}: "
-          f"forward {row['forward_s'] * 1e3:.1f} ms median "
-          f"(graph engine setup <= {graph_setup * 1e3:.0f} ms, once per model)")
-    print(f"  {'rule set':10s} {'zennit ms':>10s} {'x fwd':>6s} {'best':>6s} "
-          + " ".join(f"{e + ' ms':>9s} {'x fwd':>6s} {'best':>6s} {'vs zen':>6s} {'rel err':>8s}" for e in ENGINES))
+    print(
+        f"\n{row['model']} {row['input']}x{row['input']} batch {row['batch']}: "
+        f"forward {row['forward_s'] * 1e3:.1f} ms median "
+        f"(graph engine setup <= {graph_setup * 1e3:.0f} ms, once per model)"
+    )
+    print(
+        f"  {'rule set':10s} {'zennit ms':>10s} {'x fwd':>6s} {'best':>6s} "
+        + " ".join(f"{e + ' ms':>9s} {'x fwd':>6s} {'best':>6s} {'vs zen':>6s} {'rel err':>8s}" for e in ENGINES)
+    )
     for rs in rule_sets:
         z = row.get(f"zennit:{rs}")
         assert z is not None
@@ -405,8 +389,10 @@ def print_row(row: dict[str, Any], rule_sets: tuple[str, ...] = RULE_SETS) -> No
         for engine in ENGINES:
             f = row.get(f"{engine}:{rs}")
             if f:
-                cells.append(f"{f['median_s'] * 1e3:9.1f} {f['ratio']:6.2f} {f['ratio_best']:6.2f} "
-                             f"{z['median_s'] / f['median_s']:6.2f} {f['rel_err']:8.1e}")
+                cells.append(
+                    f"{f['median_s'] * 1e3:9.1f} {f['ratio']:6.2f} {f['ratio_best']:6.2f} "
+                    f"{z['median_s'] / f['median_s']:6.2f} {f['rel_err']:8.1e}"
+                )
             else:
                 cells.append(f"{'n/a':>9s} {'':6s} {'':6s} {'':6s} {'':8s}")
         print(f"  {SHORT[rs]:10s} " + " ".join(cells))

@@ -80,8 +80,8 @@ class _Wrapper(nn.Module):
 
 def wrapped_region_probe(**kwargs: object) -> nn.Module:
     """:func:`region_probe` inside a custom container whose forward permutes the input's
-    axes there and back: zennit explains it, the fast LRP engines (sequential chains; traced
-    graphs without permutes) do not, so the harness falls back."""
+    axes there and back: zennit explains it, the fast LRP engine (traced graphs without
+    permutes) does not, so the harness falls back."""
     return _Wrapper(region_probe(**kwargs))  # type: ignore[arg-type]
 
 

@@ -3,8 +3,9 @@
 One concept per module:
 
 * :mod:`harness.explain.explainers` — explainers by name, backend choice (``make_explainer``);
-* :mod:`harness.explain.graph` — the fast LRP engine for traceable graphs;
-* :mod:`harness.explain.sequential` — the fast LRP engine for sequential CNNs;
+* :mod:`harness.explain.graph` — the fast LRP engine for traceable graphs, built on
+  :mod:`harness.explain.rules` (the LRP rules) and :mod:`harness.explain.trace` (the
+  ``torch.fx`` trace it walks);
 * :mod:`harness.explain.zennit_backend` — zennit prepared for the architecture, and the
   LRP reference ``zennit_explain``; :mod:`harness.explain.lrp_rewrite` — the fx rewrite
   that lets zennit explain any traceable classifier correctly;

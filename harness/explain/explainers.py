@@ -7,13 +7,13 @@ approximates the target logit (conservation; biases absorb a little).
 
 LRP backends, in the order ``auto`` tries them:
 
-1. the graph engine (:class:`harness.explain.graph.GraphLRP`), for traceable models;
-2. the sequential engine (:class:`harness.explain.sequential.FastLRP`);
-3. zennit (:class:`harness.explain.zennit_backend.ZennitLRP`), prepared for the
+1. the graph engine (:class:`harness.explain.graph.GraphLRP`), the fast engine, for
+   traceable models;
+2. zennit (:class:`harness.explain.zennit_backend.ZennitLRP`), prepared for the
    architecture (ResNetCanonizer, VGGCanonizer or an fx rewrite), with a note why.
 
-The fast engines compute the same relevance as zennit (their test suites check it).
-A model that none of them can explain correctly is a :class:`HarnessError`.
+The graph engine computes the same relevance as zennit (its test suite checks it).
+A model that neither can explain correctly is a :class:`HarnessError`.
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ class Explainer:
     name
         Registry key, e.g. ``lrp/epsilon_plus_flat``.
     backend
-        ``fast`` (a layer-wise engine), ``zennit`` or ``autograd``.
+        ``fast`` (the graph engine), ``zennit``, ``autograd`` or ``custom``.
     note
         Why the backend was chosen (shown once in the run header).
     engine
@@ -115,70 +115,36 @@ class Explainer:
         return self.engine(x, targets)
 
 
-class _OwnLogits:
-    """An LRP engine whose logits are replaced by the unmodified model's (one plain forward).
-
-    The sequential engine reproduces stock zennit's canonised forward, in which each
-    merged batch norm still divides by ``sqrt(1 + eps)``; its logits are therefore not
-    the model's predictions (visibly so for a large ``eps``).
-    """
-
-    def __init__(self, engine: Engine, module: torch.nn.Module) -> None:
-        self.engine = engine
-        self.module = module
-
-    def __call__(self, x: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        _, relevance = self.engine(x, targets)
-        with torch.no_grad():
-            return self.module(x), relevance
-
-
-def _graph_engine() -> Any:
-    """The graph engine's class, or ``None`` while it is not available."""
+def _fast_engine(model: LoadedModel, rule: str) -> tuple[Engine | None, str, str]:
+    """The graph engine if it covers the model: ``(engine, note, why not)``."""
     try:
         from harness.explain.graph import GraphLRP
-    except ImportError:
-        return None
-    return GraphLRP
-
-
-def _fast_engine(model: LoadedModel, rule: str) -> tuple[Engine | None, str, list[str]]:
-    """The first fast engine that covers the model: ``(engine, note, reasons the others gave)``."""
-    from harness.explain import sequential
-
+    except ImportError as exc:  # pragma: no cover - part of the package
+        return None, "", f"graph engine: not available ({exc})"
     low, high = (b.to(model.device) for b in model.preprocessing.bounds())
     # Every backend must see the same canonisation, or their relevance would differ.
     merge = model.entry.canonizer != "none"
-    reasons: list[str] = []
-    candidates: list[tuple[str, Any]] = [("graph", _graph_engine()), ("sequential", sequential.FastLRP)]
-    for label, engine_class in candidates:
-        if engine_class is None:
-            reasons.append(f"{label} engine: not available")
-            continue
-        try:
-            reason = engine_class.check(model.module, rule)
-            if reason is None:
-                engine = engine_class(model.module, rule, low=low, high=high, merge_batchnorm=merge)
-                if label == "sequential":
-                    engine = _OwnLogits(engine, model.module)
-                return engine, f"fast LRP engine ({label}; checked against zennit in the test suite)", reasons
-        except Exception as exc:  # noqa: BLE001 - an engine that fails to set up leaves the next one its turn
-            reason = f"{type(exc).__name__}: {exc}"
-        reasons.append(f"{label} engine: {reason}")
-    return None, "", reasons
+    try:
+        reason = GraphLRP.check(model.module, rule)
+        if reason is None:
+            engine = GraphLRP(model.module, rule, low=low, high=high, merge_batchnorm=merge)
+            return engine, "fast LRP engine (graph; checked against zennit in the test suite)", ""
+    except Exception as exc:  # noqa: BLE001 - an engine that fails to set up leaves zennit its turn
+        reason = f"{type(exc).__name__}: {exc}"
+    return None, "", f"graph engine: {reason}"
 
 
 def make_explainer(name: str, model: LoadedModel, backend: Backend = "auto") -> Explainer:
     """Bind explainer ``name`` to ``model``.
 
-    ``auto`` prefers the fast LRP engines and falls back to zennit when neither covers a
-    module of the model (the note says why); ``fast`` raises instead of falling back;
-    ``zennit`` forces the zennit backend.
+    ``auto`` prefers the fast LRP engine (the graph engine) and falls back to zennit when
+    it does not cover the model (the note says why); ``fast`` raises instead of falling
+    back; ``zennit`` forces the zennit backend.
 
     Raises
     ------
     HarnessError
-        Unknown explainer or backend; ``fast`` on a model the fast engines do not
+        Unknown explainer or backend; ``fast`` on a model the graph engine does not
         cover; a model that no backend can explain correctly (naming the module).
     """
     key = canonical_name(name)
@@ -195,10 +161,9 @@ def make_explainer(name: str, model: LoadedModel, backend: Backend = "auto") -> 
     if backend == "zennit":
         note = "zennit requested"
     else:
-        engine, note, reasons = _fast_engine(model, rule)
+        engine, note, why = _fast_engine(model, rule)
         if engine is not None:
             return Explainer(key, model, "fast", note, engine)
-        why = "; ".join(reasons)
         if backend == "fast":
             raise HarnessError(f"--xai-lrp-backend fast: model {model.name!r} is not supported: {why}")
         note = f"fast LRP does not cover model {model.name!r} ({why}); using zennit"
@@ -208,7 +173,7 @@ def make_explainer(name: str, model: LoadedModel, backend: Backend = "auto") -> 
     except HarnessError as exc:
         if not why:
             raise
-        raise HarnessError(f"model {model.name!r}: {exc}; nor do the fast LRP engines cover it ({why})") from None
+        raise HarnessError(f"model {model.name!r}: {exc}; nor does the fast LRP engine cover it ({why})") from None
     return Explainer(key, model, "zennit", f"{note} ({zennit.describe()})", zennit)
 
 

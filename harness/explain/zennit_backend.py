@@ -213,7 +213,7 @@ class ZennitLRP:
         ``x / sqrt(1 + eps)``, which scales the canonised model's activations and logits
         (by 18 % per layer for ``eps = 0.5``). The copy is private and never un-canonised,
         so its ``eps`` can be zero: the canonised model then computes the model's own
-        function, as the fx rewrite (which removes merged batch norms) and the fast engines do.
+        function, as the fx rewrite (which removes merged batch norms) and the graph engine do.
         """
         from zennit.canonizers import MergeBatchNorm
 

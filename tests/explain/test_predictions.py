@@ -106,18 +106,3 @@ def test_stock_zennit_canonised_logits_are_not_the_models():
     with torch.no_grad():
         own = module(x)
     assert (canonised.softmax(1) - own.softmax(1)).abs().max() > 1e-3
-
-
-@pytest.mark.parametrize("rule", ["lrp/epsilon_plus_flat", "lrp/epsilon_gamma_box"])
-def test_the_sequential_engine_predicts_as_the_model(monkeypatch, rule):
-    import harness.explain.explainers as explainers
-
-    monkeypatch.setattr(explainers, "_graph_engine", lambda: None)
-    module = bn_net()
-    explainer = make_explainer(rule, loaded(module, 16), "fast")
-    assert "sequential" in explainer.note
-    torch.manual_seed(1)
-    x = torch.randn(3, 3, 16, 16)
-    logits, _ = explainer(x, torch.tensor([0, 4, 9]))
-    with torch.no_grad():
-        assert torch.allclose(logits.softmax(1), module(x).softmax(1), rtol=0, atol=1e-6)

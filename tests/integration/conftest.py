@@ -23,7 +23,7 @@ import zennit.composites  # noqa: E402,F401
 
 import harness.collect  # noqa: E402,F401
 import harness.explain  # noqa: E402,F401
-import harness.explain.sequential  # noqa: E402,F401
+import harness.explain.graph  # noqa: E402,F401
 import harness.results  # noqa: E402,F401
 
 MODELS_YAML = """\

@@ -7,7 +7,7 @@ import torch
 import torchvision
 
 from harness.errors import HarnessError
-from harness.explain import canonical_name, explainers, make_explainer, zennit_composite
+from harness.explain import canonical_name, make_explainer, zennit_composite
 from harness.models import LoadedModel, ModelEntry
 
 
@@ -86,30 +86,35 @@ def without_graph_engine(monkeypatch):
     monkeypatch.setitem(sys.modules, "harness.explain.graph", None)
 
 
-def test_backend_order_graph_then_sequential_then_zennit(monkeypatch):
-    assert make_explainer("lrp", loaded(small_bn_net())).note.startswith("fast LRP engine (graph")
+def test_backend_order_graph_then_zennit(monkeypatch):
+    fast = make_explainer("lrp", loaded(small_bn_net()))
+    assert fast.backend == "fast" and fast.note.startswith("fast LRP engine (graph")
+    assert make_explainer("lrp", loaded(small_bn_net()), "fast").backend == "fast"
     without_graph_engine(monkeypatch)
-    assert explainers._graph_engine() is None
-    sequential = make_explainer("lrp", loaded(small_bn_net()))
-    assert sequential.backend == "fast" and sequential.note.startswith("fast LRP engine (sequential")
     explainer = make_explainer("lrp/epsilon_plus_flat", loaded(Residual()), "auto")
     assert explainer.backend == "zennit" and "using zennit" in explainer.note
-    assert "graph engine: not available" in explainer.note and "tensor additions routed through Sum" in explainer.note
+    assert "graph engine: not available" in explainer.note
     with pytest.raises(HarnessError, match="not supported"):
         make_explainer("lrp/epsilon_plus_flat", loaded(Residual()), "fast")
     logits, relevance = explainer(torch.rand(2, 3, 32, 32), torch.tensor([0, 1]))
     assert relevance.shape == (2, 3, 32, 32)
 
 
-def test_sequential_engine_still_agrees_with_zennit(monkeypatch):
-    without_graph_engine(monkeypatch)
+def test_fast_backend_is_an_error_where_the_graph_engine_does_not_cover_the_model():
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3), torch.nn.LayerNorm([4, 30, 30]), torch.nn.Flatten(), torch.nn.Linear(4 * 30 * 30, 6)
+    )
+    with pytest.raises(HarnessError, match="--xai-lrp-backend fast: model 'm' is not supported: graph engine: "):
+        make_explainer("lrp", loaded(model), "fast")
+
+
+def test_graph_engine_agrees_with_zennit():
     model = loaded(small_bn_net())
     torch.manual_seed(1)
     x, targets = torch.randn(4, 3, 32, 32), torch.tensor([0, 1, 2, 5])
     logits_fast, rel_fast = make_explainer("lrp", model, "fast")(x, targets)
     logits_ref, rel_ref = make_explainer("lrp", model, "zennit")(x, targets)
     assert torch.equal(logits_fast, logits_ref)
-    # the sequential engine keeps zennit's x / sqrt(1 + eps) of merged batch norms (eps=1e-5 here)
     assert torch.allclose(rel_fast, rel_ref, rtol=1e-4, atol=1e-5 * rel_ref.abs().max().item())
 
 
