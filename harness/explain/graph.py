@@ -46,8 +46,12 @@ from harness.explain.trace import Kind, Traced, TracedNode, UnsupportedModel, tr
 __all__ = ["GraphLRP", "UnsupportedModel"]
 
 _RULE_SETS = ("epsilon_plus_flat", "epsilon_gamma_box", "epsilon_alpha2_beta1_flat")
-_INPLACE_FUNCTIONS: dict[Any, Any] = {operator.iadd: operator.add, operator.imul: operator.mul,
-                                      torch.relu_: torch.relu, F.relu_: F.relu}
+_INPLACE_FUNCTIONS: dict[Any, Any] = {
+    operator.iadd: operator.add,
+    operator.imul: operator.mul,
+    torch.relu_: torch.relu,
+    F.relu_: F.relu,
+}
 _MAX_POOL_SIGNATURE = inspect.signature(F.max_pool2d_with_indices)
 
 
@@ -127,8 +131,11 @@ class GraphLRP:
 
     def _assign_rules(self, low: Tensor | float, high: Tensor | float, epsilon: float, gamma: float) -> None:
         tr = self.traced
-        conv_rule = {"epsilon_plus_flat": rules.ZPLUS, "epsilon_gamma_box": rules.GAMMA,
-                     "epsilon_alpha2_beta1_flat": rules.ALPHA_BETA}[self.rule_set]
+        conv_rule = {
+            "epsilon_plus_flat": rules.ZPLUS,
+            "epsilon_gamma_box": rules.GAMMA,
+            "epsilon_alpha2_beta1_flat": rules.ALPHA_BETA,
+        }[self.rule_set]
         first_types: tuple[type, ...] = (nn.Conv2d,) if self.rule_set == "epsilon_gamma_box" else (nn.Conv2d, nn.Linear)
         first_rule = rules.ZBOX if self.rule_set == "epsilon_gamma_box" else rules.FLAT
         bn_of = {src: bn for bn, src in tr.merged.items()}
@@ -147,9 +154,15 @@ class GraphLRP:
             bn_module = None if bn is None else tr.nodes[bn].module
             src = info.sources[0]
             self._rules[node] = AffineRule(
-                layer, bn_module, rule,  # type: ignore[arg-type]
-                nonneg=tr.nodes[src].nonneg, epsilon=epsilon, stabilizer=self.stabilizer, gamma=gamma,
-                low=low, high=high,
+                layer,
+                bn_module,
+                rule,  # type: ignore[arg-type]
+                nonneg=tr.nodes[src].nonneg,
+                epsilon=epsilon,
+                stabilizer=self.stabilizer,
+                gamma=gamma,
+                low=low,
+                high=high,
             )
 
     def _plan(self) -> None:
@@ -224,9 +237,13 @@ class GraphLRP:
                 self._calls[node] = module
 
         self._relu_in_place = {
-            node for node in self._order
-            if node.op == "call_function" and node.target in (F.relu, torch.relu, F.relu_, torch.relu_)
-            and len(node.args) == 1 and set(node.kwargs) <= {"inplace"} and self._may_overwrite(node.args[0])
+            node
+            for node in self._order
+            if node.op == "call_function"
+            and node.target in (F.relu, torch.relu, F.relu_, torch.relu_)
+            and len(node.args) == 1
+            and set(node.kwargs) <= {"inplace"}
+            and self._may_overwrite(node.args[0])
         }
 
     def _may_overwrite(self, value: Any) -> bool:
@@ -289,8 +306,9 @@ class GraphLRP:
                 if info.kind in (Kind.RESHAPE, Kind.PAD, Kind.AFFINE, Kind.GATE):
                     saved[node] = env[info.sources[0]].shape
                 elif info.kind == Kind.CAT:
-                    saved[node] = [env[a].shape[info.info["dim"]] if isinstance(a, fx.Node) else None
-                                   for a in info.info["items"]]
+                    saved[node] = [
+                        env[a].shape[info.info["dim"]] if isinstance(a, fx.Node) else None for a in info.info["items"]
+                    ]
             for dead in self._release.get(node, ()):
                 env.pop(dead, None)
         return env, saved
@@ -361,8 +379,11 @@ class GraphLRP:
             dim = info.info["dim"]
             sizes = [n for n in saved[node]]
             parts = g.split(sizes, dim=dim)
-            return [(item, part) for item, part in zip(info.info["items"], parts)
-                    if isinstance(item, fx.Node) and item in srcs]
+            return [
+                (item, part)
+                for item, part in zip(info.info["items"], parts)
+                if isinstance(item, fx.Node) and item in srcs
+            ]
         if kind == Kind.PAD:
             return [(srcs[0], _crop(g, info.info["pad"], saved[node], info.label))]
         if kind == Kind.MAX_POOL:
@@ -415,8 +436,9 @@ def _max_pool(info: TracedNode, args: Any, kwargs: Any) -> tuple[Tensor, Any]:
     else:
         bound = _MAX_POOL_SIGNATURE.bind(*args, **kwargs)
         bound.apply_defaults()
-        x, k, s, p, d, ceil = (bound.arguments[n] for n in ("input", "kernel_size", "stride", "padding",
-                                                             "dilation", "ceil_mode"))
+        x, k, s, p, d, ceil = (
+            bound.arguments[n] for n in ("input", "kernel_size", "stride", "padding", "dilation", "ceil_mode")
+        )
     s = s or k
     out, idx = F.max_pool2d(x, k, s, p, d, ceil_mode=ceil, return_indices=True)
     return out, (idx, x.shape, (_pair(k), _pair(s), _pair(p), _pair(d), bool(ceil)))

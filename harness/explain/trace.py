@@ -74,8 +74,16 @@ _ACTIVATION_FUNCTIONS: set[Any] = {
     F.relu, torch.relu, F.relu_, torch.relu_, F.relu6, F.leaky_relu, F.hardtanh, F.silu, F.gelu, F.hardswish,
     F.elu, F.softplus, torch.sigmoid, F.sigmoid, F.hardsigmoid, torch.tanh, F.tanh,
 }  # fmt: skip
-_NONNEG_FUNCTIONS: set[Any] = {F.relu, torch.relu, F.relu_, torch.relu_, F.relu6, torch.sigmoid, F.sigmoid,
-                               F.hardsigmoid}
+_NONNEG_FUNCTIONS: set[Any] = {
+    F.relu,
+    torch.relu,
+    F.relu_,
+    torch.relu_,
+    F.relu6,
+    torch.sigmoid,
+    F.sigmoid,
+    F.hardsigmoid,
+}
 _GATE_FUNCTIONS: set[Any] = {torch.sigmoid, F.sigmoid, F.hardsigmoid}
 _ACTIVATION_METHODS = {"relu", "relu_", "sigmoid", "sigmoid_", "tanh", "tanh_"}
 _NONNEG_METHODS = {"relu", "relu_", "sigmoid", "sigmoid_"}
@@ -198,9 +206,7 @@ def _classify(gm: fx.GraphModule, node: fx.Node, carrying: set[fx.Node], done: d
                 raise UnsupportedModel(f"{label} has no running statistics")
             out = known(Kind.BATCH_NORM)
         elif type(module) in _ACTIVATION_MODULES:
-            nonneg = isinstance(module, _NONNEG_MODULES) or (
-                isinstance(module, nn.Hardtanh) and module.min_val >= 0.0
-            )
+            nonneg = isinstance(module, _NONNEG_MODULES) or (isinstance(module, nn.Hardtanh) and module.min_val >= 0.0)
             out = known(Kind.PASS, gate=isinstance(module, _GATE_MODULES))
             out.nonneg = nonneg
         elif type(module) in _IDENTITY_MODULES:
@@ -211,8 +217,10 @@ def _classify(gm: fx.GraphModule, node: fx.Node, carrying: set[fx.Node], done: d
         elif isinstance(module, nn.ConstantPad2d) and float(getattr(module, "value", 1.0)) == 0.0:
             out = known(Kind.PAD, pad=tuple(getattr(module, "padding", ())))
         elif type(module) is nn.MaxPool2d and not module.return_indices:
-            out = known(Kind.MAX_POOL, args=(module.kernel_size, module.stride, module.padding, module.dilation,
-                                             module.ceil_mode))
+            out = known(
+                Kind.MAX_POOL,
+                args=(module.kernel_size, module.stride, module.padding, module.dilation, module.ceil_mode),
+            )
         elif type(module) in (nn.AvgPool2d, nn.AdaptiveAvgPool2d):
             out = known(Kind.AVG_POOL)
         else:
@@ -297,8 +305,12 @@ def _classify(gm: fx.GraphModule, node: fx.Node, carrying: set[fx.Node], done: d
 def _arithmetic(node: fx.Node) -> str | None:
     target = node.target
     if node.op == "call_function":
-        for name, group in (("add", _ADD_FUNCTIONS), ("mul", _MUL_FUNCTIONS), ("sub", _SUB_FUNCTIONS),
-                            ("div", _DIV_FUNCTIONS)):
+        for name, group in (
+            ("add", _ADD_FUNCTIONS),
+            ("mul", _MUL_FUNCTIONS),
+            ("sub", _SUB_FUNCTIONS),
+            ("div", _DIV_FUNCTIONS),
+        ):
             if target in group:
                 return name
         return None
@@ -313,8 +325,10 @@ def _classify_arithmetic(
     with a number ``c``, which pass relevance to ``x`` unchanged as the zennit rewrite does
     (for a fixed factor the epsilon rule of a diagonal layer gives exactly that)."""
     operands = list(node.args[:2])
-    if len(operands) != 2 or any(k not in ("alpha", "rounding_mode") for k in node.kwargs) or (
-        node.kwargs.get("alpha", 1) != 1 or node.kwargs.get("rounding_mode") is not None
+    if (
+        len(operands) != 2
+        or any(k not in ("alpha", "rounding_mode") for k in node.kwargs)
+        or (node.kwargs.get("alpha", 1) != 1 or node.kwargs.get("rounding_mode") is not None)
     ):
         raise UnsupportedModel(f"{label}: unsupported arguments")
     tensors = [isinstance(a, fx.Node) and a in carrying for a in operands]
@@ -367,8 +381,9 @@ def trace(model: nn.Module, merge_batchnorm: bool = True) -> Traced:
         model.eval()  # branches on self.training (dropout, stochastic depth) are traced as in eval
         gm = fx.symbolic_trace(model)
     except Exception as exc:  # noqa: BLE001 - any tracing failure means "not supported"
-        raise UnsupportedModel(f"model {type(model).__name__} cannot be traced with torch.fx: "
-                               f"{type(exc).__name__}: {exc}".splitlines()[0]) from None
+        raise UnsupportedModel(
+            f"model {type(model).__name__} cannot be traced with torch.fx: {type(exc).__name__}: {exc}".splitlines()[0]
+        ) from None
     finally:
         for m, mode in modes.items():
             m.training = mode
@@ -405,8 +420,12 @@ def trace(model: nn.Module, merge_batchnorm: bool = True) -> Traced:
         except UnsupportedModel as exc:
             errors[node] = str(exc)
             # keep walking with a stand-in, so that live-ness decides whether it matters
-            nodes[node] = TracedNode(node, Kind.PASS, _label(gm, node), sources=[
-                a for a in _flat_args(node) if isinstance(a, fx.Node) and a in carrying])
+            nodes[node] = TracedNode(
+                node,
+                Kind.PASS,
+                _label(gm, node),
+                sources=[a for a in _flat_args(node) if isinstance(a, fx.Node) and a in carrying],
+            )
 
     live_set: set[fx.Node] = set()
     stack = [result]

@@ -116,11 +116,13 @@ def _bodies() -> dict[str, Callable[[], nn.Module]]:
         "conv_same_padding": lambda: nn.Sequential(conv(padding="same", k=5), nn.ReLU(), conv(6, 4, padding="same")),
         "depthwise_conv": lambda: nn.Sequential(conv(3, 6, padding=1), nn.ReLU6(), conv(6, 6, groups=6, padding=1)),
         "grouped_first_conv": lambda: nn.Sequential(conv(3, 6, groups=3, padding=1), nn.ReLU(), conv(6, 4, groups=2)),
-        "zero_pad": lambda: nn.Sequential(nn.ZeroPad2d((0, 1, 0, 1)), conv(stride=2), nn.ReLU(),
-                                          nn.ZeroPad2d(1), conv(6, 4)),
+        "zero_pad": lambda: nn.Sequential(
+            nn.ZeroPad2d((0, 1, 0, 1)), conv(stride=2), nn.ReLU(), nn.ZeroPad2d(1), conv(6, 4)
+        ),
         "functional_pad": lambda: Lambda(lambda x, a, b: b(F.relu(a(F.pad(x, (1, 2, 0, 1))))), conv(), conv(6, 4)),
-        "batchnorm_merged": lambda: nn.Sequential(conv(bias=False), nn.BatchNorm2d(6), nn.ReLU(), conv(6, 4),
-                                                  nn.BatchNorm2d(4)),
+        "batchnorm_merged": lambda: nn.Sequential(
+            conv(bias=False), nn.BatchNorm2d(6), nn.ReLU(), conv(6, 4), nn.BatchNorm2d(4)
+        ),
         "relu_before_batchnorm": lambda: nn.Sequential(conv(), nn.ReLU(), nn.BatchNorm2d(6), conv(6, 4), nn.ReLU()),
         "relu6": lambda: nn.Sequential(conv(), nn.ReLU6(), conv(6, 4)),
         "leaky_relu": lambda: nn.Sequential(conv(), nn.LeakyReLU(0.1), conv(6, 4)),
@@ -131,13 +133,15 @@ def _bodies() -> dict[str, Callable[[], nn.Module]]:
         "functional_activations": lambda: Lambda(
             lambda x, a, b: F.hardswish(b(F.leaky_relu(F.relu6(a(x)), 0.2))), conv(), conv(6, 4)
         ),
-        "max_pool_overlapping": lambda: nn.Sequential(conv(), nn.ReLU(), nn.MaxPool2d(3, stride=2, ceil_mode=True),
-                                                      conv(6, 4, padding=1)),
+        "max_pool_overlapping": lambda: nn.Sequential(
+            conv(), nn.ReLU(), nn.MaxPool2d(3, stride=2, ceil_mode=True), conv(6, 4, padding=1)
+        ),
         "functional_max_pool": lambda: Lambda(lambda x, a, b: F.max_pool2d(F.relu(a(x)), 2), conv(), None),
         "avg_pool": lambda: nn.Sequential(conv(), nn.ReLU(), nn.AvgPool2d(2), conv(6, 4, padding=1)),
         "adaptive_avg_pool": lambda: nn.Sequential(conv(), nn.Hardswish(), nn.AdaptiveAvgPool2d(3)),
-        "functional_adaptive_avg_pool": lambda: Lambda(lambda x, a, b: F.adaptive_avg_pool2d(F.relu(a(x)), 2),
-                                                       conv(), None),
+        "functional_adaptive_avg_pool": lambda: Lambda(
+            lambda x, a, b: F.adaptive_avg_pool2d(F.relu(a(x)), 2), conv(), None
+        ),
         "spatial_mean": SpatialMean,
         "view_reshape": ViewReshape,
         "dropout_identity": lambda: nn.Sequential(conv(), nn.ReLU(), nn.Dropout(0.5), nn.Identity(), conv(6, 4)),

@@ -101,8 +101,11 @@ def canonise(model: nn.Module, merge_batchnorm: bool = True) -> fx.GraphModule:
 
     for node in list(graph.nodes):
         target = node.target
-        is_add = node.op == "call_function" and target in (operator.add, operator.iadd, torch.add) or (
-            node.op == "call_method" and target in ("add", "add_"))
+        is_add = (
+            node.op == "call_function"
+            and target in (operator.add, operator.iadd, torch.add)
+            or (node.op == "call_method" and target in ("add", "add_"))
+        )
         is_mul = node.op == "call_function" and target in (operator.mul, operator.imul, torch.mul)
         if is_add and all(isinstance(a, fx.Node) for a in node.args[:2]):
             with graph.inserting_after(node):
@@ -187,15 +190,26 @@ def attribute(model: nn.Module, comp: Any, x: Tensor, targets: Tensor) -> tuple[
 
 
 def reference(
-    model: nn.Module, rule_set: str, x: Tensor, targets: Tensor, *, low: Tensor | float = -3.0,
-    high: Tensor | float = 3.0, merge_batchnorm: bool = True,
+    model: nn.Module,
+    rule_set: str,
+    x: Tensor,
+    targets: Tensor,
+    *,
+    low: Tensor | float = -3.0,
+    high: Tensor | float = 3.0,
+    merge_batchnorm: bool = True,
 ) -> tuple[Tensor, Tensor]:
     """``(logits, relevance)`` of zennit's composite on the canonised model."""
     return attribute(canonise(model, merge_batchnorm), composite(rule_set, low, high), x, targets)
 
 
 def stock_resnet_reference(
-    model: nn.Module, rule_set: str, x: Tensor, targets: Tensor, *, low: Tensor | float = -3.0,
+    model: nn.Module,
+    rule_set: str,
+    x: Tensor,
+    targets: Tensor,
+    *,
+    low: Tensor | float = -3.0,
     high: Tensor | float = 3.0,
 ) -> tuple[Tensor, Tensor]:
     """zennit's own ``ResNetCanonizer`` on a torchvision ResNet (with its ``x / sqrt(1 + eps)`` merge)."""
