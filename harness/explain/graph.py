@@ -152,11 +152,12 @@ class GraphLRP:
                 rule = conv_rule if isinstance(layer, nn.Conv2d) else rules.EPSILON
             bn = bn_of.get(node)
             bn_module = None if bn is None else tr.nodes[bn].module
+            assert bn_module is None or isinstance(bn_module, nn.modules.batchnorm._BatchNorm)
             src = info.sources[0]
             self._rules[node] = AffineRule(
                 layer,
                 bn_module,
-                rule,  # type: ignore[arg-type]
+                rule,
                 nonneg=tr.nodes[src].nonneg,
                 epsilon=epsilon,
                 stabilizer=self.stabilizer,
