@@ -169,6 +169,13 @@ def _p_label(obs: Observation) -> float:
     return obs.p_predicted if obs.predicted == obs.label else obs.p_label
 
 
+def _label_still_predicted(obs: Observation, t: dict[str, Any]) -> str:
+    """How the label counts as predicted, for the false-positive sentences."""
+    if _default_prediction(t):
+        return f"(p={_p_label(obs):.2f})"
+    return f"({_standing_text(obs, obs.label)}; {criterion(t)} counts as predicted)"
+
+
 def _instead(obs: Observation, t: dict[str, Any]) -> str:
     """Why the label does not count as predicted, for the false-negative sentences."""
     if _default_prediction(t):
@@ -265,11 +272,7 @@ def _judge_instance_removed(obs: Observation, t: dict[str, Any]) -> Judgement:
         f"outside {_outside(obs.removed)}"
     )
     if not check.passed:
-        how = (
-            f"(p={_p_label(obs):.2f})"
-            if _default_prediction(t)
-            else f"({_standing_text(obs, obs.label)}; {criterion(t)} counts as predicted)"
-        )
+        how = _label_still_predicted(obs, t)
         return Judgement(
             "false_positive",
             f"false positive: instance removed, model still predicts {obs.label} {how}; {where}" + _suffix(obs),
@@ -364,11 +367,7 @@ def _judge_absent(obs: Observation, t: dict[str, Any]) -> Judgement:
     """``expect: absent``: the image shows no such object, so predicting the label is a false positive."""
     check = _predicted_check(obs, obs.label, t, "label not predicted (expect: absent)", False)
     if not check.passed:
-        how = (
-            f"(p={_p_label(obs):.2f})"
-            if _default_prediction(t)
-            else f"({_standing_text(obs, obs.label)}; {criterion(t)} counts as predicted)"
-        )
+        how = _label_still_predicted(obs, t)
         return Judgement(
             "false_positive",
             f"false positive: negative case (no {obs.label} in the image), model predicts {obs.label} {how}"
