@@ -10,7 +10,7 @@ loads them) it times, interleaved round by round so that load from other process
 both alike:
 
 * the plain forward pass under ``torch.no_grad()`` (the reference),
-* ``harness.explain.cam.GradCAM`` on its default layer (the last convolution the logits
+* ``harness.attribution.cam.GradCAM`` on its default layer (the last convolution the logits
   depend on): one forward with autograd from that layer on, one ``torch.autograd.grad``
   of the batch's target logits (one target per row), pooling, weighting and the bilinear
   upsampling,
@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 import torchvision  # noqa: E402
 
-from harness.explain.cam import GradCAM, last_conv_layer  # noqa: E402
+from harness.attribution.cam import GradCAM, last_conv_layer  # noqa: E402
 
 
 def _time(call: Callable[[], Any]) -> float:

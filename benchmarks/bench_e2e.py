@@ -62,8 +62,8 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 import yaml  # noqa: E402
 
+from harness.attribution import make_explainer, zennit_composite  # noqa: E402
 from harness.errors import MetricError  # noqa: E402
-from harness.explain import make_explainer, zennit_composite  # noqa: E402
 from harness.imageio import read_rgb, read_rgba  # noqa: E402
 from harness.metrics import region_metrics  # noqa: E402
 from harness.models import LoadedModel, build_model, load_registry, resize_image, resize_mask  # noqa: E402

@@ -1,5 +1,5 @@
 """Micro-benchmark of LRP: zennit (with the canonizers each architecture needs) versus the
-graph engine (harness.explain.graph).
+graph engine (harness.attribution.graph).
 
 Usage::
 
@@ -14,7 +14,7 @@ round (so that load from other processes hits every method alike):
 
 * the model's plain forward pass under ``torch.no_grad()`` (the reference),
 * zennit per rule set, prepared as the harness's zennit backend prepares it
-  (``harness.explain.zennit_backend.ZennitLRP``: ResNetCanonizer for ResNets, VGGCanonizer
+  (``harness.attribution.zennit_backend.ZennitLRP``: ResNetCanonizer for ResNets, VGGCanonizer
   for VGGs, an fx rewrite otherwise; composite registered once),
 * the graph engine per rule set ("n/a" where it does not support the model),
 
@@ -51,8 +51,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 import torchvision  # noqa: E402,F401  (imported up front so that no timing includes the import)
 
-from harness.explain.graph import GraphLRP  # noqa: E402
-from harness.explain.zennit_backend import ZennitLRP  # noqa: E402
+from harness.attribution.graph import GraphLRP  # noqa: E402
+from harness.attribution.zennit_backend import ZennitLRP  # noqa: E402
 
 RULE_SETS = GraphLRP.RULE_SETS
 ENGINES = ("graph",)

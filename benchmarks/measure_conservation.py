@@ -26,7 +26,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from harness.explain import make_explainer  # noqa: E402
+from harness.attribution import make_explainer  # noqa: E402
 from harness.health import NEAR_ZERO  # noqa: E402
 from harness.imageio import read_rgb  # noqa: E402
 from harness.models import LoadedModel, ModelEntry, build_model, load_registry, resize_image  # noqa: E402

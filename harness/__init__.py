@@ -7,14 +7,12 @@ distribution into pytest pass/fail verdicts.
 
 For notebooks and outside checks: ``from harness import load_model, explain``
 (docs/api.md). Both are imported on first use, so ``import harness`` (which the pytest
-plugin does in every session) does not import torch. ``explain`` is the package
-:mod:`harness.explain`, which is callable and runs :func:`harness.api.explain`; typed
-code can import the function itself from :mod:`harness.api`.
+plugin does in every session) does not import torch. The explainers themselves live in
+:mod:`harness.attribution`.
 """
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 __version__ = "0.1.0"
@@ -27,5 +25,7 @@ def __getattr__(name: str) -> Any:
 
         return load_model
     if name == "explain":
-        return importlib.import_module("harness.explain")
+        from harness.api import explain
+
+        return explain
     raise AttributeError(f"module 'harness' has no attribute {name!r}")

@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from harness.attribution import canonical_name, make_explainer
 from harness.errors import HarnessError
-from harness.explain import canonical_name, make_explainer
 from harness.models import LoadedModel, build_model, resolve_device
 from harness.preprocess import Preprocessing
 from harness.registry import DEFAULT_REGISTRY, ModelEntry, load_registry
@@ -45,7 +45,7 @@ def _wrap(module: torch.nn.Module, x: torch.Tensor, preprocessing: Any) -> Loade
     pre = Preprocessing.model_validate(preprocessing if preprocessing is not None else {"size": tuple(x.shape[-2:])})
     entry = ModelEntry.model_validate(
         {
-            "architecture": "(module given to harness.explain)",
+            "architecture": "(module given to harness.attribution)",
             "classes": [str(i) for i in range(count)],
             "preprocessing": pre,
         }

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from harness.attribution import canonical_name
 from harness.engine import ImageKey, Request, case_uid
 from harness.errors import HarnessError, ModelError, SpecError
 from harness.evaluate import (
@@ -20,7 +21,6 @@ from harness.evaluate import (
     evaluate,
     row_properties,
 )
-from harness.explain import canonical_name
 from harness.perturb import OriginalSettings
 from harness.spec import PYTEST_MARKERS, CaseSpec, SuiteSpec, VariantSpec, load_suite
 from harness.verdicts import Judgement

@@ -21,8 +21,8 @@ import torch
 
 from harness import health as health_checks
 from harness.agreement import agreement_columns
+from harness.attribution import Explainer, make_explainer
 from harness.errors import HarnessError, ModelError
-from harness.explain import Explainer, make_explainer
 from harness.imageio import read_rgb, read_rgba
 from harness.models import LoadedModel, Registry, build_model, resize_image, resize_mask
 from harness.perturb import VariantImage, apply_variant

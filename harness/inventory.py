@@ -38,7 +38,7 @@ def describe(registry: Registry, name: str, explainer: str = "lrp/epsilon_plus_f
     """Build model ``name`` on the CPU and find the backend that explains it."""
     import torch
 
-    from harness.explain import make_explainer
+    from harness.attribution import make_explainer
     from harness.models import build_model
 
     info = ModelInfo(name=name)

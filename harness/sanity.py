@@ -106,7 +106,7 @@ def randomised(model: LoadedModel, seed: int = SEED) -> LoadedModel:
 
 def sanity_check(engine: Engine, model_name: str, explainer_name: str, requests: list[Request]) -> SanityResult:
     """Run the check for one model × explainer over the originals in ``requests``."""
-    from harness.explain import make_explainer
+    from harness.attribution import make_explainer
 
     model = engine.model(model_name)
     trained = engine.explainer(model_name, explainer_name)

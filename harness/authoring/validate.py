@@ -71,7 +71,7 @@ class _Checker:
 
     def check_header(self) -> dict[str, list[str]]:
         """Explainer and models; returns the class list of each usable model."""
-        from harness.explain import canonical_name  # torch import, only when validating
+        from harness.attribution import canonical_name  # torch import, only when validating
 
         for name in self.suite.explainers or [self.suite.explainer]:
             try:

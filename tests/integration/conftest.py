@@ -21,9 +21,9 @@ if importlib.util.find_spec("pyarrow") is not None:
 import zennit.attribution  # noqa: E402,F401
 import zennit.composites  # noqa: E402,F401
 
+import harness.attribution  # noqa: E402,F401
+import harness.attribution.graph  # noqa: E402,F401
 import harness.collect  # noqa: E402,F401
-import harness.explain  # noqa: E402,F401
-import harness.explain.graph  # noqa: E402,F401
 import harness.results  # noqa: E402,F401
 
 MODELS_YAML = """\

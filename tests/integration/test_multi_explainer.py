@@ -117,7 +117,7 @@ def test_the_first_explainers_forward_decides_every_explainers_prediction(
     """An explainer whose own logits disagree (here: classes swapped) still judges the
     prediction of the image's one shared forward."""
     import harness.engine
-    from harness.explain import Explainer, make_explainer
+    from harness.attribution import Explainer, make_explainer
 
     def swapped(name: str, model: Any, backend: Any = "auto") -> Explainer:
         explainer = make_explainer(name, model, backend)

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness.explain import EXPLAINERS, register_explainer
-from harness.explain.explainers import CUSTOM
+from harness.attribution import EXPLAINERS, register_explainer
+from harness.attribution.explainers import CUSTOM
 from harness.models import LoadedModel
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -16,7 +16,6 @@ SOURCES = sorted(PACKAGE.rglob("*.py"))
 # Where code may be imported or executed by name, and why.
 IMPORTS_ALLOWED = {
     "architectures.py": "the registry's `architecture` (code, like conftest.py)",
-    "__init__.py": "lazy import of the harness's own subpackages",
 }
 
 
@@ -73,7 +72,7 @@ def test_code_is_imported_only_for_the_registry() -> None:
 def test_suite_keys_name_no_code() -> None:
     """A suite can name a model (a registry key), an explainer (a fixed table), variants
     (a fixed table) and files to read; no key takes a module, a factory or a registry."""
-    from harness.explain import EXPLAINERS
+    from harness.attribution import EXPLAINERS
     from harness.spec import CaseModel, Defaults, SuiteHeader
 
     assert set(SuiteHeader.model_fields) == {

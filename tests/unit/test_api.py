@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 from harness import explain, load_model
+from harness.attribution import make_explainer
 from harness.errors import HarnessError
-from harness.explain import make_explainer
 
 ROOT = Path(__file__).resolve().parents[2]
 REGISTRY = ROOT / "fixtures" / "models.yaml"

@@ -93,7 +93,7 @@ def test_file_model_backend_and_broken_entries(tmp_path, capsys, monkeypatch):
         "std [128, 128, 128]"
     ) in kit
     # The backend a run would choose, with its reason.
-    from harness.explain import make_explainer
+    from harness.attribution import make_explainer
     from harness.models import build_model, load_registry
 
     bound = make_explainer("lrp/epsilon_plus_flat", build_model("kit", load_registry(registry), torch.device("cpu")))
@@ -119,7 +119,7 @@ def test_file_model_backend_and_broken_entries(tmp_path, capsys, monkeypatch):
             note=f"fast LRP does not cover model {model.name!r} (module '1' (Doubler): no rule); using zennit",
         )
 
-    monkeypatch.setattr("harness.explain.make_explainer", fallback)
+    monkeypatch.setattr("harness.attribution.make_explainer", fallback)
     code, out = run_models(capsys, "--registry", str(registry), "--model", "kit")
     assert code == 0
     assert (

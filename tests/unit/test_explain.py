@@ -6,8 +6,8 @@ import pytest
 import torch
 import torchvision
 
+from harness.attribution import canonical_name, make_explainer, zennit_composite
 from harness.errors import HarnessError
-from harness.explain import canonical_name, make_explainer, zennit_composite
 from harness.models import LoadedModel, ModelEntry
 
 
@@ -82,8 +82,8 @@ class Residual(torch.nn.Module):
 
 
 def without_graph_engine(monkeypatch):
-    # what make_explainer sees while harness/explain/graph.py is missing or broken
-    monkeypatch.setitem(sys.modules, "harness.explain.graph", None)
+    # what make_explainer sees while harness/attribution/graph.py is missing or broken
+    monkeypatch.setitem(sys.modules, "harness.attribution.graph", None)
 
 
 def test_backend_order_graph_then_zennit(monkeypatch):

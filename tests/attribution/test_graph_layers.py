@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from zennit_reference import HIGH, LOW, RULE_SETS, assert_relevance_close, randomise, reference
 
-from harness.explain.graph import GraphLRP
+from harness.attribution.graph import GraphLRP
 
 
 class Lambda(nn.Module):

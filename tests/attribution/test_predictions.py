@@ -11,8 +11,8 @@ from zennit.attribution import Gradient
 from zennit.composites import EpsilonPlusFlat
 from zennit.torchvision import ResNetCanonizer
 
+from harness.attribution import make_explainer
 from harness.errors import HarnessError
-from harness.explain import make_explainer
 from harness.models import LoadedModel
 from harness.registry import ModelEntry
 

@@ -1,4 +1,4 @@
-"""The zennit backend (harness.explain.zennit_backend, lrp_rewrite) on real architectures.
+"""The zennit backend (harness.attribution.zennit_backend, lrp_rewrite) on real architectures.
 
 Known answers: stock zennit with its ResNetCanonizer on resnet18; models that compute the
 same function in functional and module form must get the same relevance; conservation
@@ -18,9 +18,9 @@ from zennit.canonizers import SequentialMergeBatchNorm
 from zennit.composites import EpsilonAlpha2Beta1Flat, EpsilonGammaBox, EpsilonPlusFlat
 from zennit.torchvision import ResNetCanonizer
 
+from harness.attribution.lrp_rewrite import Gate, rewrite
+from harness.attribution.zennit_backend import ZennitLRP, zennit_explain
 from harness.errors import HarnessError
-from harness.explain.lrp_rewrite import Gate, rewrite
-from harness.explain.zennit_backend import ZennitLRP, zennit_explain
 
 RULES = ("epsilon_plus_flat", "epsilon_gamma_box", "epsilon_alpha2_beta1_flat")
 

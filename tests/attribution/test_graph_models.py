@@ -25,7 +25,7 @@ from zennit_reference import (
     stock_resnet_reference,
 )
 
-from harness.explain.graph import GraphLRP
+from harness.attribution.graph import GraphLRP
 
 FAST = {
     ("resnet18", "epsilon_plus_flat"), ("resnet18", "epsilon_gamma_box"), ("mobilenet_v2", "epsilon_plus_flat"),

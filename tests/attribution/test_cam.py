@@ -10,8 +10,8 @@ import pytest
 import torch
 from torch import nn
 
+from harness.attribution.cam import GradCAM, last_conv_layer
 from harness.errors import HarnessError
-from harness.explain.cam import GradCAM, last_conv_layer
 
 
 class Tiny(nn.Module):
@@ -125,7 +125,7 @@ def test_named_layer_and_errors() -> None:
 
 
 def test_make_explainer_uses_the_registry_layer(tmp_path: Path) -> None:
-    from harness.explain import make_explainer
+    from harness.attribution import make_explainer
     from harness.models import build_model
     from harness.registry import load_registry
 

@@ -7,9 +7,9 @@ approximates the target logit (conservation; biases absorb a little).
 
 LRP backends, in the order ``auto`` tries them:
 
-1. the graph engine (:class:`harness.explain.graph.GraphLRP`), the fast engine, for
+1. the graph engine (:class:`harness.attribution.graph.GraphLRP`), the fast engine, for
    traceable models;
-2. zennit (:class:`harness.explain.zennit_backend.ZennitLRP`), prepared for the
+2. zennit (:class:`harness.attribution.zennit_backend.ZennitLRP`), prepared for the
    architecture (ResNetCanonizer, VGGCanonizer or an fx rewrite), with a note why.
 
 The graph engine computes the same relevance as zennit (its test suite checks it).
@@ -24,9 +24,9 @@ from typing import Any, Literal
 
 import torch
 
+from harness.attribution.gradient import InputXGradient
+from harness.attribution.zennit_backend import ZennitLRP, canonizers_for, choose_method, make_composite
 from harness.errors import HarnessError
-from harness.explain.gradient import InputXGradient
-from harness.explain.zennit_backend import ZennitLRP, canonizers_for, choose_method, make_composite
 from harness.models import LoadedModel
 
 Backend = Literal["auto", "fast", "zennit"]
@@ -74,7 +74,7 @@ def zennit_composite(rule_set: str, model: LoadedModel, batch_shape: torch.Size 
 
     For benchmarks against plain zennit only: it is right for sequential models and
     torchvision ResNets/VGGs, not for other graphs (the harness explains those with
-    :class:`~harness.explain.zennit_backend.ZennitLRP`). ``batch_shape`` is unused (zennit
+    :class:`~harness.attribution.zennit_backend.ZennitLRP`). ``batch_shape`` is unused (zennit
     broadcasts the box bounds) and kept for callers that pass it.
     """
     from zennit.canonizers import SequentialMergeBatchNorm
@@ -118,7 +118,7 @@ class Explainer:
 def _fast_engine(model: LoadedModel, rule: str) -> tuple[Engine | None, str, str]:
     """The graph engine if it covers the model: ``(engine, note, why not)``."""
     try:
-        from harness.explain.graph import GraphLRP
+        from harness.attribution.graph import GraphLRP
     except ImportError as exc:  # pragma: no cover - part of the package
         return None, "", f"graph engine: not available ({exc})"
     low, high = (b.to(model.device) for b in model.preprocessing.bounds())
@@ -180,7 +180,7 @@ def make_explainer(name: str, model: LoadedModel, backend: Backend = "auto") -> 
 def _gradcam(key: str, model: LoadedModel) -> Explainer:
     """Grad-CAM on the registry's ``cam_layer``, else on the last convolution the logits
     depend on (found with one probe forward of a zero image at the model's input size)."""
-    from harness.explain.cam import GradCAM, last_conv_layer
+    from harness.attribution.cam import GradCAM, last_conv_layer
 
     layer = model.entry.cam_layer
     how = "cam_layer in the registry"

@@ -8,7 +8,7 @@ the target logit. This backend prepares each model once:
 
 * torchvision ``ResNet`` (unmodified ``forward`` and blocks): zennit's ``ResNetCanonizer``;
 * torchvision ``VGG``: zennit's ``VGGCanonizer`` (batch norms merged);
-* anything else: a ``torch.fx`` rewrite (:mod:`harness.explain.lrp_rewrite`) that gives
+* anything else: a ``torch.fx`` rewrite (:mod:`harness.attribution.lrp_rewrite`) that gives
   additions, functional activations, gates and means their rules and merges batch
   norms graph-based; a model it cannot trace, or with an op without a rule, is a
   :class:`~harness.errors.HarnessError` naming the module.
@@ -29,8 +29,8 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
+from harness.attribution.lrp_rewrite import Mean, UnexplainableOp, rewrite
 from harness.errors import HarnessError
-from harness.explain.lrp_rewrite import Mean, UnexplainableOp, rewrite
 
 Canonizer = Literal["auto", "batchnorm", "none", "graph", "resnet", "vgg"]
 """How to prepare a model.
@@ -109,7 +109,7 @@ def make_composite(
     stabilizer: float = 1e-6,
 ) -> Any:
     """zennit's composite for ``rule_set`` with ``canonizers``, plus the rules of the
-    modules the rewrite introduces (:class:`~harness.explain.lrp_rewrite.Mean`: ``Norm``;
+    modules the rewrite introduces (:class:`~harness.attribution.lrp_rewrite.Mean`: ``Norm``;
     ``nn.Mish``, which zennit does not list as an activation: ``Pass``)."""
     from zennit.composites import EpsilonAlpha2Beta1Flat, EpsilonGammaBox, EpsilonPlusFlat
     from zennit.rules import Norm, Pass

@@ -1,18 +1,18 @@
 """Fast LRP over a traced graph, numerically equal to zennit's composites with canonizers.
 
-:class:`GraphLRP` traces the classifier with ``torch.fx`` (:mod:`harness.explain.trace`),
+:class:`GraphLRP` traces the classifier with ``torch.fx`` (:mod:`harness.attribution.trace`),
 runs the model's own operations node by node under ``torch.no_grad()``, keeping only
 the activations the relevance pass needs, and then propagates relevance from
 ``logits * one_hot(targets)`` back over the graph:
 
 * Conv2d (grouped, strided, dilated, padded) and Linear layers use the composite's rules
-  (:mod:`harness.explain.rules`), with a batch norm merged in where the layer's output
+  (:mod:`harness.attribution.rules`), with a batch norm merged in where the layer's output
   feeds only that batch norm.  The forward pass runs the original layer *and* its batch
   norm, so the logits are the model's own; merged weights serve the relevance pass only.
 * residual additions split relevance in proportion to the summands (zennit's ``Sum`` with
   the ``Norm`` rule), concatenations split it back;
 * in ``a * sigmoid(...)`` squeeze-excite gates the gated operand keeps all relevance and
-  the gate branch gets none (see :mod:`harness.explain.trace` for every choice);
+  the gate branch gets none (see :mod:`harness.attribution.trace` for every choice);
 * activations and unmerged batch norms pass relevance unchanged (zennit's ``Pass``);
   average pooling and spatial means use ``Norm``; max pooling routes to the arg-max.
 
@@ -39,9 +39,9 @@ import torch.fx as fx
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from harness.explain import rules
-from harness.explain.rules import AffineRule, stabilize
-from harness.explain.trace import Kind, Traced, TracedNode, UnsupportedModel, trace
+from harness.attribution import rules
+from harness.attribution.rules import AffineRule, stabilize
+from harness.attribution.trace import Kind, Traced, TracedNode, UnsupportedModel, trace
 
 __all__ = ["GraphLRP", "UnsupportedModel"]
 

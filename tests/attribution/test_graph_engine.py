@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from zennit_reference import HIGH, LOW, RULE_SETS, assert_relevance_close, randomise, reference
 
-from harness.explain.graph import GraphLRP, UnsupportedModel
+from harness.attribution.graph import GraphLRP, UnsupportedModel
 
 
 class CifarNet(nn.Module):
