@@ -248,6 +248,19 @@ class CaseModel(BaseModel):
     def _id_as_text(cls, value: Any) -> Any:
         return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
+    @field_validator("id")
+    @classmethod
+    def _id_fits_a_node_id(cls, value: str) -> str:
+        # The id becomes part of pytest node ids (file::...::id[variant]); these characters would
+        # split it there, so --lf, -k and pasted ids would select the wrong items.
+        bad = [part for part in ("::", "[", "]") if part in value]
+        if bad or value != value.strip() or any(ord(ch) < 32 for ch in value):
+            what = f"contains {' and '.join(repr(b) for b in bad)}" if bad else "has control characters or edge spaces"
+            raise ValueError(
+                f"case id {value!r} {what}; ids become pytest node ids: use letters, digits, '_', '-', '.'"
+            )
+        return value
+
 
 # --------------------------------------------------------------------------- resolved specs
 

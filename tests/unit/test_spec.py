@@ -208,6 +208,26 @@ cases:
     assert "duplicate case id 'a'" in suite.cases[1].errors[0].message
 
 
+@pytest.mark.parametrize("case_id", ["a::b", "a[1]", "x]", " a", "a\\tb"])
+def test_ids_that_would_split_a_node_id_are_refused(folder, case_id):
+    suite = load_suite(
+        write(
+            folder,
+            f"""\
+model: m
+defaults: {{label: cat}}
+cases:
+  - {{id: "{case_id}", image: a.png, object: {{box: [0, 0, 4, 4]}}}}
+  - {{id: fine.id-2_x, image: a.png, object: {{box: [0, 0, 4, 4]}}}}
+""",
+        )
+    )
+    assert len(suite.cases[0].errors) == 1
+    message = suite.cases[0].errors[0].format()
+    assert "node ids" in message and "s.xai.yaml:4: cases[0].id" in message
+    assert suite.cases[1].errors == []
+
+
 def test_syntax_and_header_errors_are_suite_errors(folder):
     syntax = load_suite(write(folder, "model: m\ncases:\n  - id: [unclosed\n"))
     assert syntax.error is not None and "YAML syntax error" in syntax.error.message and syntax.error.line
