@@ -1,7 +1,8 @@
 """The determinism statement of docs/reliability.md, tested on a shipped demo suite:
 
 * the same command twice writes a byte-identical results table;
-* batch sizes 1, 8 and 32, and one torch thread instead of two, give identical verdicts
+* batch sizes 1, 8 and 32, one torch thread instead of two, and two xdist workers
+  (``-n 2``) instead of none, give identical verdicts
   and metric values within ``REPRODUCIBLE_TOLERANCE`` (convolutions sum in different
   orders).
 """
@@ -40,10 +41,13 @@ DRIVER = """
 import sys, pytest, torch
 tmp, suite = sys.argv[1], sys.argv[2]
 CASES = " or ".join(f"speed_50_00{i}" for i in range(5))
-for name, batch, threads in (("b32", 32, 2), ("b32_again", 32, 2), ("b8", 8, 2), ("b1", 1, 2), ("t1", 32, 1)):
+RUNS = (("b32", 32, 2, "0"), ("b32_again", 32, 2, "0"), ("b8", 8, 2, "0"), ("b1", 1, 2, "0"), ("t1", 32, 1, "0"),
+        ("n2", 32, 2, "2"))
+for name, batch, threads, workers in RUNS:
     torch.set_num_threads(threads)
     code = pytest.main([suite, "-q", "-p", "no:cacheprovider", "--xai-model", "signs-shortcut", "-k", CASES,
-                        "--xai-batch-size", str(batch), "--xai-results", f"{tmp}/{name}.csv", "--xai-assets", ""])
+                        "-n", workers, "--xai-batch-size", str(batch), "--xai-results", f"{tmp}/{name}.csv",
+                        "--xai-assets", ""])
     print("exit", name, int(code))
 """
 
@@ -55,7 +59,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[list[dict[
         [sys.executable, "-c", DRIVER, str(tmp), SUITE], cwd=REPO, capture_output=True, text=True, timeout=600
     )
     out: dict[str, tuple[list[dict[str, str]], bytes]] = {}
-    for name in ("b32", "b32_again", "b8", "b1", "t1"):
+    for name in ("b32", "b32_again", "b8", "b1", "t1", "n2"):
         assert f"exit {name} 1" in done.stdout, done.stdout[-3000:] + done.stderr[-3000:]  # the demo fails items
         path = tmp / f"{name}.csv"
         with open(path, newline="") as handle:
@@ -67,7 +71,7 @@ def test_same_command_is_byte_identical(runs: dict[str, tuple[list[dict[str, str
     assert runs["b32"][1] == runs["b32_again"][1]
 
 
-@pytest.mark.parametrize("other", ["b8", "b1", "t1"])
+@pytest.mark.parametrize("other", ["b8", "b1", "t1", "n2"])
 def test_batch_size_or_threads_change_no_verdict_and_no_value_beyond_tolerance(
     runs: dict[str, tuple[list[dict[str, str]], bytes]], other: str
 ) -> None:
