@@ -284,6 +284,10 @@ def pytest_configure(config: pytest.Config) -> None:
     if not is_worker:
         config.pluginmanager.register(ResultsRecorder(state), "xai-results")
         config.pluginmanager.register(ExitStatus(), "xai-exit-status")
+        if getattr(config.option, "xmlpath", None):
+            from harness.junit import JunitProperties
+
+            config.pluginmanager.register(JunitProperties(), "xai-junit")
     report_path = _path(config, "xai_report")
     if report_path is not None and not is_worker:
         from harness.report.plugin import ReportPlugin
