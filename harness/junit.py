@@ -100,7 +100,7 @@ class JunitProperties:
         if report.when != "teardown" or not any(isinstance(value, Mapping) for _, value in report.user_properties):
             return (yield)
         original = report.user_properties
-        report.user_properties = junit_properties(original)
+        report.user_properties = list[tuple[str, object]](junit_properties(original))
         try:
             return (yield)
         finally:
