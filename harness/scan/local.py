@@ -1,0 +1,58 @@
+"""The default engine: batches in this process, the next batch read while one is explained.
+
+Image decoding (OpenCV, which frees the GIL) runs on one helper thread one batch ahead
+of the model, so reading costs little wall time; each batch's rows are written as a part
+and dropped, so memory stays that of two batches whatever the number of images.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+from .manifest import ScanItem
+from .progress import Progress
+from .store import PartStore
+from .worker import ScanSettings, ScanWorker
+
+__all__ = ["batches", "run_local"]
+
+
+def batches(items: Sequence[ScanItem], size: int) -> list[dict[str, list[Any]]]:
+    """The items as column batches of at most ``size`` rows (what a worker takes)."""
+    out: list[dict[str, list[Any]]] = []
+    for start in range(0, len(items), size):
+        chunk = items[start : start + size]
+        out.append(
+            {
+                "path": [i.path for i in chunk],
+                "label": [i.label for i in chunk],
+                "region": [i.region for i in chunk],
+            }
+        )
+    return out
+
+
+def run_local(
+    items: Sequence[ScanItem],
+    settings: ScanSettings,
+    store: PartStore,
+    batch_size: int,
+    progress: Progress,
+    worker: ScanWorker | None = None,
+) -> None:
+    """Scan ``items`` (the ones still to do) and write one part per batch."""
+    if not items:
+        return
+    worker = worker or ScanWorker(settings)
+    chunks = batches(items, batch_size)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="xai-scan-read") as reader:
+        ahead: Future = reader.submit(worker.load, chunks[0])
+        for k in range(len(chunks)):
+            loaded = ahead.result()
+            if k + 1 < len(chunks):
+                ahead = reader.submit(worker.load, chunks[k + 1])
+            table = worker.compute(loaded)
+            store.write(table)
+            progress.update(table.num_rows)
