@@ -35,12 +35,15 @@ def _add(sub: argparse._SubParsersAction, name: str, help_text: str, epilog: str
     return sub.add_parser(name, help=help_text, description=help_text, epilog=epilog, formatter_class=_formatter)
 
 
-def _registry_options(parser: argparse.ArgumentParser) -> None:
+_PYTEST_REGISTRY = "the one pytest would use: xai_models, else fixtures/models.yaml, in pytest's rootdir"
+
+
+def _registry_options(parser: argparse.ArgumentParser, as_pytest: bool = False) -> None:
     parser.add_argument(
         "--models",
-        default="fixtures/models.yaml",
+        default=None if as_pytest else "fixtures/models.yaml",
         metavar="FILE",
-        help="model registry YAML (default: %(default)s); no weights are loaded",
+        help=f"model registry YAML (default: {_PYTEST_REGISTRY if as_pytest else '%(default)s'}); loads no weights",
     )
 
 
@@ -178,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="check against this model instead of the suites' (repeatable, like pytest's --xai-model)",
     )
-    _registry_options(p)
+    _registry_options(p, as_pytest=True)
     p.add_argument("--no-models", action="store_true", help="skip the registry (model names and labels)")
 
     p = _add(sub, "models", "list the registered models and how they are run and explained", MODELS_EPILOG)
@@ -263,12 +266,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _pytest_registry(args: argparse.Namespace) -> None:
+    """``validate`` without ``--models`` checks against the registry pytest would load
+    for the same paths, from whichever folder it is run."""
+    from harness.authoring.validate import locate_registry
+
+    found = locate_registry(args.paths)
+    args.models = str(found.path)
+    if not args.no_models and not found.path.is_file():
+        print(f"validate: no model registry at {found.describe()}; give --models FILE", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run a command; returns the exit status (0 ok, 1 problems found, 2 usage error)."""
     from harness.authoring import commands
 
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "validate" and args.models is None:
+        _pytest_registry(args)
     handlers: dict[str, Callable[[argparse.Namespace], int]] = {
         "validate": commands.validate,
         "models": commands.models,

@@ -6,6 +6,7 @@ checked here, and every problem is reported as ``file:line: field: message``.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -323,3 +324,104 @@ def validate_paths(
         report.cases += cases
         report.errors += found
     return report
+
+
+# --------------------------------------------------------------------------- the registry pytest would use
+
+#: The file pytest reads ``xai_models`` from when neither option nor ini sets it.
+DEFAULT_REGISTRY = "fixtures/models.yaml"
+# pytest's configuration files, in the order it tries them in each folder.
+_CONFIG_FILES = ("pytest.toml", ".pytest.toml", "pytest.ini", ".pytest.ini", "pyproject.toml", "tox.ini", "setup.cfg")
+
+
+@dataclass
+class RegistryLocation:
+    """Where pytest would take the model registry from, and how that was found."""
+
+    path: Path
+    rootdir: Path
+    config: Path | None  # the configuration file that set the rootdir, if any
+    from_ini: bool  # whether ``xai_models`` was set in that file
+
+    def describe(self) -> str:
+        """One sentence for messages: which folder and file decided."""
+        how = f"rootdir {self.rootdir} (from {self.config.name})" if self.config else f"rootdir {self.rootdir}"
+        source = f"xai_models in {self.config}" if self.from_ini else f"the default {DEFAULT_REGISTRY}"
+        return f"{self.path}: {source}, relative to pytest's {how}"
+
+
+def _toml(path: Path) -> dict[str, Any]:
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10: pytest brings tomli
+        import tomli as tomllib  # type: ignore[no-redef]
+    with path.open("rb") as handle:
+        return tomllib.load(handle)
+
+
+def _pytest_settings(path: Path) -> dict[str, Any] | None:
+    """The pytest settings in a configuration file, or ``None`` when it holds none
+    (pytest then looks further up); files that cannot be parsed count as holding none."""
+    import iniconfig
+
+    try:
+        if path.suffix == ".toml":
+            document = _toml(path)
+            if path.name != "pyproject.toml":
+                return dict(document.get("pytest", {}))
+            tool = document.get("tool", {}).get("pytest")
+            if not isinstance(tool, dict):
+                return None
+            native = {k: v for k, v in tool.items() if k != "ini_options"}
+            return native or dict(tool.get("ini_options") or {})
+        ini = iniconfig.IniConfig(str(path))
+        section = "tool:pytest" if path.name == "setup.cfg" else "pytest"
+        if section in ini:
+            return dict(ini[section].items())
+        return {} if path.name in ("pytest.ini", ".pytest.ini") else None
+    except (OSError, ValueError, iniconfig.ParseError):
+        return None
+
+
+def _common_ancestor(paths: Iterable[Path], cwd: Path) -> Path:
+    existing = [path for path in paths if path.exists()]
+    if not existing:
+        return cwd
+    ancestor = Path(os.path.commonpath([str(path) for path in existing]))
+    return ancestor.parent if ancestor.is_file() else ancestor
+
+
+def locate_registry(paths: Iterable[str | Path], cwd: str | Path | None = None) -> RegistryLocation:
+    """The registry ``pytest PATHS`` run from ``cwd`` would use: pytest's rootdir (the
+    first folder, from the paths' common ancestor upwards, whose pytest.toml, pytest.ini,
+    pyproject.toml, tox.ini or setup.cfg holds pytest settings; else the first
+    pyproject.toml or setup.py above it; else the common ancestor) and ``xai_models``
+    from that file, or ``fixtures/models.yaml``, relative to the rootdir."""
+    here = Path(cwd or Path.cwd()).absolute()
+    ancestor = _common_ancestor((here / Path(p) for p in paths), here)
+    rootdir, config, settings = None, None, {}
+    first_pyproject = None
+    for folder in (ancestor, *ancestor.parents):
+        for name in _CONFIG_FILES:
+            candidate = folder / name
+            if not candidate.is_file():
+                continue
+            if name == "pyproject.toml" and first_pyproject is None:
+                first_pyproject = candidate
+            found = _pytest_settings(candidate)
+            if found is not None:
+                rootdir, config, settings = folder, candidate, found
+                break
+        if rootdir is not None:
+            break
+    if rootdir is None and first_pyproject is not None:
+        rootdir, config = first_pyproject.parent, first_pyproject
+    if rootdir is None:
+        setup_py = next((f for f in (ancestor, *ancestor.parents) if (f / "setup.py").is_file()), None)
+        common = Path(os.path.commonpath([str(here), str(ancestor)]))
+        rootdir = setup_py or (ancestor if common == Path(common.anchor) else common)
+    value = settings.get("xai_models")
+    from_ini = value not in (None, "")
+    return RegistryLocation(
+        (rootdir / str(value if from_ini else DEFAULT_REGISTRY)).resolve(), rootdir, config, from_ini
+    )

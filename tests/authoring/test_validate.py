@@ -306,3 +306,75 @@ def test_an_internal_failure_is_one_located_problem(tmp_path: Path, write_image,
         ("a.xai.yaml", "cannot validate this file: ZeroDivisionError: boom"),
         ("b.xai.yaml", "cannot validate this file: ZeroDivisionError: boom"),
     ]
+
+
+# --------------------------------------------------------------------------- the registry pytest would use
+
+SUITE_ON_PETS = (
+    "model: pets\ndefaults: {label: canine}\ncases:\n  - {id: a, image: img.png, object: {box: [1, 1, 10, 10]}}\n"
+)
+
+
+def _project(root: Path, write_image, config: tuple[str, str], registry_at: str = "fixtures/models.yaml") -> Path:
+    """A project whose pytest config file is ``config`` (name, text); returns its suite folder."""
+    from tests.authoring.conftest import REGISTRY
+
+    (root / config[0]).write_text(config[1], encoding="utf-8")
+    (root / registry_at).parent.mkdir(parents=True, exist_ok=True)
+    (root / registry_at).write_text(REGISTRY, encoding="utf-8")
+    suites = root / "testcases" / "pets"
+    write_image(suites / "img.png", H, W)
+    (suites / "pets.xai.yaml").write_text(SUITE_ON_PETS, encoding="utf-8")
+    return suites
+
+
+def test_validate_from_a_subfolder_finds_the_registry_pytest_uses(tmp_path: Path, write_image) -> None:
+    import subprocess
+    import sys
+
+    suites = _project(tmp_path, write_image, ("pytest.ini", "[pytest]\nxai_models = nets/registry.yaml\n"),
+                      registry_at="nets/registry.yaml")  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "harness", "validate", "."], cwd=suites, capture_output=True, text=True, timeout=120
+    )
+    assert (done.returncode, done.stdout.strip()) == (0, "1 suites, 1 cases, 0 errors"), done.stderr
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        ("pyproject.toml", '[project]\nname = "x"\n\n[tool.pytest.ini_options]\nxai_models = "nets/registry.yaml"\n'),
+        ("tox.ini", "[pytest]\nxai_models = nets/registry.yaml\n"),
+        ("setup.cfg", "[tool:pytest]\nxai_models = nets/registry.yaml\n"),
+        ("pytest.ini", "[pytest]\naddopts = -q\n"),
+    ],
+)
+def test_locate_registry_reads_pytest_config_files(tmp_path: Path, write_image, config) -> None:
+    from harness.authoring.validate import locate_registry
+
+    from_ini = "xai_models" in config[1]
+    at = "nets/registry.yaml" if from_ini else "fixtures/models.yaml"
+    suites = _project(tmp_path, write_image, config, registry_at=at)
+    # A conftest.py or an unrelated config file below the rootdir does not move it.
+    (suites / "conftest.py").write_text("", encoding="utf-8")
+    (tmp_path / "testcases" / "setup.cfg").write_text("[flake8]\nmax-line-length = 120\n", encoding="utf-8")
+    found = locate_registry(["."], cwd=suites)
+    assert (found.path, found.rootdir, found.from_ini) == ((tmp_path / at).resolve(), tmp_path, from_ini)
+    try:  # the same rootdir as pytest's own logic (a private function: skipped if it moved)
+        from _pytest.config.findpaths import determine_setup
+
+        rootdir = determine_setup(inifile=None, override_ini=None, args=[str(suites)], rootdir_cmd_arg=None,
+                                  invocation_dir=suites)[0]  # fmt: skip
+    except (ImportError, TypeError):
+        return
+    assert Path(rootdir) == found.rootdir
+
+
+def test_validate_names_where_it_looked_when_no_registry_is_found(tmp_path: Path, write_image, cli) -> None:
+    suites = _project(tmp_path, write_image, ("pytest.ini", "[pytest]\n"), registry_at="elsewhere/models.yaml")
+    code, out, err = cli("validate", suites)
+    assert code == 1
+    expected = tmp_path / "fixtures" / "models.yaml"
+    assert f"no model registry at {expected}: the default fixtures/models.yaml" in err
+    assert f"rootdir {tmp_path} (from pytest.ini)" in err and "--models FILE" in err
+    assert f"{expected}: model registry not found" in out
