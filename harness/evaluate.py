@@ -351,4 +351,4 @@ def _render_and_write(
         pictures["heatmap_predicted"] = render.heatmap_image(predicted, variant.object_mask, variant.sticker_mask)
     for kind, image in pictures.items():
         write_rgb(paths[kind], image)
-    render.save_heatmap_data(paths["heatmap_data"], relevance, variant.object_mask, variant.sticker_mask)
+    render.save_heatmap_data(paths["heatmap_data"], relevance, variant.object_mask, variant.sticker_mask, predicted)

@@ -56,19 +56,30 @@ def case_scale(maps: list[np.ndarray], percentile: float = HEATMAP_PERCENTILE) -
 
 
 def save_heatmap_data(
-    path: str | Path, relevance: np.ndarray, object_mask: np.ndarray | None, sticker_mask: np.ndarray | None
+    path: str | Path,
+    relevance: np.ndarray,
+    object_mask: np.ndarray | None,
+    sticker_mask: np.ndarray | None,
+    predicted: np.ndarray | None = None,
 ) -> None:
     """Keep what a heatmap is drawn from, compactly, so that the report can colour all
     maps of a case on one scale once the whole case is known (items run one by one).
 
     float16 keeps three significant digits of the map divided by its peak (relevance
-    itself may be far below float16's normal range); written beside, then renamed."""
+    itself may be far below float16's normal range); written beside, then renamed.
+    ``predicted``, the predicted class's map where the item has one, is kept the same way
+    (:func:`load_predicted_data`), so that it is recoloured on the case's scale too."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    relevance = np.asarray(relevance, dtype=np.float64)
-    peak = float(np.abs(relevance).max()) if relevance.size else 0.0
-    scaled = relevance / peak if peak > 0 and math.isfinite(peak) else np.zeros_like(relevance)
-    arrays: dict[str, np.ndarray] = {"relevance": scaled.astype(np.float16), "peak": np.array(peak)}
+    arrays: dict[str, np.ndarray] = {}
+    for name, data in (("relevance", relevance), ("predicted", predicted)):
+        if data is None:
+            continue
+        data = np.asarray(data, dtype=np.float64)
+        peak = float(np.abs(data).max()) if data.size else 0.0
+        scaled = data / peak if peak > 0 and math.isfinite(peak) else np.zeros_like(data)
+        arrays[name] = scaled.astype(np.float16)
+        arrays["peak" if name == "relevance" else f"{name}_peak"] = np.array(peak)
     for name, mask in (("object", object_mask), ("sticker", sticker_mask)):
         if mask is not None:
             arrays[name] = np.asarray(mask).astype(bool)
@@ -86,6 +97,14 @@ def load_heatmap_data(path: str | Path) -> tuple[np.ndarray, np.ndarray | None, 
         object_mask = data["object"] if "object" in data.files else None
         sticker_mask = data["sticker"] if "sticker" in data.files else None
     return relevance, object_mask, sticker_mask
+
+
+def load_predicted_data(path: str | Path) -> np.ndarray | None:
+    """The predicted class's map saved by :func:`save_heatmap_data` (float32), if any."""
+    with np.load(path, allow_pickle=False) as data:
+        if "predicted" not in data.files:
+            return None
+        return data["predicted"].astype(np.float32) * np.float32(data["predicted_peak"])
 
 
 def signed_heatmap(relevance: np.ndarray, scale: float | None = None) -> np.ndarray:

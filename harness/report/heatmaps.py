@@ -5,7 +5,8 @@ so a map of ±0.0015 looks as saturated as one of ±0.093 beside it. Each pictur
 also saves the signed relevance and the masks (``images["heatmap_data"]``, written
 by :func:`harness.render.save_heatmap_data`); once the whole run is known the report
 colours every map of a case (one model, one explainer) on one symmetric scale, the
-``HEATMAP_PERCENTILE`` of |R| over those maps, and states it once per case.
+``HEATMAP_PERCENTILE`` of |R| over those maps (the predicted class's maps included),
+and states it once per case.
 """
 
 from __future__ import annotations
@@ -21,10 +22,12 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from .model import Case
 
-__all__ = ["DATA_KIND", "CaseHeatmaps", "case_heatmaps", "each_case_heatmaps"]
+__all__ = ["DATA_KIND", "PREDICTED_KIND", "CaseHeatmaps", "case_heatmaps", "each_case_heatmaps"]
 
 #: The image kind under which a row names its saved relevance (not an image).
 DATA_KIND = "heatmap_data"
+#: The predicted class's heatmap, where the item explains a class other than its label too.
+PREDICTED_KIND = "heatmap_predicted"
 
 
 @dataclass
@@ -58,13 +61,20 @@ def case_heatmaps(case: Case, base_dir: Path | None = None) -> CaseHeatmaps | No
     from harness import render
 
     loaded = {key: render.load_heatmap_data(_resolve(path, base_dir)) for key, path in data.items()}
-    scale = render.case_scale([relevance for relevance, _, _ in loaded.values()])
-    out = CaseHeatmaps(scale=scale, percentile=render.HEATMAP_PERCENTILE, maps=len(loaded))
+    # The predicted class's map (a second pass where the prediction is not the label) is
+    # shown beside the label's, so it is coloured, and counted, on the same scale.
+    predicted = {key: render.load_predicted_data(_resolve(path, base_dir)) for key, path in data.items()}
+    maps = [relevance for relevance, _, _ in loaded.values()] + [m for m in predicted.values() if m is not None]
+    scale = render.case_scale(maps)
+    out = CaseHeatmaps(scale=scale, percentile=render.HEATMAP_PERCENTILE, maps=len(maps))
     for item in case.items:
         if item.key not in loaded:
             continue
         relevance, object_mask, sticker_mask = loaded[item.key]
         rgb = {"heatmap": render.heatmap_image(relevance, object_mask, sticker_mask, scale=scale)}
+        other = predicted[item.key]
+        if other is not None:
+            rgb[PREDICTED_KIND] = render.heatmap_image(other, object_mask, sticker_mask, scale=scale)
         source = item.images.get("input")
         image = cv2.imread(str(_resolve(source, base_dir)), cv2.IMREAD_COLOR) if source else None
         if image is not None and image.shape[:2] == relevance.shape:

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from harness.render import load_predicted_data
+
 SUITE = """\
 model: two-corners
 defaults:
@@ -69,6 +71,8 @@ def test_a_false_negative_also_explains_the_predicted_class(scene):
         assert row["heatmap_class"] == "other" and row["predicted_explained"] == "thing"
         assert row["mass_object_predicted"] == pytest.approx(0.0, abs=1e-6)
         assert Path(row["images"]["heatmap_predicted"]).is_file()
+        # Saved beside the label's map, so the report recolours it on the case's scale.
+        assert load_predicted_data(row["images"]["heatmap_data"]) is not None
         assert Path(row["images"]["heatmap"]).is_file()
     original = found["scene[original]"]
     assert original["object_area"] == pytest.approx(144 / 1024)  # the 12 x 12 object of 32 x 32 pixels

@@ -136,3 +136,30 @@ def test_cases_recoloured_on_threads_come_back_in_order_and_equal(tmp_path: Path
     errors = [(i, item.key) for i, case in enumerate(cases) for item in case.items if item.verdict == "error"]
     assert len(errors) == 1 and errors[0][1] not in serial[errors[0][0]].pictures
     assert sum(len(s.pictures) for s in serial if s) == sum(len(c.items) for c in cases) - 1
+
+
+def test_the_predicted_class_heatmap_is_recoloured_on_the_case_scale(tmp_path: Path, payload_of):
+    rows = _strong_and_weak(tmp_path)
+    yy, xx = np.mgrid[0:32, 0:32]
+    # The weak item predicts another class: its second pass is a strong map off-centre.
+    other = 0.05 * np.exp(-((xx - 8.0) ** 2 + (yy - 8.0) ** 2) / 20.0) - 0.01
+    weak = rows[1]
+    label_map = render.load_heatmap_data(weak["images"]["heatmap_data"])[0]
+    render.save_heatmap_data(weak["images"]["heatmap_data"], label_map, None, None, predicted=other)
+    own = tmp_path / "assets" / "instance_removed_heatmap_predicted.png"
+    cv2.imwrite(str(own), cv2.cvtColor(render.heatmap_image(other), cv2.COLOR_RGB2BGR))  # on its own maximum
+    weak["images"]["heatmap_predicted"] = str(own)
+
+    report = write_report(rows, tmp_path / "out" / "r.html")
+    (case,) = payload_of(report)["cases"]
+    saved = [render.load_heatmap_data(r["images"]["heatmap_data"])[0] for r in rows]
+    predicted = render.load_predicted_data(weak["images"]["heatmap_data"])
+    assert predicted is not None and render.load_predicted_data(rows[0]["images"]["heatmap_data"]) is None
+    scale = render.case_scale([*saved, predicted])
+    assert case["heatmap_maps"] == 3 and case["heatmap_scale"] == pytest.approx(scale, rel=1e-5)
+    item = next(it for it in case["items"] if it["variant"] == "instance_removed")
+    assert "case-scale" in item["images"]["heatmap_predicted"]
+    shown = cv2.cvtColor(cv2.imread(str(report.parent / item["images"]["heatmap_predicted"])), cv2.COLOR_BGR2RGB)
+    assert np.array_equal(shown, render.heatmap_image(predicted, None, None, scale=scale))
+    # Not the picture on the map's own maximum: the peak pixel is paler on the shared scale.
+    assert not np.array_equal(shown, render.heatmap_image(predicted))

@@ -32,7 +32,8 @@
     ["unclear", "unclear"]
   ];
   var MARK_LABEL = { confirmed: "confirmed", false_alarm: "false alarm", unclear: "unclear" };
-  var IMAGE_LABEL = { input: "input", annotated: "input + object", heatmap: "relevance", overlay: "overlay" };
+  var IMAGE_LABEL = { input: "input", annotated: "input + object", heatmap: "relevance", overlay: "overlay",
+    heatmap_predicted: "relevance for the predicted class" };
 
   // ---- items -------------------------------------------------------------------
   var ITEMS = [];
@@ -648,7 +649,7 @@
     box.append(facts(it));
     var table = checksTable(it);
     if (table) { box.append(table); }
-    if (kind === "heatmap" || kind === "overlay") {
+    if (kind === "heatmap" || kind === "overlay" || kind === "heatmap_predicted") {
       box.append(hasCaseScale(c) ? caseScale(c) : colourBar(it.heatmap_scale));
     }
     var at = SHOWN.indexOf(it);
