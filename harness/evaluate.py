@@ -12,6 +12,7 @@ import numpy as np
 
 from harness import health as health_checks
 from harness import render
+from harness.baseline import Match, compare, match_columns
 from harness.errors import HarnessError, MetricError
 from harness.imageio import write_rgb
 from harness.metrics import RegionMetrics, region_metrics
@@ -42,6 +43,8 @@ class ItemContext:
     threshold_sources: dict[str, str] = field(default_factory=dict)
     judge: str = ""  # the verdict rule when it is not the variant's name (steps; "absent" for negative cases)
     sweep: str | None = None  # a swept variant's value
+    model_slot: int | None = None  # the model's role: its position in the models the suite runs under
+    baseline: Match | None = None  # with --xai-baseline: the item's row in the baseline run, if any
 
     @property
     def rule(self) -> str:
@@ -137,7 +140,10 @@ def base_row(ctx: ItemContext, device: str) -> dict[str, Any]:
         heatmap_scale=None,
         thresholds=dict(ctx.thresholds),
         threshold_sources=dict(ctx.threshold_sources),
+        model_slot=ctx.model_slot,
     )
+    if ctx.baseline is not None:
+        row.update(match_columns(ctx.baseline))
     return row
 
 
@@ -217,6 +223,11 @@ def _evaluate(ctx: ItemContext, engine: Engine, assets_dir: Path | None, writer:
         obs.original_predicted = classes[predicted]
         obs.p_original = float(probs[predicted])
     judgement = judge(obs, ctx.thresholds, ctx.threshold_sources)
+    compared: dict[str, Any] = {}
+    if ctx.baseline is not None:
+        current = {"mass_object": _m(obs.object, "mass"), "mass_sticker": _m(obs.sticker, "mass")}
+        current["p_label"] = obs.p_label
+        judgement, compared = compare(ctx.baseline, ctx.rule, judgement, current, ctx.thresholds, ctx.threshold_sources)
     # Where the prediction differs from the label, the planned second pass explains the
     # predicted class too: what the model saw instead (the sticker rule judges it itself).
     extra = None
@@ -245,6 +256,7 @@ def _evaluate(ctx: ItemContext, engine: Engine, assets_dir: Path | None, writer:
         message=judgement.message,
         checks=judgement.checks_as_dicts(),
         **health.columns(),
+        **compared,
     )
     # The heatmap shows the relevance the verdict is about: the predicted class for
     # stickers (what drew the flip), the label otherwise.

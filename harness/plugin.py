@@ -22,6 +22,7 @@ from harness.errors import ModelError
 from harness.spec import SUITE_SUFFIX
 
 if TYPE_CHECKING:
+    from harness.baseline import Baseline
     from harness.engine import Engine, ImageKey
     from harness.models import Registry
 
@@ -47,6 +48,12 @@ OPTIONS: dict[str, tuple[str, str | None]] = {
         "'off' switches the check off (docs/reliability.md)",
         None,
     ),
+    "xai_baseline": (
+        "compare every item with this baseline table of an earlier run; a pass that now fails, or a drop of "
+        "relevance on the object beyond max_mass_drop, is a 'regression' (docs/regression.md)",
+        None,
+    ),
+    "xai_baseline_save": ("write this run's results as a baseline table (.parquet, or .csv)", None),
 }
 
 STATE_KEY = pytest.StashKey["XaiState"]()
@@ -120,6 +127,8 @@ class XaiState:
     rows: dict[str, dict[str, Any]] = field(default_factory=dict)
     started: float = field(default_factory=time.time)
     output_errors: list[str] = field(default_factory=list)  # one line per output that could not be written
+    baseline: Baseline | None = None  # --xai-baseline, loaded and checked at configure time
+    baseline_save: Path | None = None  # --xai-baseline-save
     _registry: Registry | ModelError | None = None
     _engine: Engine | None = None
     _pictures: PictureQueue | None = None
@@ -280,6 +289,8 @@ def pytest_configure(config: pytest.Config) -> None:
         conservation=conservation,
         threshold_overrides=threshold_overrides,
     )
+    state.baseline = _baseline(config)
+    state.baseline_save = _path(config, "xai_baseline_save")
     config.stash[STATE_KEY] = state
     if not is_worker:
         config.pluginmanager.register(ResultsRecorder(state), "xai-results")
@@ -296,6 +307,20 @@ def pytest_configure(config: pytest.Config) -> None:
         if self_contained is None:
             self_contained = bool(config.getini("xai_report_self_contained"))
         config.pluginmanager.register(ReportPlugin(config, report_path, self_contained=self_contained), "xai-report")
+
+
+def _baseline(config: pytest.Config) -> Baseline | None:
+    """``--xai-baseline``: read and checked once per process (controller and each xdist
+    worker); a table that cannot serve is a usage error before anything runs."""
+    path = _path(config, "xai_baseline")
+    if path is None:
+        return None
+    from harness.baseline import BaselineError, load_baseline
+
+    try:
+        return load_baseline(path)
+    except BaselineError as exc:
+        raise pytest.UsageError(f"--xai-baseline: {exc}") from None
 
 
 def _conservation(value: Any) -> tuple[float, float] | str | None:
@@ -378,6 +403,9 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     items = [item for item in session.items if isinstance(item, XaiItem)]
     if not items:
         return
+    from harness.baseline import attach
+
+    attach(items, state.model_override, state.baseline)
     chunks = chunk_map((item.nodeid for item in items), state.batch_size)
     requests = []
     consumers: Counter[ImageKey] = Counter()
@@ -410,10 +438,13 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     state = config.stash.get(STATE_KEY, None)
     if state is None:
         return []
-    return [
+    lines = [
         f"xai: models from {state.registry_path}, device {state.device_name}, batch size {state.batch_size}, "
         f"LRP backend {state.backend}"
     ]
+    if state.baseline is not None:
+        lines.append(f"xai: {state.baseline.describe()}")
+    return lines
 
 
 class ResultsRecorder:
@@ -446,6 +477,14 @@ class ResultsRecorder:
                 write_results(list(self.state.rows.values()), self.state.results_path, self.state.output_errors)
             except Exception as exc:  # noqa: BLE001 - e.g. pandas missing: still a one-line failure
                 self.state.output_errors.append(output_failure("results table", self.state.results_path, exc))
+        if self.state.baseline_save is not None:
+            from harness.baseline import save_baseline
+            from harness.results import output_failure
+
+            try:
+                save_baseline(list(self.state.rows.values()), self.state.baseline_save)
+            except Exception as exc:  # noqa: BLE001 - like every output, it fails alone with one line
+                self.state.output_errors.append(output_failure("baseline", self.state.baseline_save, exc))
 
 
 def pytest_report_collectionfinish(config: pytest.Config, items: list[pytest.Item]) -> list[str]:
@@ -557,6 +596,15 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
             )
         if state.results_path is not None and not any(e.startswith("results table") for e in errors):
             tr.write_line(f"results: {state.results_path}")
+        if state.baseline is not None:
+            from harness.baseline import comparison
+
+            found = comparison(state.baseline, list(state.rows.values()))
+            tr.write_line(f"xai baseline: {found.line()} (against {state.relative(state.baseline.path)})")
+            for example in found.regressed_examples(list(state.rows.values())):
+                tr.write_line(f"  regressed: {example}")
+        if state.baseline_save is not None and not any(e.startswith("baseline") for e in errors):
+            tr.write_line(f"baseline saved: {state.baseline_save}")
     for error in errors:
         tr.write_line(f"xai: {error}", red=True)
 

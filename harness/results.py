@@ -45,15 +45,10 @@ def write_results(rows: list[dict[str, Any]], path: Path, failures: list[str] | 
     outputs: list[tuple[str, Path, Any]] = [("results table", path, lambda: frame.to_csv(path, index=False))]
     if importlib.util.find_spec("pyarrow") is not None:
         parquet = path.with_suffix(".parquet")
-        outputs.append(
-            (
-                "results parquet",
-                parquet,
-                lambda: frame.astype({c: "string" for c in frame.columns if frame[c].dtype == object}).to_parquet(
-                    parquet, index=False
-                ),
-            )
-        )
+        from harness.baseline import write_parquet
+
+        # With the baseline marker: a previous run's Parquet table can serve as --xai-baseline.
+        outputs.append(("results parquet", parquet, lambda: write_parquet(frame, parquet)))
     for what, target, write in outputs:
         try:
             target.parent.mkdir(parents=True, exist_ok=True)

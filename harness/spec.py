@@ -106,6 +106,13 @@ class Thresholds(BaseModel):
         description="a class counts as predicted only with at least this probability (raise it when near-uniform "
         "outputs, e.g. on empty images, must not count)",
     )
+    max_mass_drop: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="with --xai-baseline: an item whose share of positive relevance on the object fell by more than "
+        "this against the baseline run is a 'regression' (docs/regression.md); null switches the check off",
+    )
 
     @field_validator("*", mode="before")
     @classmethod
@@ -134,6 +141,7 @@ DEFAULT_THRESHOLDS: dict[str, Any] = {
     "min_object_lift": MIN_OBJECT_LIFT,
     "top_k": 1,
     "min_p": None,
+    "max_mass_drop": 0.2,
 }
 
 # --------------------------------------------------------------------------- raw models
