@@ -12,6 +12,10 @@ LRP backends, in the order ``auto`` tries them:
 2. zennit (:class:`harness.attribution.zennit_backend.ZennitLRP`), prepared for the
    architecture (ResNetCanonizer, VGGCanonizer or an fx rewrite), with a note why.
 
+A vision transformer (torchvision's ``VisionTransformer``) gets the transformer engine
+(:class:`harness.attribution.transformer.TransformerLRP`, backend ``transformer``) under
+``auto`` and ``fast``: neither backend above has a rule for attention.
+
 The graph engine computes the same relevance as zennit (its test suite checks it).
 A model that neither can explain correctly is a :class:`HarnessError`.
 """
@@ -25,6 +29,7 @@ from typing import Any, Literal
 import torch
 
 from harness.attribution.gradient import InputXGradient
+from harness.attribution.transformer import looks_like_vit
 from harness.attribution.zennit_backend import ZennitLRP, canonizers_for, choose_method, make_composite
 from harness.errors import HarnessError
 from harness.models import LoadedModel
@@ -36,7 +41,8 @@ LRP_RULE_SETS = ("epsilon_plus_flat", "epsilon_gamma_box", "epsilon_alpha2_beta1
 EXPLAINERS: dict[str, str] = {
     **{f"lrp/{rule}": f"LRP with zennit's {rule} composite" for rule in LRP_RULE_SETS},
     "gradient/input_x_gradient": "input times gradient of the target logit (no LRP rules; a baseline)",
-    "cam/gradcam": "Grad-CAM on the last convolution (or the registry's cam_layer), ReLU'd, upsampled bilinearly",
+    "cam/gradcam": "Grad-CAM on the last convolution (a ViT: its patch tokens) or the registry's cam_layer, ReLU'd, "
+    "upsampled bilinearly",
 }
 ALIASES = {rule: f"lrp/{rule}" for rule in LRP_RULE_SETS} | {
     "lrp": "lrp/epsilon_plus_flat",
@@ -157,6 +163,13 @@ def make_explainer(name: str, model: LoadedModel, backend: Backend = "auto") -> 
         return Explainer(key, model, "autograd", "", InputXGradient(model.module))
     if backend not in ("auto", "fast", "zennit"):
         raise HarnessError(f"unknown LRP backend {backend!r}; expected auto, fast or zennit")
+    if looks_like_vit(model.module):
+        if backend == "zennit":
+            raise HarnessError(
+                f"model {model.name!r} is a vision transformer: zennit has no LRP rule for attention; "
+                "use the LRP backend auto or fast (the transformer engine)"
+            )
+        return _transformer(key, rule, model)
     why = ""
     if backend == "zennit":
         note = "zennit requested"
@@ -177,11 +190,32 @@ def make_explainer(name: str, model: LoadedModel, backend: Backend = "auto") -> 
     return Explainer(key, model, "zennit", f"{note} ({zennit.describe()})", zennit)
 
 
+def _transformer(key: str, rule: str, model: LoadedModel) -> Explainer:
+    """The transformer LRP engine for a vision transformer (zennit has no rule for attention)."""
+    from harness.attribution.transformer import TransformerLRP, vit_problem
+
+    problem = vit_problem(model.module)
+    if problem is not None:
+        raise HarnessError(
+            f"model {model.name!r} looks like a vision transformer, but LRP cannot explain it: {problem}"
+        )
+    low, high = (b.to(model.device) for b in model.preprocessing.bounds())
+    engine = TransformerLRP(model.module, rule, low=low, high=high)
+    return Explainer(key, model, "transformer", engine.describe(), engine)
+
+
 def _gradcam(key: str, model: LoadedModel) -> Explainer:
     """Grad-CAM on the registry's ``cam_layer``, else on the last convolution the logits
-    depend on (found with one probe forward of a zero image at the model's input size)."""
+    depend on (found with one probe forward of a zero image at the model's input size);
+    for a vision transformer, on the patch tokens (:mod:`harness.attribution.vit_cam`)."""
     from harness.attribution.cam import GradCAM, last_conv_layer
 
+    if looks_like_vit(model.module):
+        from harness.attribution.vit_cam import TokenGradCAM
+
+        token_cam = TokenGradCAM(model.module, model.entry.cam_layer)
+        how = "cam_layer in the registry" if model.entry.cam_layer else "the last block's ln_1"
+        return Explainer(key, model, "autograd", f"{token_cam.describe()} ({how})", token_cam)
     layer = model.entry.cam_layer
     how = "cam_layer in the registry"
     if layer is None:
