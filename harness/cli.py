@@ -263,7 +263,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=32)
     _mapping_options(p)
     _writer_options(p, model_option=False)
+
+    from harness.scan.command import SCAN_EPILOG, add_arguments
+
+    p = _add(sub, "scan", "scan a data set: object mass per image, SpRAy clusters per class", SCAN_EPILOG)
+    add_arguments(p)
     return parser
+
+
+def _scan(args: argparse.Namespace) -> int:
+    from harness.scan.command import scan
+
+    return scan(args)
 
 
 def _pytest_registry(args: argparse.Namespace) -> None:
@@ -292,6 +303,7 @@ def main(argv: list[str] | None = None) -> int:
         "new": commands.new,
         "import": commands.import_,
         "sample": commands.sample,
+        "scan": _scan,
     }
     try:
         return handlers[args.command](args)

@@ -22,6 +22,8 @@ __all__ = ["SprayResult", "normalise_maps", "spray"]
 
 # Below this many maps the dense eigensolver is exact and fast; above it ARPACK.
 _DENSE_LIMIT = 1500
+# The neighbour whose distance sets a map's local scale (Zelnik-Manor and Perona's choice).
+_SCALE_NEIGHBOUR = 7
 
 
 @dataclass(frozen=True)
@@ -51,23 +53,31 @@ def normalise_maps(maps: np.ndarray) -> np.ndarray:
 
 
 def _knn_affinity(x: np.ndarray, neighbours: int) -> sparse.csr_matrix:
-    """Symmetric 0/1 kNN graph: i and j are linked when either is among the other's
-    ``neighbours`` nearest (Euclidean) maps."""
+    """Symmetric kNN graph with self-tuning Gaussian weights (Zelnik-Manor and Perona):
+    i and j are linked when either is among the other's ``neighbours`` nearest maps,
+    with weight ``exp(-d² / (s_i s_j))``, ``s_i`` the distance to i's 7th nearest map.
+    Local scales keep a tight strategy and a diffuse one equally connected, weaken the
+    links a small group must make to others, and plain 0/1 links would split a group
+    into its near-duplicates."""
     n = len(x)
     squared = (x * x).sum(axis=1)
-    rows, cols = [], []
+    rows, cols, dists = [], [], []
     # Distances in blocks: an N x N matrix of a large class would not fit in memory.
     block = max(1, 4_000_000 // max(n, 1))
     for start in range(0, n, block):
         stop = min(n, start + block)
-        d = squared[start:stop, None] + squared[None, :] - 2.0 * x[start:stop] @ x.T
+        d = np.maximum(squared[start:stop, None] + squared[None, :] - 2.0 * x[start:stop] @ x.T, 0.0)
         d[np.arange(stop - start), np.arange(start, stop)] = np.inf
         # Stable sort: ties go to the lower index, whatever the block size.
         nearest = np.argsort(d, axis=1, kind="stable")[:, :neighbours]
         rows.append(np.repeat(np.arange(start, stop), neighbours))
         cols.append(nearest.ravel())
-    r, c = np.concatenate(rows), np.concatenate(cols)
-    graph = sparse.csr_matrix((np.ones(len(r)), (r, c)), shape=(n, n))
+        dists.append(np.take_along_axis(d, nearest, axis=1).ravel())
+    r, c, d2 = np.concatenate(rows), np.concatenate(cols), np.concatenate(dists)
+    scale = np.sqrt(d2.reshape(n, neighbours)[:, min(_SCALE_NEIGHBOUR, neighbours) - 1])
+    scale = np.where(scale > 0, scale, max(float(scale.max()), 1e-12))
+    weights = np.exp(-d2 / (scale[r] * scale[c]))
+    graph = sparse.csr_matrix((weights, (r, c)), shape=(n, n))
     return graph.maximum(graph.T).tocsr()
 
 
