@@ -30,12 +30,14 @@ __all__ = [
     "Case",
     "Check",
     "CountTable",
+    "Disagreement",
     "Item",
     "Report",
     "RunMeta",
     "Summary",
     "build_report",
     "environment_versions",
+    "explainer_disagreements",
     "error_item",
     "item_from_row",
     "verdict_label",
@@ -412,6 +414,40 @@ def error_item(nodeid: str, longrepr: str, message: str = "") -> Item:
     )
 
 
+@dataclass(frozen=True)
+class Disagreement:
+    """One image (a case's variant under one model) on which the run's explainers
+    reach different verdicts: ``verdicts`` maps each explainer to its verdict."""
+
+    suite: str
+    case_id: str
+    variant: str
+    model: str
+    verdicts: dict[str, str]
+
+    def sentence(self) -> str:
+        """``explainers disagree: A says passed, B says wrong reasons on background removed``."""
+        said = ", ".join(f"{name} says {verdict_label(verdict)}" for name, verdict in self.verdicts.items())
+        return f"explainers disagree: {said} on {self.variant.replace('_', ' ')}"
+
+
+def explainer_disagreements(items: Iterable[Item]) -> list[Disagreement]:
+    """The images on which two or more explainers of the run disagree on the verdict
+    (the rule of :func:`harness.agreement.verdict_disagreements`, which the terminal
+    summary counts), explainers in name order."""
+    from harness.agreement import verdict_disagreements
+
+    rows = [
+        {"suite": it.suite, "case_id": it.case_id, "variant": it.variant, "sweep": None, "model": it.model,
+         "explainer": it.explainer, "verdict": it.verdict}
+        for it in items
+    ]  # fmt: skip
+    return [
+        Disagreement(d["suite"], d["case_id"], d["variant"], d["model"], dict(sorted(d["verdicts"].items())))
+        for d in verdict_disagreements(rows)
+    ]
+
+
 @dataclass
 class Case:
     """The variants of one case for one model and explainer, in canonical order."""
@@ -426,6 +462,7 @@ class Case:
     explainer: str
     device: str
     items: list[Item]
+    disagreements: list[Disagreement] = field(default_factory=list)  # its images the explainers judge apart
 
     @property
     def rank(self) -> int:
@@ -596,6 +633,7 @@ class Summary:
     tables: list[CountTable]
     errors: int = 0  # items that could not be evaluated (not model failures)
     expected: int = 0  # xfailed and xpassed items
+    disagreements: int = 0  # images on which the explainers reach different verdicts
     suites: list[SuiteRow] = field(default_factory=list)
 
     @classmethod
@@ -738,6 +776,7 @@ class Report:
     meta: RunMeta
     summary: Summary
     cases: list[Case]
+    disagreements: list[Disagreement] = field(default_factory=list)
 
     @property
     def items(self) -> list[Item]:
@@ -772,8 +811,17 @@ def build_report(rows: Iterable[Mapping[str, Any] | Item], meta: Mapping[str, An
             item.key = f"{item.key}#{seen[item.key]}"
     summary = Summary.of(items)
     summary.suites = suite_rows(items, list(summary.by_verdict), _opt_text((meta or {}).get("rootdir")))
-    return Report(
-        meta=RunMeta.from_mapping(meta or {}, items),
-        summary=summary,
-        cases=_group_cases(items),
-    )
+    disagreements = explainer_disagreements(items)
+    summary.disagreements = len(disagreements)
+    cases = _group_cases(items)
+    by_image: dict[tuple[str, str, str], list[Disagreement]] = {}
+    for found in disagreements:
+        by_image.setdefault((found.suite, found.case_id, found.model), []).append(found)
+    for case in cases:
+        case.disagreements = [
+            found
+            for found in by_image.get((case.suite, case.case_id, case.model), [])
+            if case.explainer in found.verdicts
+        ]
+    meta_ = RunMeta.from_mapping(meta or {}, items)
+    return Report(meta=meta_, summary=summary, cases=cases, disagreements=disagreements)

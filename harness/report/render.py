@@ -286,6 +286,8 @@ def _payload(report: Report, assets: AssetWriter) -> dict[str, Any]:
                 "heatmap_scale": shared.scale if shared else None,
                 "heatmap_percentile": shared.percentile if shared else None,
                 "heatmap_maps": shared.maps if shared else 0,
+                # Variants of this case the run's explainers judge apart: [variant, [[explainer, verdict], ...]].
+                "disagree": [[d.variant, [list(pair) for pair in d.verdicts.items()]] for d in case.disagreements],
                 "items": [
                     _packed(_item_payload(item, assets, shared.pictures.get(item.key) if shared else None), prefix)
                     for item in case.items

@@ -254,3 +254,42 @@ def test_environment_versions_tolerate_missing_packages():
     assert versions["python"]
     assert set(versions) >= {"harness", "torch", "zennit", "pytest"}
     assert versions["pytest"]  # installed here; the others may be None
+
+
+def test_explainer_disagreements_per_case_and_in_the_summary():
+    lrp, cam = "lrp/epsilon_plus_flat", "cam/gradcam"
+    rows = [
+        row("c1", "original", "passed", explainer=lrp),
+        row("c1", "background_removed", "passed", explainer=lrp),
+        row("c1", "original", "passed", explainer=cam),
+        row("c1", "background_removed", "wrong_reasons", explainer=cam),
+        # The same image under another model agrees: not a disagreement of m1's.
+        row("c1", "background_removed", "passed", explainer=lrp, model="m2"),
+        row("c1", "background_removed", "passed", explainer=cam, model="m2"),
+        # A case judged by one explainer only has nobody to disagree with.
+        row("c2", "original", "false_negative", explainer=lrp),
+    ]
+    report = build_report(rows)
+    assert report.summary.disagreements == 1
+    (found,) = report.disagreements
+    assert (found.case_id, found.variant, found.model) == ("c1", "background_removed", "m1")
+    assert found.verdicts == {cam: "wrong_reasons", lrp: "passed"}
+    assert found.sentence() == (
+        "explainers disagree: cam/gradcam says wrong reasons, lrp/epsilon_plus_flat says passed on background removed"
+    )
+    lines = {(c.case_id, c.model, c.explainer): c.disagreements for c in report.cases}
+    assert lines[("c1", "m1", lrp)] == [found] and lines[("c1", "m1", cam)] == [found]
+    assert lines[("c1", "m2", lrp)] == [] and lines[("c2", "m1", lrp)] == []
+
+
+def test_the_payload_names_each_case_s_disagreeing_variants(tmp_path, payload_of):
+    from harness.report import write_report
+
+    rows = [
+        row("c1", "original", "passed", explainer="lrp/epsilon_plus_flat"),
+        row("c1", "original", "wrong_reasons", explainer="cam/gradcam"),
+    ]
+    cases = payload_of(write_report(rows, tmp_path / "r.html"))["cases"]
+    assert [c["disagree"] for c in cases] == [
+        [["original", [["cam/gradcam", "wrong_reasons"], ["lrp/epsilon_plus_flat", "passed"]]]]
+    ] * 2

@@ -51,6 +51,13 @@
   });
   var FAILED = ITEMS.filter(function (it) { return it.review; });
 
+  // Variants of a case on which the run's explainers reach different verdicts (same model).
+  DATA.cases.forEach(function (c) {
+    var variants = {};
+    (c.disagree || []).forEach(function (d) { variants[d[0]] = true; });
+    c.items.forEach(function (it) { it.disagree = variants[it.variant] === true; });
+  });
+
   // The same case and variant under several models or explainers: did the verdict change?
   function sameCase(it) { return it.case.suite + "\u0000" + it.case.case_id; }
   var ACROSS = {};
@@ -170,7 +177,7 @@
   var form = document.getElementById("toolbar");
   var state = { page: 1 };
 
-  var FIELDS = ["verdict", "label", "variant", "model", "review", "q", "sort", "view", "size", "zoom", "changed"];
+  var FIELDS = ["verdict", "label", "variant", "model", "review", "q", "sort", "view", "size", "zoom", "changed", "disagree"];
 
   function fieldValue(name) {
     var f = form.elements[name];
@@ -235,6 +242,7 @@
     }
     if (state.q && it.haystack.indexOf(state.q) < 0) { return false; }
     if (state.changed && !it.changed) { return false; }
+    if (state.disagree && !it.disagree) { return false; }
     return true;
   }
 
@@ -500,6 +508,13 @@
       el("div", { "class": "case-head" }, [el("h3", { "class": "case-title" }, title), caseStatus(c), factsLine])
     ]);
     if (c.description) { card.append(el("p", { "class": "case-desc" }, c.description)); }
+    (c.disagree || []).forEach(function (d) {
+      var said = d[1].map(function (pair) {
+        return pair[0] + " says " + (VERDICT_LABEL[pair[1]] || pair[1].replace(/_/g, " "));
+      }).join(", ");
+      card.append(el("p", { "class": "disagree", "data-variant": d[0] },
+        [el("b", null, "explainers disagree: "), said + " on " + variantName(d[0])]));
+    });
     var scaleLegend = caseScale(c);
     if (scaleLegend) { card.append(scaleLegend); }
     var hidden = c.items.length - u.items.length;
@@ -801,7 +816,8 @@
 
   function applyFilter(name, value) {
     form.reset();
-    form.elements[name].value = value;
+    var field = form.elements[name];
+    if (field.type === "checkbox") { field.checked = value === field.value; } else { field.value = value; }
     state.page = 1;
     render();
     document.getElementById("cases-title").scrollIntoView();
