@@ -494,19 +494,7 @@ class Comparison:
     source: str
 
     def line(self) -> str:
-        c = self.counts
-        parts = [
-            f"{c['regressed']} item{'s' if c['regressed'] != 1 else ''} regressed",
-            f"{c['improved']} improved",
-            f"{c['unchanged']} unchanged",
-        ]
-        if c["new"]:
-            parts.append(f"{c['new']} new (not in the baseline)")
-        if self.missing:
-            parts.append(f"{len(self.missing)} missing (in the baseline, not in this run)")
-        if c["not_compared"]:
-            parts.append(f"{c['not_compared']} not compared (errors or skipped)")
-        return ", ".join(parts)
+        return summary_line(self.counts, len(self.missing))
 
     @staticmethod
     def regressed_examples(rows: list[dict[str, Any]], limit: int = 5) -> list[str]:
@@ -530,6 +518,24 @@ class Comparison:
             "missing_examples": [describe_key(key) for key in self.missing[:20]],
             "line": self.line(),
         }
+
+
+def summary_line(counts: Counter[str] | dict[str, int], missing: int) -> str:
+    """``"3 items regressed, 5 improved, 112 unchanged"``, then new, missing and not
+    compared items where there are any."""
+    c = Counter(counts)
+    parts = [
+        f"{c['regressed']} item{'s' if c['regressed'] != 1 else ''} regressed",
+        f"{c['improved']} improved",
+        f"{c['unchanged']} unchanged",
+    ]
+    if c["new"]:
+        parts.append(f"{c['new']} new (not in the baseline)")
+    if missing:
+        parts.append(f"{missing} missing (in the baseline, not in this run)")
+    if c["not_compared"]:
+        parts.append(f"{c['not_compared']} not compared (errors or skipped)")
+    return ", ".join(parts)
 
 
 def comparison(baseline: Baseline, rows: list[dict[str, Any]]) -> Comparison:

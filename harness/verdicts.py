@@ -26,7 +26,7 @@ from harness.metrics import RegionMetrics
 REPRODUCIBLE_TOLERANCE = 1e-5
 TOLERANCE_TEXT = "1e-5"
 
-VERDICTS = ("passed", "false_positive", "false_negative", "artifact_reliance", "wrong_reasons", "error")
+VERDICTS = ("passed", "false_positive", "false_negative", "artifact_reliance", "wrong_reasons", "regression", "error")
 VARIANT_TEXT = {
     "original": "original image",
     "instance_removed": "instance removed",

@@ -21,6 +21,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from .baseline_view import baseline_of
+
 __all__ = [
     "IMAGE_KINDS",
     "METRICS",
@@ -69,6 +71,10 @@ VERDICT_HELP: dict[str, str] = {
     "error": (
         "The case could not be evaluated (an input or authoring error, or a crash): not a "
         "model failure; the error text says what to fix."
+    ),
+    "regression": (
+        "Passed in the baseline run and fails now, or lost more relevance on the object than "
+        "max_mass_drop allows (--xai-baseline)."
     ),
     "xfailed": "Marked xfail in the suite (a known problem) and the verdict failed as expected.",
     "xpassed": (
@@ -265,6 +271,7 @@ class Item:
     heatmap_class: str | None = None
     longrepr: str = ""
     outcome: str = ""  # "xfailed" or "xpassed" when the suite marked the case xfail
+    baseline: dict[str, Any] = field(default_factory=dict)  # comparison with --xai-baseline (baseline_view)
 
     @property
     def group(self) -> str:
@@ -382,6 +389,7 @@ def item_from_row(row: Mapping[str, Any], nodeid: str = "", longrepr: str = "") 
         heatmap_scale=floats["heatmap_scale"],
         heatmap_class=_opt_text(row.get("heatmap_class")),
         longrepr=_text(longrepr or row.get("longrepr")) if verdict == "error" else "",
+        baseline=baseline_of(row),
     )
 
 
@@ -728,6 +736,7 @@ class RunMeta:
     explainers: list[str]
     devices: list[str]
     versions: dict[str, str | None]
+    baseline: dict[str, Any] | None = None  # the comparison with --xai-baseline: source, missing items
 
     @classmethod
     def from_mapping(cls, meta: Mapping[str, Any], items: Sequence[Item]) -> RunMeta:
@@ -766,6 +775,7 @@ class RunMeta:
             explainers=_distinct(item.explainer for item in items),
             devices=_distinct(item.device for item in items),
             versions=versions,
+            baseline=dict(meta["baseline"]) if isinstance(meta.get("baseline"), Mapping) else None,
         )
 
 

@@ -44,6 +44,19 @@ def _xai_row(report: pytest.TestReport) -> dict[str, Any] | None:
     return row
 
 
+def _baseline_meta(config: pytest.Config) -> dict[str, Any] | None:
+    """With --xai-baseline: the comparison's counts and the baseline items this run did
+    not have (only the core's state knows them; each row carries its own comparison)."""
+    from harness.plugin import STATE_KEY
+
+    state = config.stash.get(STATE_KEY, None)
+    if state is None or state.baseline is None:
+        return None
+    from harness.baseline import comparison
+
+    return comparison(state.baseline, list(state.rows.values())).as_dict()
+
+
 def _skip_reason(report: pytest.TestReport) -> str:
     longrepr = report.longrepr
     if isinstance(longrepr, tuple) and len(longrepr) == 3:
@@ -190,6 +203,7 @@ class ReportPlugin:
             "interrupted": bool(
                 int(exitstatus) == pytest.ExitCode.INTERRUPTED or session.shouldstop or session.shouldfail or not_run
             ),
+            "baseline": _baseline_meta(self.config),
         }
 
     @pytest.hookimpl(trylast=True)

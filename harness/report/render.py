@@ -22,6 +22,7 @@ from urllib.parse import quote
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
+from .baseline_view import baseline_section
 from .charts import metric_charts, svg
 from .heatmaps import DATA_KIND, each_case_heatmaps
 from .model import (
@@ -388,6 +389,7 @@ def render_html(report: Report, assets: AssetWriter) -> str:
         script=Markup(script),
         style=Markup(style),
         csp=csp,
+        baseline=baseline_section(report, assets),  # before image_count: it may add pictures
         image_count=assets.count,
         charts=[(chart, svg(chart)) for chart in metric_charts(report.items)],
         self_contained=assets.self_contained,

@@ -53,8 +53,15 @@ def test_pass_to_fail_and_a_mass_drop_are_regressions(world, workers):
     suite(world)
     save(world).assert_outcomes(passed=4)
     extra = ["-n", str(workers)] if workers else []
-    result = world.runpytest(*RUN, *extra, "--xai-baseline", "base.parquet", "--xai-model", "looks-at-background")
+    result = world.runpytest(
+        *RUN, *extra, "--xai-baseline", "base.parquet", "--xai-model", "looks-at-background", "--xai-report", "r.html"
+    )
     result.assert_outcomes(failed=4)
+    html = (world.path / "r.html").read_text()
+    assert "4 items regressed, 0 improved, 0 unchanged" in html
+    assert html.count('<tr class="baseline-regressed"') == 4
+    # The baseline run's pictures are still there (assets/<model>/...): shown beside this run's.
+    assert html.count('class="side-img"') == 8
     table = rows(world)
     for variant in VARIANTS:
         row = table[("scene", variant, "looks-at-background")]
