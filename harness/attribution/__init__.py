@@ -10,7 +10,9 @@ One concept per module:
   LRP reference ``zennit_explain``; :mod:`harness.attribution.lrp_rewrite` — the fx rewrite
   that lets zennit explain any traceable classifier correctly;
 * :mod:`harness.attribution.gradient` — the input × gradient baseline;
-* :mod:`harness.attribution.cam` — Grad-CAM on one convolutional layer.
+* :mod:`harness.attribution.cam` — Grad-CAM on one convolutional layer;
+* :mod:`harness.attribution.transformer` — LRP for vision transformers (conservative rules),
+  :mod:`harness.attribution.vit_cam` — Grad-CAM on their patch tokens.
 """
 
 from harness.attribution.explainers import (
