@@ -35,6 +35,7 @@ from .model import (
     build_report,
     verdict_label,
 )
+from .source import SourceViews
 
 __all__ = ["AssetWriter", "decode_payload", "render_html", "write_report"]
 
@@ -142,15 +143,16 @@ class AssetWriter:
         self._urls[source] = url
         return url
 
-    def png(self, content: bytes, hint: str) -> str:
-        """The URL of a PNG made for the report (a recoloured heatmap), like :meth:`url`
-        for a file."""
+    def png(self, content: bytes, hint: str, suffix: str = ".png") -> str:
+        """The URL of a picture made for the report (a recoloured heatmap, a PNG; a source
+        view, ``suffix`` ``.jpg`` for a photo), like :meth:`url` for a file."""
         if self.self_contained:
-            url = "data:image/png;base64," + base64.b64encode(content).decode("ascii")
+            mime = _MIME.get(suffix, "image/png")
+            url = f"data:{mime};base64," + base64.b64encode(content).decode("ascii")
         else:
             if not self._prepared:
                 self._prepare()
-            name = f"{_slug(hint)}-{hashlib.sha1(content).hexdigest()[:10]}.png"
+            name = f"{_slug(hint)}-{hashlib.sha1(content).hexdigest()[:10]}{suffix}"
             if name not in self._names:
                 self._names.add(name)
                 (self.folder / name).write_bytes(content)
@@ -224,6 +226,8 @@ def decode_payload(data: dict[str, Any]) -> dict[str, Any]:
             ]
             items.append(item)
         case["items"] = items
+        if case.get("source") and not case["source"].startswith("data:"):
+            case["source"] = prefix + case["source"]
     return data
 
 
@@ -269,8 +273,14 @@ def _payload(report: Report, assets: AssetWriter) -> dict[str, Any]:
     namespace = hashlib.sha1(f"{meta.rootdir}|{assets.report_path.name}".encode()).hexdigest()[:12]
     prefix = "" if assets.self_contained else f"{quote(assets.folder.name)}/"
     cases = []
+    sources = SourceViews(assets.base_dir)
+    source_urls: dict[tuple[str, str], str] = {}
     # Recoloured on a few threads, a window of cases at a time (not the whole run's pictures at once).
     for case, shared in zip(report.cases, each_case_heatmaps(report.cases, assets.base_dir)):
+        source = sources.picture(case)
+        if source is not None and (case.suite, case.case_id) not in source_urls:
+            url = assets.png(source.data, f"{case.case_id}-source", source.suffix)
+            source_urls[(case.suite, case.case_id)] = url.removeprefix(prefix) if prefix else url
         cases.append(
             {
                 "key": case.key,
@@ -289,6 +299,9 @@ def _payload(report: Report, assets: AssetWriter) -> dict[str, Any]:
                 "heatmap_maps": shared.maps if shared else 0,
                 # Variants of this case the run's explainers judge apart: [variant, [[explainer, verdict], ...]].
                 "disagree": [[d.variant, [list(pair) for pair in d.verdicts.items()]] for d in case.disagreements],
+                # The case's image file at its own resolution, object outlined (shared by its models and explainers).
+                "source": source_urls.get((case.suite, case.case_id)) if source else None,
+                "source_size": list(source.size) if source else None,
                 "items": [
                     _packed(_item_payload(item, assets, shared.pictures.get(item.key) if shared else None), prefix)
                     for item in case.items

@@ -13,6 +13,7 @@
   }
   if (DATA.item_fields) {
     DATA.cases.forEach(function (c) {
+      if (c.source && c.source.indexOf("data:") !== 0) { c.source = (DATA.assets || "") + c.source; }
       c.items = c.items.map(function (row) {
         var it = unpack(DATA.item_fields, row);
         it.checks = it.checks.map(function (ch) { return unpack(DATA.check_fields, ch); });
@@ -33,7 +34,7 @@
   ];
   var MARK_LABEL = { confirmed: "confirmed", false_alarm: "false alarm", unclear: "unclear" };
   var IMAGE_LABEL = { input: "input", annotated: "input + object", heatmap: "relevance", overlay: "overlay",
-    heatmap_predicted: "relevance for the predicted class" };
+    heatmap_predicted: "relevance for the predicted class", source: "source image" };
 
   // ---- items -------------------------------------------------------------------
   var ITEMS = [];
@@ -41,6 +42,8 @@
     c.index = ci;
     c.items.forEach(function (it) {
       it.case = c;
+      // The case's source image is one more picture of each item (the lightbox offers it).
+      if (c.source) { it.images.source = c.source; }
       it.index = ITEMS.length;
       // it.review (from the payload): model failures only; errors and xfails are not the expert's to judge.
       if (!it.group) { it.group = it.verdict; }
@@ -502,7 +505,8 @@
       c.model ? el("span", null, ["model ", el("b", null, c.model)]) : null,
       c.explainer ? el("span", null, ["explainer ", el("b", null, c.explainer)]) : null,
       c.device ? el("span", null, ["on ", el("b", null, c.device)]) : null,
-      c.location ? el("span", null, ["defined in ", el("code", null, c.location)]) : null
+      c.location ? el("span", null, ["defined in ", el("code", null, c.location)]) : null,
+      sourceButton(u)
     ]);
     var card = el("article", { "class": "case rank-" + unitRank(u), "data-case-key": c.key }, [
       el("div", { "class": "case-head" }, [el("h3", { "class": "case-title" }, title), caseStatus(c), factsLine])
@@ -526,6 +530,17 @@
       return variantBlock(it, it === u.context);
     })));
     return card;
+  }
+
+  // The image file itself, at its own resolution with the object outlined (the cards show the model's input).
+  function sourceButton(u) {
+    var c = u.case;
+    if (!safeUrl(c.source) || !u.items.length) { return null; }
+    var size = c.source_size ? c.source_size[0] + " × " + c.source_size[1] + " px" : "";
+    var b = el("button", { type: "button", "class": "link source-link", title: "The image file at its own resolution, object outlined" },
+      "source image" + (size ? " (" + size + ")" : ""));
+    b.addEventListener("click", function () { openLightbox(u.items[0], "source"); });
+    return b;
   }
 
   function columnName(it) { return (it.model || "(unknown model)") + " · " + (it.explainer || "(unknown explainer)"); }
@@ -667,6 +682,10 @@
     if (kind === "heatmap" || kind === "overlay" || kind === "heatmap_predicted") {
       box.append(hasCaseScale(c) ? caseScale(c) : colourBar(it.heatmap_scale));
     }
+    if (kind === "source" && c.source_size) {
+      box.append(el("p", { "class": "source-note" }, "The image file at its own size, " + c.source_size[0] + " × " +
+        c.source_size[1] + " px, with the annotated object outlined in green; the other pictures show what the model saw."));
+    }
     var at = SHOWN.indexOf(it);
     document.getElementById("lightbox-pos").textContent =
       at < 0 ? "" : "item " + (at + 1) + " of " + SHOWN.length + " shown · ← → to step";
@@ -686,6 +705,8 @@
       current = [it, k];
       lightboxInfo(it, k);
       document.getElementById("lightbox-img").src = safeUrl(it.images[k]);
+      // A photo at its own size is scaled down smoothly; the model's small inputs keep their pixels.
+      document.getElementById("lightbox-img").classList.toggle("smooth", k === "source");
       document.getElementById("lightbox-img").alt = (IMAGE_LABEL[k] || k) + " of " + it.case.case_id + ", " + variantName(it.variant);
       document.getElementById("lightbox-title").textContent = it.case.case_id + " · " + variantName(it.variant) + " · " + (IMAGE_LABEL[k] || k);
       box.querySelectorAll("button").forEach(function (b) { b.setAttribute("aria-pressed", String(b.dataset.kind === k)); });
