@@ -33,7 +33,7 @@ class SprayResult:
     ``labels`` numbers the clusters 1..k by decreasing size (ties: smallest first
     member); ``eigenvalues`` are the smallest eigenvalues of the normalised Laplacian,
     ascending, and ``gaps`` their successive differences; ``k`` follows the largest gap
-    unless it was given.
+    unless it was given, or is 1 when no gap stands out.
     """
 
     labels: np.ndarray
@@ -41,7 +41,7 @@ class SprayResult:
     eigenvalues: np.ndarray
     gaps: np.ndarray
     neighbours: int
-    chosen_by: str  # "eigengap" or "given"
+    chosen_by: str  # "eigengap", "no eigengap" (one cluster: no gap stands out) or "given"
 
 
 def normalise_maps(maps: np.ndarray) -> np.ndarray:
@@ -143,6 +143,7 @@ def spray(
     clusters: int | None = None,
     neighbours: int | None = None,
     seed: int = 0,
+    min_gap_ratio: float = 2.0,
 ) -> SprayResult:
     """Cluster heatmaps (N, h, w) spectrally; the number of clusters by the eigengap.
 
@@ -159,6 +160,10 @@ def spray(
         kNN affinity), capped at N - 1.
     seed
         Seed of k-means (the result is deterministic for a given seed).
+    min_gap_ratio
+        The largest gap must be this many times the median of the other gaps (up to
+        ``max_clusters``); otherwise the spectrum rises evenly, there is no group
+        structure, and the result is one cluster (``chosen_by = "no eigengap"``).
 
     Raises
     ------
@@ -179,8 +184,14 @@ def spray(
     gaps = np.diff(values)
     if clusters is None:
         # gaps[i] = lambda_{i+2} - lambda_{i+1}: the gap after i + 1 clusters.
-        k = int(np.argmax(gaps[: max(1, min(max_clusters, len(gaps)))])) + 1
-        chosen_by = "eigengap"
+        window = gaps[: max(1, min(max_clusters, len(gaps)))]
+        best = int(np.argmax(window))
+        others = np.delete(window, best)
+        if len(others) and window[best] < min_gap_ratio * float(np.median(others)):
+            # An evenly rising spectrum has no cluster structure: one group, said so.
+            k, chosen_by = 1, "no eigengap"
+        else:
+            k, chosen_by = best + 1, "eigengap"
     else:
         k, chosen_by = clusters, "given"
     if k == 1:

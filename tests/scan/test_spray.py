@@ -67,3 +67,16 @@ def test_too_few_maps_or_a_bad_k_are_errors() -> None:
         spray(np.zeros((2, 4, 4)))
     with pytest.raises(HarnessError, match="clusters must lie in 1..4"):
         spray(np.random.default_rng(0).normal(size=(5, 4, 4)), clusters=5)
+
+
+def test_maps_without_groups_give_one_cluster() -> None:
+    # A blob sliding along a diagonal: a continuum of strategies, no separate groups.
+    maps = np.zeros((60, 16, 16))
+    for i in range(60):
+        p = i * 11 / 59
+        r = int(round(p))
+        maps[i, r : r + 5, r : r + 5] = 1.0
+    maps += np.random.default_rng(0).normal(0, 0.05, maps.shape)
+    result = spray(maps)
+    assert (result.k, result.chosen_by) == (1, "no eigengap")
+    assert (result.labels == 1).all()
