@@ -538,6 +538,20 @@ def summary_line(counts: Counter[str] | dict[str, int], missing: int) -> str:
     return ", ".join(parts)
 
 
+def terminal_lines(baseline: Baseline, rows: list[dict[str, Any]], shown_as: str) -> list[str]:
+    """The run summary's lines: the counts, what the oracle says now of the regressed
+    items (their verdict column says ``regression``), and the first few of them."""
+    found = comparison(baseline, rows)
+    lines = [f"xai baseline: {found.line()} (against {shown_as})"]
+    now = Counter(str(row.get("oracle_verdict")) for row in rows if row.get("regression_status") == "regressed")
+    if now:
+        said = ", ".join(f"{verdict}: {n}" for verdict, n in sorted(now.items()))
+        why = " (passed: only the relevance on the object dropped)" if now["passed"] else ""
+        lines.append(f"xai baseline: what the oracle says now of the regressed items: {said}{why}")
+    lines += [f"  regressed: {example}" for example in found.regressed_examples(rows)]
+    return lines
+
+
 def comparison(baseline: Baseline, rows: list[dict[str, Any]]) -> Comparison:
     """Count the rows' statuses; baseline items no row matched are missing."""
     counts: Counter[str] = Counter()

@@ -597,12 +597,10 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         if state.results_path is not None and not any(e.startswith("results table") for e in errors):
             tr.write_line(f"results: {state.results_path}")
         if state.baseline is not None:
-            from harness.baseline import comparison
+            from harness.baseline import terminal_lines
 
-            found = comparison(state.baseline, list(state.rows.values()))
-            tr.write_line(f"xai baseline: {found.line()} (against {state.relative(state.baseline.path)})")
-            for example in found.regressed_examples(list(state.rows.values())):
-                tr.write_line(f"  regressed: {example}")
+            for line in terminal_lines(state.baseline, list(state.rows.values()), state.relative(state.baseline.path)):
+                tr.write_line(line)
         if state.baseline_save is not None and not any(e.startswith("baseline") for e in errors):
             tr.write_line(f"baseline saved: {state.baseline_save}")
     for error in errors:

@@ -73,6 +73,8 @@ class BaselineSection:
     missing: int
     missing_examples: list[str] = field(default_factory=list)
     changed: list[Changed] = field(default_factory=list)
+    # What the oracle says now of the regressed items (their verdict is "regression").
+    regressed_now: dict[str, int] = field(default_factory=dict)
 
 
 def _pct(value: Any) -> str:
@@ -140,7 +142,13 @@ def baseline_section(report: Report, assets: AssetWriter) -> BaselineSection | N
                 current_image=assets.url(now, f"{hint}-overlay") if now else None,
             )
         )
+    now = Counter(
+        str(item.baseline.get("oracle_verdict"))
+        for item in items
+        if item.baseline.get("regression_status") == "regressed" and item.baseline.get("oracle_verdict")
+    )
     return BaselineSection(
+        regressed_now=dict(sorted(now.items())),
         source=str(meta.get("source") or ""),
         line=summary_line(counts, missing),
         counts={status: counts[status] for status in STATUSES},
