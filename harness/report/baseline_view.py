@@ -142,13 +142,13 @@ def baseline_section(report: Report, assets: AssetWriter) -> BaselineSection | N
                 current_image=assets.url(now, f"{hint}-overlay") if now else None,
             )
         )
-    now = Counter(
+    oracle_now = Counter(
         str(item.baseline.get("oracle_verdict"))
         for item in items
         if item.baseline.get("regression_status") == "regressed" and item.baseline.get("oracle_verdict")
     )
     return BaselineSection(
-        regressed_now=dict(sorted(now.items())),
+        regressed_now=dict(sorted(oracle_now.items())),
         source=str(meta.get("source") or ""),
         line=summary_line(counts, missing),
         counts={status: counts[status] for status in STATUSES},
