@@ -10,7 +10,7 @@
 
 The images are the yield folder of ``fixtures/signs/scan_folder.py`` (64x64, the demo
 models), generated into a temporary folder. Figures are images per second, the median
-of ``--rounds`` runs.
+of ``--rounds`` interleaved runs.
 
     .venv/bin/python benchmarks/bench_scan.py --count 1024 --rounds 3 --workers 2
 """
@@ -39,36 +39,36 @@ from harness.scan import ScanOptions, ScanSettings, run_scan  # noqa: E402
 REGISTRY = str(ROOT / "fixtures" / "models.yaml")
 
 
-def _bare(model_name: str, paths: list[str], batch: int, rounds: int) -> float:
-    model = load_model(model_name, registry=REGISTRY, device="cpu")
-    x = model.prepare([read_rgb(p) for p in paths])
-    explain(model, x[:batch], "yield")  # bind the explainer outside the clock
-    times = []
-    for _ in range(rounds):
+class _Bare:
+    """The bare batched LRP over tensors prepared outside the clock."""
+
+    def __init__(self, model_name: str, paths: list[str], batch: int) -> None:
+        self.model = load_model(model_name, registry=REGISTRY, device="cpu")
+        self.x = self.model.prepare([read_rgb(p) for p in paths])
+        self.batch = batch
+        explain(self.model, self.x[:batch], "yield")  # bind the explainer outside the clock
+
+    def rate(self) -> float:
         start = time.perf_counter()
-        for i in range(0, len(x), batch):
-            explain(model, x[i : i + batch], "yield")
-        times.append(time.perf_counter() - start)
-    return len(paths) / statistics.median(times)
+        for i in range(0, len(self.x), self.batch):
+            explain(self.model, self.x[i : i + self.batch], "yield")
+        return len(self.x) / (time.perf_counter() - start)
 
 
-def _scan(folder: Path, model: str, batch: int, rounds: int, engine: str, workers: int) -> float:
-    """Images/s of whole scans (a fresh output folder each round)."""
+def _scan(folder: Path, model: str, batch: int, engine: str, workers: int) -> float:
+    """Images/s of one whole scan into a fresh output folder."""
     settings = ScanSettings(model=model, registry=REGISTRY, device="cpu")
-    rates = []
-    for _ in range(rounds):
-        with tempfile.TemporaryDirectory() as out:
-            start = time.perf_counter()
-            result = run_scan(
-                [str(folder / "manifest.csv")],
-                None,
-                out,
-                settings,
-                ScanOptions(engine=engine, batch_size=batch, workers=workers, progress_every=1e9),
-                stream=io.StringIO(),
-            )
-            rates.append(result.table.num_rows / (time.perf_counter() - start))
-    return statistics.median(rates)
+    with tempfile.TemporaryDirectory() as out:
+        start = time.perf_counter()
+        result = run_scan(
+            [str(folder / "manifest.csv")],
+            None,
+            out,
+            settings,
+            ScanOptions(engine=engine, batch_size=batch, workers=workers, progress_every=1e9),
+            stream=io.StringIO(),
+        )
+        return result.table.num_rows / (time.perf_counter() - start)
 
 
 def main() -> None:
@@ -87,14 +87,23 @@ def main() -> None:
         folder = Path(tmp) / "yield"
         rows = write_yield_folder(folder, args.count, 0.5, seed=3)
         paths = [str((folder / r["path"]).resolve()) for r in rows]
-        bare = _bare(args.model, paths, args.batch, args.rounds)
-        local = _scan(folder, args.model, args.batch, args.rounds, "local", args.workers)
-        figures = {"images": args.count, "batch": args.batch, "bare_lrp": bare, "local_scan": local}
+        bare_runner = _Bare(args.model, paths, args.batch)
+        engines = ["local"] if args.no_ray else ["local", "ray"]
         if not args.no_ray:
             from harness.scan.ray_engine import ensure_ray
 
-            ensure_ray(num_cpus=args.workers)
-            figures["ray_scan"] = _scan(folder, args.model, args.batch, args.rounds, "ray", args.workers)
+            ensure_ray(num_cpus=args.workers)  # the runtime's start-up is not part of a scan
+        rates: dict[str, list[float]] = {"bare": [], "local": [], "ray": []}
+        # Interleaved rounds: a machine whose load changes affects every setup alike.
+        for _ in range(args.rounds):
+            rates["bare"].append(bare_runner.rate())
+            for engine in engines:
+                rates[engine].append(_scan(folder, args.model, args.batch, engine, args.workers))
+        bare = statistics.median(rates["bare"])
+        local = statistics.median(rates["local"])
+        figures = {"images": args.count, "batch": args.batch, "bare_lrp": bare, "local_scan": local}
+        if not args.no_ray:
+            figures["ray_scan"] = statistics.median(rates["ray"])
     print(f"{args.count} images of 64x64, {args.model}, batch {args.batch}, {args.threads} torch threads, CPU")
     print(f"{'setup':<34}{'images/s':>10}{'vs bare LRP':>14}")
     print(f"{'bare batched LRP (preloaded)':<34}{bare:>10.0f}{1.0:>13.2f}x")
