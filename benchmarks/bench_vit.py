@@ -114,10 +114,10 @@ def main(argv: list[str] | None = None) -> int:
         f"{row['model']}, batch {args.batch}, 224x224, CPU, {args.threads} threads, random weights, "
         f"median of {args.rounds} interleaved rounds"
     )
-    print(f"{'':<28} {'s per call':>10} {'x forward':>10}")
-    print(f"{'forward (no_grad)':<28} {row['forward_s']:>10.3f} {1.0:>10.2f}")
-    print(f"{'LRP ' + args.rule_set:<28} {row['lrp_s']:>10.3f} {row['lrp_ratio']:>10.2f}")
-    print(f"{'Grad-CAM (' + row['cam_layer'] + ')':<28} {row['gradcam_s']:>10.3f} {row['gradcam_ratio']:>10.2f}")
+    print(f"{'':<50} {'s per call':>10} {'x forward':>10}")
+    print(f"{'forward (no_grad)':<50} {row['forward_s']:>10.3f} {1.0:>10.2f}")
+    print(f"{'LRP ' + args.rule_set:<50} {row['lrp_s']:>10.3f} {row['lrp_ratio']:>10.2f}")
+    print(f"{'Grad-CAM (' + row['cam_layer'] + ')':<50} {row['gradcam_s']:>10.3f} {row['gradcam_ratio']:>10.2f}")
     print("conservation (sum / target logit) per row:", " ".join(f"{c:.3f}" for c in row["conservation"]))
     if args.json is not None:
         args.json.write_text(json.dumps({"threads": args.threads, "row": row}, indent=2))
