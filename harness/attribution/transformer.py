@@ -82,16 +82,14 @@ class _Dense(torch.autograd.Function):
     def forward(ctx: Any, x: Tensor, weight: Tensor, bias: Tensor | None, act: nn.Module | None, eps: float) -> Tensor:
         z = F.linear(x, weight, bias)
         out = z if act is None else act(z)
-        ctx.save_for_backward(weight, z, out)
-        ctx.eps = eps
+        # One saved tensor per layer instead of z and act(z): the batch size bounds memory.
+        ctx.save_for_backward(weight, out / _stabilize(z, eps))
         return out
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
-        weight, z, out = ctx.saved_tensors
-        scaled = out / _stabilize(z, ctx.eps)
-        scaled.mul_(grad)
-        return scaled @ weight, None, None, None, None
+        weight, scale = ctx.saved_tensors
+        return (grad * scale) @ weight, None, None, None, None
 
 
 class _LayerNorm(torch.autograd.Function):
