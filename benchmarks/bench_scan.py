@@ -2,11 +2,13 @@
 
 * **bare LRP**: ``harness.api.explain`` over tensors prepared beforehand (images read and
   preprocessed outside the clock), in batches: the floor a scan cannot beat.
-* **local scan**: ``run_scan`` over the same images with their masks, everything
-  included: reading, preprocessing, LRP, metrics, Parquet parts, final table, SpRAy and
-  the page (the table, clusters and page also timed on their own).
+* **local scan**: ``run_scan`` over the same images with their masks. *Whole run*:
+  everything (building the model, reading, preprocessing, LRP, metrics, Parquet parts,
+  then the table, SpRAy and the page); *batches only*: without the fixed costs before
+  the first and after the last batch, the rate a large scan approaches.
 * **Ray scan**: the same with ``--engine ray`` on a local runtime with ``--workers``
-  actors (startup of the runtime outside the clock; actor start-up inside it).
+  actors (start of the runtime outside the clock; the actors' start, which builds
+  their models, inside both figures).
 
 The images are the yield folder of ``fixtures/signs/scan_folder.py`` (64x64, the demo
 models), generated into a temporary folder. Figures are images per second, the median
@@ -55,8 +57,9 @@ class _Bare:
         return len(self.x) / (time.perf_counter() - start)
 
 
-def _scan(folder: Path, model: str, batch: int, engine: str, workers: int) -> float:
-    """Images/s of one whole scan into a fresh output folder."""
+def _scan(folder: Path, model: str, batch: int, engine: str, workers: int) -> tuple[float, float]:
+    """Images/s of one whole scan into a fresh output folder, and of its batches alone
+    (building the model, and the table, SpRAy and page after the last batch, left out)."""
     settings = ScanSettings(model=model, registry=REGISTRY, device="cpu")
     with tempfile.TemporaryDirectory() as out:
         start = time.perf_counter()
@@ -68,7 +71,9 @@ def _scan(folder: Path, model: str, batch: int, engine: str, workers: int) -> fl
             ScanOptions(engine=engine, batch_size=batch, workers=workers, progress_every=1e9),
             stream=io.StringIO(),
         )
-        return result.table.num_rows / (time.perf_counter() - start)
+        whole = result.table.num_rows / (time.perf_counter() - start)
+        batches = result.table.num_rows / (result.timings["scan"] - result.timings.get("model", 0.0))
+        return whole, batches
 
 
 def main() -> None:
@@ -93,25 +98,26 @@ def main() -> None:
             from harness.scan.ray_engine import ensure_ray
 
             ensure_ray(num_cpus=args.workers)  # the runtime's start-up is not part of a scan
-        rates: dict[str, list[float]] = {"bare": [], "local": [], "ray": []}
+        rates: dict[str, list[tuple[float, float]]] = {"bare": [], "local": [], "ray": []}
         # Interleaved rounds: a machine whose load changes affects every setup alike.
         for _ in range(args.rounds):
-            rates["bare"].append(bare_runner.rate())
+            rate = bare_runner.rate()
+            rates["bare"].append((rate, rate))
             for engine in engines:
                 rates[engine].append(_scan(folder, args.model, args.batch, engine, args.workers))
-        bare = statistics.median(rates["bare"])
-        local = statistics.median(rates["local"])
-        figures = {"images": args.count, "batch": args.batch, "bare_lrp": bare, "local_scan": local}
-        if not args.no_ray:
-            figures["ray_scan"] = statistics.median(rates["ray"])
+    figures: dict[str, float] = {"images": args.count, "batch": args.batch}
+    for name in ("bare", *engines):
+        figures[f"{name}_whole"] = statistics.median(r[0] for r in rates[name])
+        figures[f"{name}_batches"] = statistics.median(r[1] for r in rates[name])
+    bare = figures["bare_whole"]
     print(f"{args.count} images of 64x64, {args.model}, batch {args.batch}, {args.threads} torch threads, CPU")
-    print(f"{'setup':<34}{'images/s':>10}{'vs bare LRP':>14}")
-    print(f"{'bare batched LRP (preloaded)':<34}{bare:>10.0f}{1.0:>13.2f}x")
-    print(f"{'local scan (everything)':<34}{local:>10.0f}{local / bare:>13.2f}x")
-    if "ray_scan" in figures:
-        ray_rate = figures["ray_scan"]
-        print(f"{f'Ray scan, {args.workers} local workers':<34}{ray_rate:>10.0f}{ray_rate / bare:>13.2f}x")
-        print(f"Ray vs local: {ray_rate / local:.2f}x")
+    print(f"{'setup':<34}{'whole run':>12}{'vs bare':>9}{'batches only':>15}{'vs bare':>9}")
+    names = {"bare": "bare batched LRP (preloaded)", "local": "local scan", "ray": f"Ray scan, {args.workers} workers"}
+    for name in ("bare", *engines):
+        whole, only = figures[f"{name}_whole"], figures[f"{name}_batches"]
+        print(f"{names[name]:<34}{whole:>8.0f} i/s{whole / bare:>8.2f}x{only:>11.0f} i/s{only / bare:>8.2f}x")
+    if "ray_whole" in figures:
+        print(f"Ray vs local, whole runs: {figures['ray_whole'] / figures['local_whole']:.2f}x")
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))
 

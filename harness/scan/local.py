@@ -7,6 +7,7 @@ and dropped, so memory stays that of two batches whatever the number of images.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
@@ -41,11 +42,14 @@ def run_local(
     batch_size: int,
     progress: Progress,
     worker: ScanWorker | None = None,
-) -> None:
-    """Scan ``items`` (the ones still to do) and write one part per batch."""
+) -> float:
+    """Scan ``items`` (the ones still to do) and write one part per batch; returns the
+    seconds spent building the model (a fixed cost, reported apart from the throughput)."""
     if not items:
-        return
+        return 0.0
+    start = time.perf_counter()
     worker = worker or ScanWorker(settings)
+    built = time.perf_counter() - start
     chunks = batches(items, batch_size)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="xai-scan-read") as reader:
         ahead: Future = reader.submit(worker.load, chunks[0])
@@ -56,3 +60,4 @@ def run_local(
             table = worker.compute(loaded)
             store.write(table)
             progress.update(table.num_rows)
+    return built

@@ -9,6 +9,7 @@ table, the clusters and the page from all rows.
 from __future__ import annotations
 
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
@@ -62,6 +63,9 @@ class ScanResult:
     page: Path
     suite: Path | None = None
     warnings: list[str] = field(default_factory=list)
+    # Wall seconds: "model" (building it; local engine), "scan" (the batches, model
+    # included), "finish" (table, SpRAy, page, draft).
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 def _check_labels(items: list[ScanItem], settings: ScanSettings) -> list[str]:
@@ -100,16 +104,19 @@ def run_scan(
     if resumed:
         print(f"resuming: {resumed} of {len(items)} images already scanned in {out / 'parts'}", file=stream)
     progress = Progress(len(items), done=resumed, every=options.progress_every, stream=stream)
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
     if options.engine == "local":
         from .local import run_local
 
-        run_local(pending, settings, store, options.batch_size, progress)
+        timings["model"] = run_local(pending, settings, store, options.batch_size, progress)
     elif options.engine == "ray":
         from .ray_engine import run_ray
 
         run_ray(pending, settings, store, options.batch_size, progress, options.workers, options.ray_address)
     else:
         raise HarnessError(f"unknown engine {options.engine!r}; known engines: local, ray")
+    timings["scan"] = time.perf_counter() - started
     table_path, maps_path = store.finalize(items, settings.heatmap_size)
     table = pq.read_table(table_path)
     maps = np.load(maps_path, mmap_mode="r")
@@ -131,7 +138,9 @@ def run_scan(
     }
     page = write_page(out / "index.html", render_page(table, maps, summaries, groups, meta, notes))
     store.write_meta({"result": {"images": table.num_rows, "scanned_now": len(pending), "resumed": resumed}})
-    result = ScanResult(out, items, table, summaries, groups, len(pending), resumed, page, warnings=warnings + notes)
+    result = ScanResult(
+        out, items, table, summaries, groups, len(pending), resumed, page, warnings=warnings + notes, timings=timings
+    )
     if options.suite_from:
         from .suite_draft import write_draft
 
@@ -140,6 +149,7 @@ def run_scan(
             table, items, options.suite_from, options.sample, suite, settings.model, settings.explainer, label
         )
         result.suite = written.path
+    timings["finish"] = time.perf_counter() - started - timings["scan"]
     return result
 
 

@@ -93,3 +93,15 @@ def test_masks_folder_and_annotations_attach_regions(tmp_path: Path) -> None:
     assert items[0].region is None  # attached by file name when the path differs
     assert parse_region(items[1].region or "").box == (0, 0, 2, 2)
     assert "no region for 1 images" in warnings[0]
+
+
+def test_worker_normalises_exactly_as_the_model(registry: str) -> None:
+    import torch
+
+    from harness.scan.worker import ScanSettings, ScanWorker
+
+    worker = ScanWorker(ScanSettings(model="signs-clean", registry=registry, device="cpu"))
+    images = [np.random.default_rng(i).integers(0, 256, (64, 64, 3), dtype=np.uint8) for i in range(4)]
+    ours = torch.from_numpy(worker.normalise(images)).permute(0, 3, 1, 2)
+    theirs = worker.model.to_input(images)
+    assert torch.equal(ours, theirs) and ours.stride() == theirs.stride()
