@@ -11,6 +11,7 @@ and states it once per case.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections import deque
 from collections.abc import Iterator
@@ -18,6 +19,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+import numpy as np
 
 if TYPE_CHECKING:
     from .model import Case
@@ -38,6 +41,8 @@ class CaseHeatmaps:
     percentile: float
     maps: int
     pictures: dict[str, dict[str, bytes]] = field(default_factory=dict)  # item key -> kind -> PNG
+    # item key -> SHA-256 of its input file, read here anyway (the review fingerprint needs it)
+    input_digests: dict[str, bytes] = field(default_factory=dict)
 
 
 def _resolve(path: str, base: Path | None) -> Path:
@@ -76,7 +81,15 @@ def case_heatmaps(case: Case, base_dir: Path | None = None) -> CaseHeatmaps | No
         if other is not None:
             rgb[PREDICTED_KIND] = render.heatmap_image(other, object_mask, sticker_mask, scale=scale)
         source = item.images.get("input")
-        image = cv2.imread(str(_resolve(source, base_dir)), cv2.IMREAD_COLOR) if source else None
+        image = None
+        if source:
+            try:
+                raw = _resolve(source, base_dir).read_bytes()
+            except OSError:
+                raw = b""
+            if raw:
+                out.input_digests[item.key] = hashlib.sha256(raw).digest()
+                image = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_COLOR)
         if image is not None and image.shape[:2] == relevance.shape:
             rgb["overlay"] = render.overlay(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), relevance, scale=scale)
         # Encoded here, so that a thread pool running this function also does the encoding (OpenCV frees the GIL).

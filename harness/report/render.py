@@ -12,6 +12,7 @@ import hashlib
 import os
 import re
 import shutil
+import stat
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict
 from functools import lru_cache
@@ -89,15 +90,42 @@ class AssetWriter:
         self._names: set[str] = set()
         self._prepared = False
         self._made = 0
+        # Files an earlier run left in the folder (only in a folder this writer created),
+        # with their inode numbers (free from the directory listing: no stat per file).
+        self._earlier: dict[str, int] = {}
+        self._device = -1
 
     def _prepare(self) -> None:
         # Stale images from an earlier run at the same path would linger forever, but
-        # only a folder this writer created may be wiped: the marker file proves it.
+        # only a folder this writer created may be cleaned: the marker file proves it.
+        # It is not wiped first: a file this run would write again with the same content
+        # is kept (deleting and rewriting tens of thousands of files was most of a rerun's
+        # time), and whatever this run did not write goes in finish().
         if self.folder.exists() and (self.folder / _MARKER).exists():
-            shutil.rmtree(self.folder)
+            self._earlier = {entry.name: entry.inode() for entry in os.scandir(self.folder) if entry.name != _MARKER}
+            self._device = self.folder.stat().st_dev
         self.folder.mkdir(parents=True, exist_ok=True)
         (self.folder / _MARKER).write_text("created by harness.report; rewritten on every run\n")
         self._prepared = True
+
+    def finish(self) -> None:
+        """Remove the files of an earlier run that this run did not write."""
+        for name in set(self._earlier) - self._names:
+            try:
+                (self.folder / name).unlink()
+            except IsADirectoryError:
+                shutil.rmtree(self.folder / name, ignore_errors=True)
+            except FileNotFoundError:
+                pass
+        self._earlier = {}
+
+    def _place(self, source: Path, found: os.stat_result, name: str) -> None:
+        target = self.folder / name
+        if name in self._earlier:
+            if (found.st_ino, found.st_dev) == (self._earlier[name], self._device):
+                return  # the earlier run's hard link to this very file
+            target.unlink(missing_ok=True)
+        _link_or_copy(source, target)
 
     def url(self, path: str, hint: str) -> str | None:
         """Return the URL under which the page loads ``path``.
@@ -119,7 +147,11 @@ class AssetWriter:
             source = self.base_dir / source
         if source in self._urls:
             return self._urls[source]
-        if not source.is_file():
+        try:
+            found = source.stat()
+        except OSError:
+            found = None
+        if found is None or not stat.S_ISREG(found.st_mode):
             self._urls[source] = None
             return None
         suffix = source.suffix.lower()
@@ -138,7 +170,7 @@ class AssetWriter:
                 counter += 1
                 name = f"{_slug(hint)}-{digest}-{counter}{ext}"
             self._names.add(name)
-            _link_or_copy(source, self.folder / name)
+            self._place(source, found, name)
             url = f"{quote(self.folder.name)}/{quote(name)}"
         self._urls[source] = url
         return url
@@ -155,7 +187,8 @@ class AssetWriter:
             name = f"{_slug(hint)}-{hashlib.sha1(content).hexdigest()[:10]}{suffix}"
             if name not in self._names:
                 self._names.add(name)
-                (self.folder / name).write_bytes(content)
+                if name not in self._earlier:  # else: same name, same content hash, same bytes
+                    (self.folder / name).write_bytes(content)
             url = f"{quote(self.folder.name)}/{quote(name)}"
         self._made += 1
         return url
@@ -173,15 +206,18 @@ _ITEM_FIELDS = (
 )  # fmt: skip
 
 
-def fingerprint(item: Item, base_dir: Path | None = None) -> str:
+def fingerprint(item: Item, base_dir: Path | None = None, input_digest: bytes | None = None) -> str:
     """What an expert judged: case, variant, model, explainer, verdict and the input
     image's content. A review is kept under it, so a rerun that changes none of these
-    keeps the review, and one that changes any of them asks again."""
+    keeps the review, and one that changes any of them asks again. ``input_digest``:
+    the SHA-256 of the input file when the caller has read it already."""
     digest = hashlib.sha256()
     for part in (item.suite, item.case_id, item.variant, item.model, item.explainer, item.group):
         digest.update(part.encode("utf-8", "surrogatepass") + b"\0")
     source = item.images.get("input")
-    if source:
+    if source and input_digest is not None:
+        digest.update(input_digest)
+    elif source:
         path = Path(source) if Path(source).is_absolute() or base_dir is None else base_dir / source
         try:
             digest.update(hashlib.sha256(path.read_bytes()).digest())
@@ -244,9 +280,11 @@ def _check_payload(check: Any) -> dict[str, Any]:
     return data
 
 
-def _item_payload(item: Item, assets: AssetWriter, recoloured: dict[str, Any] | None = None) -> dict[str, Any]:
+def _item_payload(
+    item: Item, assets: AssetWriter, recoloured: dict[str, Any] | None = None, input_digest: bytes | None = None
+) -> dict[str, Any]:
     data = {name: _short(getattr(item, name)) for name in _ITEM_FIELDS}
-    data["fingerprint"] = fingerprint(item, assets.base_dir)
+    data["fingerprint"] = fingerprint(item, assets.base_dir, input_digest)
     data["rank"] = item.rank
     data["outcome"] = item.outcome
     data["group"] = item.group
@@ -303,11 +341,23 @@ def _payload(report: Report, assets: AssetWriter) -> dict[str, Any]:
                 "source": source_urls.get((case.suite, case.case_id)) if source else None,
                 "source_size": list(source.size) if source else None,
                 "items": [
-                    _packed(_item_payload(item, assets, shared.pictures.get(item.key) if shared else None), prefix)
+                    _packed(
+                        _item_payload(
+                            item,
+                            assets,
+                            shared.pictures.get(item.key) if shared else None,
+                            shared.input_digests.get(item.key) if shared else None,
+                        ),
+                        prefix,
+                    )
                     for item in case.items
                 ],
             }
         )
+        # Keys a case does not use are left out (a large run's data island must stay small).
+        for key in ("disagree", "source", "source_size"):
+            if not cases[-1][key]:
+                del cases[-1][key]
     return {
         "version": 2,
         "assets": prefix,
@@ -446,4 +496,5 @@ def write_report(
     partial = target.with_name(target.name + ".partial")
     partial.write_text(html, encoding="utf-8")
     partial.replace(target)
+    assets.finish()
     return target

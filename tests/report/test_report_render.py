@@ -187,3 +187,21 @@ def test_numbers_in_the_data_island_keep_six_significant_digits(tmp_path, rows, 
     assert (first["mass_object"], first["p_label"]) == (0.123457, 0.333333)
     assert (first["checks"][0]["value"], first["checks"][0]["threshold"]) == (0.987654, 0.5)
     assert "source" not in first["checks"][0]  # no source recorded: left out, not null
+
+
+def test_a_rerun_keeps_unchanged_assets_removes_stale_ones_and_equals_a_fresh_write(tmp_path, rows, payload_of):
+    def files(folder: Path) -> dict[str, bytes]:
+        return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+    first = write_report(rows, tmp_path / "r.html")
+    assets = tmp_path / "r_assets"
+    # A case the rerun leaves as it was (the second: the first has inputs swapped, the third loses items).
+    recoloured = next(p for p in assets.glob(f"{rows[4]['case_id']}-*heatmap-case-scale*.png"))
+    inode = recoloured.stat().st_ino
+    (assets / "stale-0123456789.png").write_bytes(b"x")
+    rows[0]["images"]["input"], rows[1]["images"]["input"] = rows[1]["images"]["input"], rows[0]["images"]["input"]
+    write_report(rows[:-3], first)  # fewer items, two inputs swapped under the same names
+    write_report(rows[:-3], tmp_path / "fresh" / "r.html")
+    assert files(assets) == files(tmp_path / "fresh" / "r_assets")
+    assert recoloured.stat().st_ino == inode  # the same picture again: not rewritten
+    assert payload_of(first)["cases"] == payload_of(tmp_path / "fresh" / "r.html")["cases"]

@@ -70,4 +70,4 @@ def test_source_view_is_the_file_at_its_size_with_the_object_outlined(tmp_path: 
 def test_without_the_suite_file_there_is_no_source_view(tmp_path: Path, payload_of):
     rows = make_project(tmp_path)
     report = write_report(rows, tmp_path / "out" / "r.html", meta={"rootdir": str(tmp_path / "elsewhere")})
-    assert all(case["source"] is None for case in payload_of(report)["cases"])
+    assert all(case.get("source") is None for case in payload_of(report)["cases"])
