@@ -82,14 +82,19 @@ class _Dense(torch.autograd.Function):
     def forward(ctx: Any, x: Tensor, weight: Tensor, bias: Tensor | None, act: nn.Module | None, eps: float) -> Tensor:
         z = F.linear(x, weight, bias)
         out = z if act is None else act(z)
+        # act(z) / s(z) in three passes over the output, in place: s(z) = z + copysign(eps, z)
+        # is zennit's stabiliser (z = +0 gets +eps; -0 gets -eps, where act(z) is 0 anyway).
         # One saved tensor per layer instead of z and act(z): the batch size bounds memory.
-        ctx.save_for_backward(weight, out / _stabilize(z, eps))
+        scale = torch.copysign(z.new_tensor(eps), z).add_(z)
+        torch.div(out, scale, out=scale)
+        ctx.save_for_backward(weight, scale)
         return out
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
         weight, scale = ctx.saved_tensors
-        return (grad * scale) @ weight, None, None, None, None
+        # The relevance pass differentiates once, so the saved scale can take the product.
+        return scale.mul_(grad) @ weight, None, None, None, None
 
 
 class _LayerNorm(torch.autograd.Function):
@@ -104,8 +109,10 @@ class _LayerNorm(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
         rstd, weight = ctx.saved_tensors
-        scaled = grad * rstd if weight is None else grad * weight * rstd
-        return scaled - scaled.mean(dim=-1, keepdim=True), None, None, None
+        scaled = grad * rstd
+        if weight is not None:
+            scaled.mul_(weight)
+        return scaled.sub_(scaled.mean(dim=-1, keepdim=True)), None, None, None
 
 
 def lrp_dense(x: Tensor, weight: Tensor, bias: Tensor | None, act: nn.Module | None, epsilon: float) -> Tensor:
