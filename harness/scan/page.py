@@ -23,6 +23,7 @@ from markupsafe import Markup
 from harness import render
 from harness.errors import HarnessError
 from harness.imageio import read_rgb
+from harness.preprocess import Preprocessing, resize_image
 
 from .clusters import ClassClusters
 from .stats import ClassSummary
@@ -57,11 +58,15 @@ def _style() -> str:
     return text
 
 
-def _representative(table: pa.Table, row: int, maps: np.ndarray, size: tuple[int, int]) -> dict[str, Any]:
+def _representative(
+    table: pa.Table, row: int, maps: np.ndarray, size: tuple[int, int], pre: Preprocessing | None
+) -> dict[str, Any]:
     path = table.column("path")[row].as_py()
     relevance = cv2.resize(np.asarray(maps[row], np.float32), (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
     try:
-        image = cv2.resize(read_rgb(path), (size[1], size[0]), interpolation=cv2.INTER_AREA)
+        # The image as the model saw it (crop or letterbox included), so the map lies on it.
+        seen = resize_image(read_rgb(path), pre) if pre is not None else read_rgb(path)
+        image = cv2.resize(seen, (size[1], size[0]), interpolation=cv2.INTER_AREA)
         picture = render.overlay(image, relevance, scale=1.0)
     except HarnessError:  # the image went away since the scan: the map alone still says something
         picture = render.signed_heatmap(relevance, 1.0)
@@ -81,9 +86,10 @@ def render_page(
     groups: Sequence[ClassClusters],
     meta: dict[str, Any],
     notes: Sequence[str] = (),
+    preprocessing: Preprocessing | None = None,
 ) -> str:
     """The page as a string; ``maps`` are the scan's heatmaps (over their peaks) in table order."""
-    size = tuple(meta.get("input_size", (96, 96)))
+    size = (int(meta.get("input_size", (96, 96))[0]), int(meta.get("input_size", (96, 96))[1]))
     view = []
     for group in groups:
         total = sum(len(c.rows) for c in group.clusters)
@@ -101,7 +107,9 @@ def render_page(
                     "predicted_as_label": c.predicted_as_label,
                     "mean_mass": c.mean_mass,
                     "share_outside": c.share_outside,
-                    "representatives": [_representative(table, r, maps, size) for r in c.representatives],
+                    "representatives": [
+                        _representative(table, r, maps, size, preprocessing) for r in c.representatives
+                    ],
                 }
             )
         view.append(

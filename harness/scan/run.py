@@ -136,7 +136,10 @@ def run_scan(
         "heatmap_size": settings.heatmap_size,
         "input_size": _display_size(settings),
     }
-    page = write_page(out / "index.html", render_page(table, maps, summaries, groups, meta, notes))
+    preprocessing = load_registry(settings.registry).get(settings.model).preprocessing
+    page = write_page(
+        out / "index.html", render_page(table, maps, summaries, groups, meta, notes, preprocessing=preprocessing)
+    )
     store.write_meta({"result": {"images": table.num_rows, "scanned_now": len(pending), "resumed": resumed}})
     result = ScanResult(
         out, items, table, summaries, groups, len(pending), resumed, page, warnings=warnings + notes, timings=timings
