@@ -145,7 +145,7 @@ def main() -> None:
         whole, only = figures[f"{name}_whole"], figures[f"{name}_batches"]
         cpu = figures[f"{name}_cpu_ms"]
         cpu_text = "(actors)" if name == "ray" else f"{cpu:.2f}"
-        line = f"{names[name]:<34}{whole:>8.0f} i/s{whole / bare:>8.2f}x{only:>11.0f} i/s{only / bare:>8.2f}x"
+        line = f"{names[name]:<34}{whole:>8.1f} i/s{whole / bare:>8.2f}x{only:>11.1f} i/s{only / bare:>8.2f}x"
         print(f"{line}{cpu_text:>12}")
     if "ray_whole" in figures:
         print(f"Ray vs local, whole runs: {figures['ray_whole'] / figures['local_whole']:.2f}x")
