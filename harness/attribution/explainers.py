@@ -103,7 +103,8 @@ class Explainer:
     name
         Registry key, e.g. ``lrp/epsilon_plus_flat``.
     backend
-        ``fast`` (the graph engine), ``zennit``, ``autograd`` or ``custom``.
+        ``fast`` (the graph engine), ``zennit``, ``transformer`` (a vision transformer), ``autograd``
+        or ``custom``.
     note
         Why the backend was chosen (shown once in the run header).
     engine
