@@ -42,6 +42,7 @@ not the walk below (a subclass that changes it) is refused instead of explained 
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import torch
@@ -161,9 +162,10 @@ def lrp_attention(attention: nn.MultiheadAttention, x: Tensor, epsilon: float) -
 def looks_like_vit(module: nn.Module) -> bool:
     """Whether ``module`` has the structure of torchvision's ``VisionTransformer``
     (a torchvision instance, or a model built the same way)."""
-    from torchvision.models import VisionTransformer
-
-    if isinstance(module, VisionTransformer):
+    # A torchvision ViT instance means torchvision is loaded already; importing it here for
+    # every other model would cost seconds at each model build.
+    vision_transformer = sys.modules.get("torchvision.models.vision_transformer")
+    if vision_transformer is not None and isinstance(module, vision_transformer.VisionTransformer):
         return True
     encoder = getattr(module, "encoder", None)
     return (
