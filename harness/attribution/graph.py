@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from harness.attribution import rules
-from harness.attribution.rules import AffineRule, stabilize
+from harness.attribution.rules import AffineRule, stabilize, stabilize_
 from harness.attribution.trace import Kind, Traced, TracedNode, UnsupportedModel, trace
 
 __all__ = ["GraphLRP", "UnsupportedModel"]
@@ -194,9 +194,10 @@ class GraphLRP:
                 needs(info.sources[0], node)
                 needs(node, node)
             elif info.kind == Kind.ADD:
+                # the sum is recomputed from the summands, so that the activation after it
+                # may run in place
                 for src in info.sources:
                     needs(src, node)
-                needs(node, node)
         self._keep = keep
         # backward position of each live node; a kept value is freed after its last reader
         position = {node: i for i, node in enumerate(reversed(tr.live))}
@@ -374,7 +375,7 @@ class GraphLRP:
             a, b = env[srcs[0]], env[srcs[1]]
             if a.shape != b.shape:
                 raise UnsupportedModel(f"{info.label}: addition with broadcasting has no LRP rule")
-            s = g.div_(stabilize(env[node], self.stabilizer))
+            s = g.div_(stabilize_(torch.add(a, b), self.stabilizer))
             return [(srcs[0], a * s), (srcs[1], s.mul_(b))]
         if kind == Kind.CAT:
             dim = info.info["dim"]

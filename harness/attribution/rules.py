@@ -3,14 +3,19 @@
 zennit computes a rule by re-running the layer with modified parameters under autograd
 and differentiating.  Here each rule is written out directly: the modified weights are
 prepared once per device/dtype, the rule's denominators are recomputed from the kept
-layer input right before they are needed, and the transposed layer (``conv_transpose2d``
-or a matrix product) is applied under ``torch.no_grad()`` with in-place divisions.
+layer input right before they are needed, and the transposed layer is applied under
+``torch.no_grad()`` with in-place divisions: a matrix product, or for a convolution a
+forward convolution with the flipped kernel (stride 1), a 1x1 convolution scattered into
+every stride-th pixel (strided 1x1), and ``conv_transpose2d`` otherwise, since oneDNN's
+forward convolutions are the faster ones on CPU.
 
 The formulas follow zennit 0.5's rules (``Epsilon``, ``ZPlus``, ``Gamma``,
 ``AlphaBeta``, ``Flat``, ``ZBox``) term by term, including its stabiliser
 ``t + eps * ((t == 0) + sign(t))``.  When the layer input is known to be non-negative
 (statically: it comes out of a ReLU), zennit's negative-input terms are exact zeros and
-are skipped.  Convolutions may be grouped (depthwise), strided, dilated and padded.
+are skipped, and z+'s stabiliser rides in the bias.  For a signed input, z+ of a dense
+convolution with many inputs per output is ``(z + |W| |a|) / 2`` from the layer's own
+output ``z``: one layer call instead of two.  Convolutions may be grouped (depthwise), strided, dilated and padded.
 """
 
 from __future__ import annotations
@@ -24,6 +29,9 @@ from torch import Tensor, nn
 __all__ = ["AffineRule", "FLAT", "ZBOX", "ZPLUS", "GAMMA", "ALPHA_BETA", "EPSILON", "stabilize", "fold_batch_norm"]
 
 FLAT, ZBOX, ZPLUS, GAMMA, ALPHA_BETA, EPSILON = "flat", "zbox", "zplus", "gamma", "alpha_beta", "epsilon"
+# z+ of a signed input from the layer output (one layer call instead of two) from this many
+# inputs per output on; below, the copy of the output it keeps costs more than it spares
+_FAN_IN = 128
 
 
 def _eps_like(t: Tensor, eps: float) -> Tensor:
@@ -100,6 +108,39 @@ def _clamp(t: Tensor | None, **kwargs: float) -> Tensor | None:
     return None if t is None else t.clamp(**kwargs)
 
 
+def _transpose_plan(
+    w: Tensor,
+    groups: int,
+    stride: tuple[int, ...],
+    padding: tuple[int, int],
+    dilation: tuple[int, ...],
+    kernel_size: tuple[int, ...],
+) -> tuple[str, Tensor, Any]:
+    """How :meth:`AffineRule._lin_t` applies the transpose of a convolution with weight ``w``.
+
+    With stride 1, the transposed convolution is a convolution with the kernel flipped and
+    the in/out channels of each group swapped, padded by ``dilation * (k - 1) - padding``
+    (when that is not negative); a strided 1x1 convolution without padding transposes to a
+    1x1 convolution scattered into every stride-th pixel.  Anything else keeps
+    ``conv_transpose2d``.
+    """
+    c_out, c_in_group = w.shape[:2]
+    flipped = (
+        w.reshape(groups, c_out // groups, c_in_group, *w.shape[2:])
+        .transpose(1, 2)
+        .reshape(groups * c_in_group, c_out // groups, *w.shape[2:])
+        .flip(-1, -2)
+        .contiguous()
+    )
+    if all(st == 1 for st in stride):
+        pad = tuple(d * (k - 1) - p for d, k, p in zip(dilation, kernel_size, padding))
+        if all(p >= 0 for p in pad):
+            return ("conv", flipped, pad)
+    if tuple(kernel_size) == (1, 1) and tuple(padding) == (0, 0):
+        return ("strided_1x1", flipped, None)
+    return ("conv_transpose", w, None)
+
+
 class AffineRule:
     """One Conv2d or Linear layer (with a merged batch norm) and its LRP rule.
 
@@ -154,13 +195,27 @@ class AffineRule:
                 for k in ("weight", "bias", "running_mean", "running_var")
             }
             self.bn_eps = bn.eps
+        # zennit's z+ for a signed input from the layer's output and one layer call, not two.
+        # Only for dense convolutions: with the few terms of a depthwise kernel, z+ is often
+        # much smaller than |W| |a|, and the difference that gives it loses digits (2e-5
+        # instead of 1e-6 relative on EfficientNet-B0).  Keeping the output costs a copy of
+        # it (the activation after it can no longer run in place), which pays only where the
+        # layer call it spares is large: many inputs per output.
+        self._zplus_from_output = (
+            rule == ZPLUS
+            and not nonneg
+            and self.groups == 1
+            and isinstance(layer, nn.Conv2d)
+            and layer.weight[0].numel() >= _FAN_IN
+        )
         self.t: dict[str, Tensor | None] = {}
         self._cache: dict[tuple[int, ...], Any] = {}
+        self._transposed: dict[str, tuple[str, Tensor, Any]] = {}
 
     @property
     def needs_output(self) -> bool:
         """Whether :meth:`relevance` reads the layer's (merged) output ``z``."""
-        return self.rule in (EPSILON, ZBOX, GAMMA)
+        return self.rule in (EPSILON, ZBOX, GAMMA) or self._zplus_from_output
 
     @property
     def needs_input(self) -> bool:
@@ -176,13 +231,23 @@ class AffineRule:
         bn = None if self.src_bn is None else {k: moved(v) for k, v in self.src_bn.items()}
         w, b = fold_batch_norm(self.src_weight.to(device=device, dtype=dtype), moved(self.src_bias), bn, self.bn_eps)
         t: dict[str, Tensor | None] = {"w": w, "b": b}
-        stack = self.groups == 1
         if self.rule in (ZPLUS, ALPHA_BETA, ZBOX):
-            t["wp"], t["bp"] = w.clamp(min=0.0), _clamp(b, min=0.0)
-            t["wn"], t["bn"] = w.clamp(max=0.0), _clamp(b, max=0.0)
-            if self.rule == ZPLUS and not self.nonneg and stack:
-                # one layer call on [a+, a-] with [W+, W-] gives W+ a+ + W- a- (and its transpose both parts)
-                t["w_pn"] = torch.cat([w.clamp(min=0.0), w.clamp(max=0.0)], dim=1)
+            wp, wn = w.clamp(min=0.0), w.clamp(max=0.0)
+            t["wp"], t["bp"] = wp, _clamp(b, min=0.0)
+            t["wn"], t["bn"] = wn, _clamp(b, max=0.0)
+            if self.rule == ZPLUS:
+                bias_p = t["bp"] if t["bp"] is not None else w.new_zeros(w.shape[0])
+                if self.nonneg:
+                    # z+ >= 0: zennit's stabiliser adds eps, which the bias can carry
+                    t["bp_eps"] = bias_p + self.stabilizer
+                elif self.groups == 1:
+                    # one layer call on [a+, a-] with [W+, W-] gives W+ a+ + W- a-, and one
+                    # transposed call both W+^T s and W-^T s
+                    t["w_pn"] = torch.cat([wp, wn], dim=1)
+                    if self._zplus_from_output:
+                        # W+ a+ + W- a- = (W a + |W| |a|) / 2, and W a + b is the layer's output
+                        t["w_abs_half"] = 0.5 * w.abs()
+                        t["b_half_eps"] = bias_p - (0.0 if b is None else 0.5 * b) + self.stabilizer
         elif self.rule == GAMMA:
             # zennit's GammaMod: param + gamma * param.clamp(...)
             t["w1"] = w + self.gamma * w.clamp(min=0.0)
@@ -191,6 +256,7 @@ class AffineRule:
             t["b3"] = None if b is None else b + self.gamma * b.clamp(max=0.0)
         self.t = t
         self._cache.clear()
+        self._transposed.clear()
 
     # -- geometry ---------------------------------------------------------------------
     def _lin(self, x: Tensor, w: Tensor | None, b: Tensor | None, groups: int | None = None) -> Tensor:
@@ -200,11 +266,36 @@ class AffineRule:
             return F.conv2d(x, w, b, self.stride, self.padding, self.dilation, g)
         return F.linear(x, w, b)
 
-    def _lin_t(self, s: Tensor, w: Tensor | None, in_shape: torch.Size, groups: int | None = None) -> Tensor:
-        """Transpose of :meth:`_lin` (without bias) applied to ``s``, shaped like the input."""
+    def _lin_t(self, s: Tensor, key: str, in_shape: torch.Size) -> Tensor:
+        """Transpose of :meth:`_lin` with weight ``self.t[key]`` (without bias) applied to ``s``,
+        shaped like the input."""
+        w = self.t[key]
         assert w is not None
         if not self.is_conv:
             return s.matmul(w)
+        plan = self._transposed.get(key)
+        if plan is None:
+            plan = self._transposed[key] = _transpose_plan(
+                w, self.groups, self.stride, self.padding, self.dilation, self.kernel_size
+            )
+        if plan[0] == "conv":
+            # oneDNN's forward convolution is faster on CPU than its transposed one
+            # (up to 3x for 1x1 kernels); same sums, in another order
+            _, wf, padding = plan
+            return F.conv2d(s, wf, None, 1, padding, self.dilation, self.groups)
+        if plan[0] == "strided_1x1":
+            # a strided 1x1 convolution reads every stride-th pixel: its transpose is a 1x1
+            # convolution written into those pixels, the others get nothing
+            _, wf, _ = plan
+            y = F.conv2d(s, wf, None, 1, 0, 1, self.groups)
+            out = y.new_zeros(in_shape)
+            sh, sw = self.stride
+            out[:, :, : y.shape[2] * sh : sh, : y.shape[3] * sw : sw] = y
+            return out
+        return self._conv_t(s, w, in_shape, self.groups)
+
+    def _conv_t(self, s: Tensor, w: Tensor, in_shape: torch.Size, groups: int) -> Tensor:
+        """``conv_transpose2d`` with the output padding that gives ``in_shape``."""
         out_pad = []
         for dim in (0, 1):
             covered = (
@@ -214,8 +305,7 @@ class AffineRule:
                 + 1
             )
             out_pad.append(in_shape[-2 + dim] - covered)
-        g = self.groups if groups is None else groups
-        return F.conv_transpose2d(s, w, None, self.stride, self.padding, tuple(out_pad), g, self.dilation)
+        return F.conv_transpose2d(s, w, None, self.stride, self.padding, tuple(out_pad), groups, self.dilation)
 
     # -- rules --------------------------------------------------------------------------
     def relevance(self, g: Tensor, a: Tensor | None, z: Tensor | None, in_shape: torch.Size) -> Tensor:
@@ -229,24 +319,36 @@ class AffineRule:
 
     def _epsilon(self, g: Tensor, a: Tensor, z: Tensor, shape: torch.Size) -> Tensor:
         s = g.div_(stabilize(z, self.epsilon))
-        return self._lin_t(s, self.t["w"], shape).mul_(a)
+        return self._lin_t(s, "w", shape).mul_(a)
 
     def _zplus(self, g: Tensor, a: Tensor, z: Tensor | None, shape: torch.Size) -> Tensor:
         t = self.t
         if self.nonneg:
-            # a >= 0, W+ >= 0, b+ >= 0: z+ >= 0, so zennit's stabiliser is "+ eps"
-            s = g.div_(self._lin(a, t["wp"], t["bp"]).add_(self.stabilizer))
-            return self._lin_t(s, t["wp"], shape).mul_(a)
-        ap, an = a.clamp(min=0.0), a.clamp(max=0.0)
+            s = g.div_(self._lin(a, t["wp"], t["bp_eps"]))
+            return self._lin_t(s, "wp", shape).mul_(a)
+        if self._zplus_from_output:
+            # zennit's W+ a+ + W- a- + b+ from the layer's output z = W a + b and one layer
+            # call on |a|; it is >= 0 but for rounding, so the stabiliser is "+ eps" after a
+            # clamp at 0
+            assert z is not None
+            d = self._lin(a.abs(), t["w_abs_half"], t["b_half_eps"]).add_(z, alpha=0.5).clamp_(min=self.stabilizer)
+            s = g.div_(d)
+            del d
+        else:
+            ap, an = a.clamp(min=0.0), a.clamp(max=0.0)
+            if "w_pn" in t:
+                d = stabilize_(self._lin(torch.cat([ap, an], dim=1), t["w_pn"], t["bp"]), self.stabilizer)
+            else:
+                d = stabilize_(self._lin(ap, t["wp"], t["bp"]).add_(self._lin(an, t["wn"], None)), self.stabilizer)
+            del ap, an
+            s = g.div_(d)
+            del d
+        # a+ * (W+^T s) + a- * (W-^T s), choosing the term by the sign of a
         if "w_pn" in t:
-            both = torch.cat([ap, an], dim=1)
-            s = g.div_(stabilize_(self._lin(both, t["w_pn"], t["bp"]), self.stabilizer))
-            width = ap.shape[1]
-            back = self._lin_t(s, t["w_pn"], both.shape).mul_(both)
-            return back[:, :width].add_(back[:, width:])
-        d = stabilize_(self._lin(ap, t["wp"], t["bp"]).add_(self._lin(an, t["wn"], None)), self.stabilizer)
-        s = g.div_(d)
-        return self._lin_t(s, t["wp"], shape).mul_(ap).add_(self._lin_t(s, t["wn"], shape).mul_(an))
+            width = shape[1]
+            back = self._lin_t(s, "w_pn", torch.Size((shape[0], 2 * width) + tuple(shape[2:])))
+            return torch.where(a > 0.0, back[:, :width], back[:, width:]).mul_(a)
+        return torch.where(a > 0.0, self._lin_t(s, "wp", shape), self._lin_t(s, "wn", shape)).mul_(a)
 
     def _gamma(self, g: Tensor, a: Tensor, z: Tensor, shape: torch.Size) -> Tensor:
         t = self.t
@@ -254,17 +356,17 @@ class AffineRule:
             # the terms of zennit's rule built from a- are exact zeros
             s_pos = (z > 0.0) * g / stabilize_(self._lin(a, t["w1"], t["b1"]), self.stabilizer)
             s_neg = g.mul_(z < 0.0).div_(stabilize_(self._lin(a, t["w2"], t["b3"]), self.stabilizer))
-            return self._lin_t(s_pos, t["w1"], shape).add_(self._lin_t(s_neg, t["w2"], shape)).mul_(a)
+            return self._lin_t(s_pos, "w1", shape).add_(self._lin_t(s_neg, "w2", shape)).mul_(a)
         ap, an = a.clamp(min=0.0), a.clamp(max=0.0)
         d_pos = stabilize_(self._lin(ap, t["w1"], t["b1"]).add_(self._lin(an, t["w2"], None)), self.stabilizer)
         d_neg = stabilize_(self._lin(ap, t["w2"], t["b3"]).add_(self._lin(an, t["w1"], None)), self.stabilizer)
         s_pos = (z > 0.0) * g / d_pos
         s_neg = g.mul_(z < 0.0).div_(d_neg)
         del d_pos, d_neg
-        out = self._lin_t(s_pos, t["w1"], shape).mul_(ap)
-        out.add_(self._lin_t(s_pos, t["w2"], shape).mul_(an))
-        out.add_(self._lin_t(s_neg, t["w2"], shape).mul_(ap))
-        return out.add_(self._lin_t(s_neg, t["w1"], shape).mul_(an))
+        out = self._lin_t(s_pos, "w1", shape).mul_(ap)
+        out.add_(self._lin_t(s_pos, "w2", shape).mul_(an))
+        out.add_(self._lin_t(s_neg, "w2", shape).mul_(ap))
+        return out.add_(self._lin_t(s_neg, "w1", shape).mul_(an))
 
     def _alpha_beta(self, g: Tensor, a: Tensor, z: Tensor | None, shape: torch.Size) -> Tensor:
         alpha, beta = 2.0, 1.0
@@ -275,14 +377,14 @@ class AffineRule:
             s_pos = g / d_pos
             s_neg = g.div_(d_neg)
             del d_pos, d_neg
-            pos = self._lin_t(s_pos, t["wp"], shape).mul_(a)
-            neg = self._lin_t(s_neg, t["wn"], shape).mul_(a)
+            pos = self._lin_t(s_pos, "wp", shape).mul_(a)
+            neg = self._lin_t(s_neg, "wn", shape).mul_(a)
             return pos.mul_(alpha).sub_(neg, alpha=beta)
         ap, an = a.clamp(min=0.0), a.clamp(max=0.0)
         s_pos = g / stabilize_(self._lin(ap, t["wp"], t["bp"]).add_(self._lin(an, t["wn"], None)), self.stabilizer)
         s_neg = g / stabilize_(self._lin(ap, t["wn"], t["bn"]).add_(self._lin(an, t["wp"], None)), self.stabilizer)
-        pos = self._lin_t(s_pos, t["wp"], shape).mul_(ap).add_(self._lin_t(s_pos, t["wn"], shape).mul_(an))
-        neg = self._lin_t(s_neg, t["wn"], shape).mul_(ap).add_(self._lin_t(s_neg, t["wp"], shape).mul_(an))
+        pos = self._lin_t(s_pos, "wp", shape).mul_(ap).add_(self._lin_t(s_pos, "wn", shape).mul_(an))
+        neg = self._lin_t(s_neg, "wn", shape).mul_(ap).add_(self._lin_t(s_neg, "wp", shape).mul_(an))
         return pos.mul_(alpha).sub_(neg, alpha=beta)
 
     def _flat(self, g: Tensor, a: Tensor | None, z: Tensor | None, shape: torch.Size) -> Tensor:
@@ -305,7 +407,7 @@ class AffineRule:
         n = g.shape[0]
         per_group = g.reshape(n, groups, -1, *g.shape[2:]).div_(d).sum(2)
         box = g.new_ones((groups, 1) + self.kernel_size)
-        r = self._lin_t(per_group, box, torch.Size((n, groups) + tuple(shape[2:])), groups=groups)
+        r = self._conv_t(per_group, box, torch.Size((n, groups) + tuple(shape[2:])), groups)
         width = shape[1] // groups
         return r.unsqueeze(2).expand(n, groups, width, *r.shape[2:]).reshape(shape)
 
@@ -324,8 +426,7 @@ class AffineRule:
 
     def _zbox(self, g: Tensor, x: Tensor, z: Tensor, shape: torch.Size) -> Tensor:
         low, high, offset = self._bounds(shape, x)
-        t = self.t
         s = g.div_(stabilize_(z - offset, self.stabilizer))
-        out = self._lin_t(s, t["w"], shape).mul_(x)
-        out.sub_(self._lin_t(s, t["wp"], shape).mul_(low))
-        return out.sub_(self._lin_t(s, t["wn"], shape).mul_(high))
+        out = self._lin_t(s, "w", shape).mul_(x)
+        out.sub_(self._lin_t(s, "wp", shape).mul_(low))
+        return out.sub_(self._lin_t(s, "wn", shape).mul_(high))
