@@ -83,8 +83,14 @@ class SanityResult:
 
 
 def randomised(model: LoadedModel, seed: int = SEED) -> LoadedModel:
-    """A copy of ``model`` with every layer that has ``reset_parameters`` re-initialised,
-    top layer first (registration order reversed), seeded; the original is untouched."""
+    """A copy of ``model`` with every parameter re-initialised, top layer first
+    (registration order reversed), seeded; the original is untouched.
+
+    Layers with ``reset_parameters`` (or ``_reset_parameters``, as attention has) use their
+    own initialisation; a parameter no such method covers (a ViT's class token and position
+    embedding, a custom layer's weight) is drawn from a normal distribution with its own
+    standard deviation, so that nothing learned survives into the "random" model.
+    """
     module = copy.deepcopy(model.module)
     generator_state = torch.random.get_rng_state()
     torch.manual_seed(seed)
@@ -92,14 +98,21 @@ def randomised(model: LoadedModel, seed: int = SEED) -> LoadedModel:
     try:
         with torch.no_grad():
             for sub in reversed(list(module.modules())):
-                reset = getattr(sub, "reset_parameters", None)
-                if callable(reset) and any(True for _ in sub.parameters(recurse=False)):
+                own = list(sub.parameters(recurse=False))
+                if not own:
+                    continue
+                reset = getattr(sub, "reset_parameters", None) or getattr(sub, "_reset_parameters", None)
+                if callable(reset):
                     reset()
-                    count += 1
+                else:
+                    for parameter in own:
+                        std = float(parameter.float().std()) if parameter.numel() > 1 else 0.0
+                        parameter.normal_(0.0, std if std > 0 else 0.02)
+                count += 1
     finally:
         torch.random.set_rng_state(generator_state)
     if count == 0:
-        raise HarnessError(f"model {model.name!r} has no layer with reset_parameters to re-initialise")
+        raise HarnessError(f"model {model.name!r} has no parameters to re-initialise")
     module.eval()
     return dataclasses.replace(model, module=module, explainers={})
 

@@ -57,6 +57,35 @@ def test_randomised_copy_reinitialises_every_layer_and_leaves_the_model_alone() 
     assert copy.classes == model.classes and copy.module is not model.module
 
 
+def test_randomised_vit_leaves_no_trained_tensor_behind() -> None:
+    """Attention's input projection (``_reset_parameters``), the class token and the position
+    embedding (no reset method at all) are re-initialised too."""
+    import dataclasses
+
+    from torchvision.models import VisionTransformer
+
+    from harness.api import load_model
+    from harness.sanity import randomised
+
+    demo = load_model("signs-shortcut", registry=ROOT / "fixtures" / "models.yaml", device="cpu")
+    torch.manual_seed(0)
+    vit = VisionTransformer(image_size=32, patch_size=8, num_layers=2, num_heads=2, hidden_dim=32, mlp_dim=64)
+    with torch.no_grad():
+        vit.class_token.normal_()  # "trained": torchvision starts it at zero
+    model = dataclasses.replace(demo, module=vit.eval(), explainers={})
+    before = {k: v.clone() for k, v in vit.state_dict().items()}
+    copy = randomised(model).module.state_dict()
+    kept = [k for k, v in before.items() if torch.equal(copy[k], v) and v.abs().sum() > 0 and not k.endswith("norm")]
+    kept = [k for k in kept if not (".ln" in k or k.startswith("encoder.ln"))]  # LayerNorm resets to ones/zeros
+    assert kept == []
+    for name in (
+        "class_token",
+        "encoder.pos_embedding",
+        "encoder.layers.encoder_layer_0.self_attention.in_proj_weight",
+    ):
+        assert not torch.equal(copy[name], before[name]), name
+
+
 def test_registering_a_builtin_name_is_refused() -> None:
     from harness.errors import HarnessError
 
