@@ -1,5 +1,8 @@
 """End to end: ``--xai-baseline`` / ``--xai-baseline-save`` through pytester, with two
-probe models whose verdicts are known by construction (see conftest.py)."""
+probe models whose verdicts are known by construction (tests/conftest.py): ``looks-at-object``
+passes every variant; ``looks-at-background`` decides from the top-left corner, so it fails
+the original (wrong reasons), the removed instance (false positive) and the removed
+background (false negative), and passes the sticker with its relevance off the object."""
 
 import csv
 

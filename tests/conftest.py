@@ -1,5 +1,7 @@
-"""A tiny world for pytester runs: a bright square on a lighter background, and two
-probe "classifiers" whose behaviour is known by construction (harness.probes)."""
+"""A tiny world for pytester runs: a bright square on a lighter background, and probe
+"classifiers" whose behaviour is known by construction (harness.probes). Shared by the
+integration and regression tests (``world``); ``looks-at-object`` passes every variant,
+``looks-at-background`` decides from the top-left corner."""
 
 import importlib.util
 import io
@@ -15,6 +17,7 @@ if importlib.util.find_spec("pyarrow") is not None:
     # pytester's in-process runs drop modules first imported inside them; pandas'
     # Arrow extension types cannot be registered twice, so load them out here once.
     pd.DataFrame({"warm": [1]}).to_parquet(io.BytesIO())
+    import pyarrow.parquet  # noqa: F401
 
 # Same reason for torch extensions: import everything a run needs before pytester's
 # snapshot, so inner runs reuse these modules instead of registering operators again.
@@ -23,6 +26,7 @@ import zennit.composites  # noqa: E402,F401
 
 import harness.attribution  # noqa: E402,F401
 import harness.attribution.graph  # noqa: E402,F401
+import harness.baseline  # noqa: E402,F401
 import harness.collect  # noqa: E402,F401
 import harness.results  # noqa: E402,F401
 
