@@ -6,6 +6,8 @@ Usage::
     .venv/bin/python benchmarks/bench_lrp.py [--quick] [--json out.json] [--threads 2]
     .venv/bin/python benchmarks/bench_lrp.py --batches 8 --rule-sets epsilon_plus_flat --no-memory \
         --models resnet18,resnet50,mobilenet_v2,efficientnet_b0,vgg11      # the issue-11 targets
+    # on a machine shared with other jobs: CPU time of one thread, which their load disturbs little
+    .venv/bin/python benchmarks/bench_lrp.py ... --threads 1 --cpu-time
 
 For each model (torchvision vgg11, resnet18, resnet50, mobilenet_v2 and efficientnet_b0
 with random weights at 224x224, and the demo model ``harness.zoo:small_vgg`` at 64x64 when
@@ -154,6 +156,7 @@ def time_methods(
     targets: torch.Tensor,
     rounds: int,
     min_round_s: float = 0.2,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> tuple[dict[str, list[float]], dict[str, float]]:
     """Interleaved timing; returns per-method seconds per call of the timed rounds, and
     the graph engine's relative errors against zennit.
@@ -167,9 +170,9 @@ def time_methods(
     errors: dict[str, float] = {}
     reference: dict[str, torch.Tensor] = {}
     for name, fn in active.items():
-        start = time.perf_counter()
+        start = clock()
         out = fn(x, targets)
-        calls[name] = max(1, int(min_round_s / max(time.perf_counter() - start, 1e-6)))
+        calls[name] = max(1, int(min_round_s / max(clock() - start, 1e-6)))
         rule_set = name.split(":", 1)[-1]
         if name.startswith("zennit:"):
             reference[rule_set] = out[1]
@@ -179,10 +182,10 @@ def time_methods(
         del out
     for _ in range(rounds):
         for name, fn in active.items():
-            start = time.perf_counter()
+            start = clock()
             for _ in range(calls[name]):
                 fn(x, targets)
-            times[name].append((time.perf_counter() - start) / calls[name])
+            times[name].append((clock() - start) / calls[name])
     return times, errors
 
 
@@ -266,6 +269,12 @@ def main(argv: list[str] | None = None) -> int:
         "--memory-batches", default=None, help="two batch sizes for the memory probe, comma-separated (default 8,32)"
     )
     parser.add_argument("--no-memory", action="store_true", help="skip the memory probe")
+    parser.add_argument(
+        "--cpu-time",
+        action="store_true",
+        help="time CPU seconds of this process (all threads) instead of wall time: on a machine shared "
+        "with other jobs, what the calls themselves cost (with --threads 1, what a quiet core would take)",
+    )
     parser.add_argument("--_memory-probe", nargs=3, metavar=("MODEL", "METHOD", "BATCH"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
@@ -284,6 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     rounds = args.rounds or (2 if args.quick else 7)
     small_mem, large_mem = (int(b) for b in (args.memory_batches or ("2,4" if args.quick else "8,32")).split(","))
 
+    clock = time.process_time if args.cpu_time else time.perf_counter
     header = {
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
@@ -291,9 +301,11 @@ def main(argv: list[str] | None = None) -> int:
         "device": "cpu",
         "rounds": rounds,
         "rule_sets": list(rule_sets),
+        "clock": "process CPU time" if args.cpu_time else "wall time",
     }
     print(
-        f"torch {header['torch']}, {header['threads']} threads, CPU, {rounds} interleaved rounds after a warm-up call"
+        f"torch {header['torch']}, {header['threads']} threads, CPU, {rounds} interleaved rounds after a warm-up call, "
+        f"{header['clock']}"
     )
     print(
         "ms: median per call; x fwd: median over rounds of time / forward time of the same round;\n"
@@ -312,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
         reasons = {f"{engine}:{rs}": GraphLRP.check(model, rs) for engine in ENGINES for rs in rule_sets}
         for batch in batches:
             x, targets = make_batch(batch, side, classes)
-            times, errors = time_methods(methods, x, targets, rounds)
+            times, errors = time_methods(methods, x, targets, rounds, clock=clock)
             medians = {name: statistics.median(ts) for name, ts in times.items()}
             fwd = medians["forward"]
             row: dict[str, Any] = {
