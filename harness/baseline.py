@@ -532,7 +532,7 @@ def summary_line(counts: Counter[str] | dict[str, int], missing: int) -> str:
     if c["new"]:
         parts.append(f"{c['new']} new (not in the baseline)")
     if missing:
-        parts.append(f"{missing} missing (in the baseline, not in this run)")
+        parts.append(f"{missing} missing (in the baseline, not in this run: deselected, or gone from the suites)")
     if c["not_compared"]:
         parts.append(f"{c['not_compared']} not compared (errors or skipped)")
     return ", ".join(parts)

@@ -193,6 +193,6 @@ def test_the_summary_line():
     found = bl.comparison(baseline, rows)
     assert found.line() == (
         "1 item regressed, 0 improved, 1 unchanged, 1 new (not in the baseline), "
-        "1 missing (in the baseline, not in this run)"
+        "1 missing (in the baseline, not in this run: deselected, or gone from the suites)"
     )
     assert found.as_dict()["missing_examples"] == ["signs.xai.yaml::c[original] (model slot 0, lrp/epsilon_plus_flat)"]

@@ -144,7 +144,7 @@ def test_unchanged_new_and_missing_items(world):
     assert table[("scene", "original", "looks-at-object")]["delta_mass_object"] == "0.0"
     assert baseline_line(result) == (
         "xai baseline: 0 items regressed, 0 improved, 4 unchanged, 4 new (not in the baseline), "
-        "4 missing (in the baseline, not in this run) (against base.parquet)"
+        "4 missing (in the baseline, not in this run: deselected, or gone from the suites) (against base.parquet)"
     )
 
 
