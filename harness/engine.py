@@ -129,6 +129,8 @@ class Engine:
         self.kept_maps: dict[ImageKey, np.ndarray] = {}
         self._models: dict[str, LoadedModel | ModelError] = {}
         self._explainers: dict[tuple[str, str], Explainer | HarnessError] = {}
+        # model -> (LRP explainer, Grad-CAM explainer, their shared forward)
+        self._sharing: dict[str, tuple[str, str, Joint]] = {}
         self._case_cache: OrderedDict[str, tuple[np.ndarray, np.ndarray] | BaseException] = OrderedDict()
         self.stats = EngineStats()
         self.notes: list[str] = []
@@ -181,6 +183,7 @@ class Engine:
         if key not in self._explainers:
             try:
                 explainer = make_explainer(name, self.model(model_name), self.backend)  # type: ignore[arg-type]
+                self._consider_sharing(model_name, explainer)
                 self._explainers[key] = explainer
                 if explainer.note:
                     self.notes.append(backend_note(model_name, explainer))
@@ -194,6 +197,39 @@ class Engine:
         if isinstance(found, HarnessError):
             raise found
         return found
+
+    def _consider_sharing(self, model_name: str, explainer: Explainer) -> None:
+        """Whether ``explainer`` shares one forward per batch with an explainer of the same model
+        bound before it (the graph LRP engine followed by Grad-CAM, see
+        :mod:`harness.attribution.shared`); its note says so, or why it runs its own forward."""
+        from harness.attribution.cam import GradCAM
+        from harness.attribution.graph import GraphLRP
+        from harness.attribution.shared import SharedForward
+
+        earlier = [
+            found
+            for (model, _), found in self._explainers.items()
+            if model == model_name and isinstance(found, Explainer)
+        ]
+        if not earlier:
+            return
+        lead = next((e for e in earlier if isinstance(e.engine, GraphLRP)), None)
+        if model_name in self._sharing:
+            why = "only one explainer shares the LRP engine's forward"
+        elif isinstance(explainer.engine, GradCAM) and lead is not None:
+            assert isinstance(lead.engine, GraphLRP)
+            why = SharedForward.problem(lead.engine, explainer.engine) or ""
+            if not why:
+                self._sharing[model_name] = (lead.name, explainer.name, _pair(lead, explainer))
+                explainer.note = f"{explainer.note}; shares the forward of {lead.name} (one model forward per batch)"
+                return
+        elif isinstance(explainer.engine, GraphLRP) and any(isinstance(e.engine, GradCAM) for e in earlier):
+            why = "Grad-CAM comes first in the run and its forward decides the predictions; name LRP first to share"
+        else:
+            why = "only the graph LRP engine (backend fast) and Grad-CAM on a CNN share one"
+        others = ", ".join(e.name for e in earlier)
+        own = f"runs its own forward, not shared with {others}: {why}"
+        explainer.note = f"{explainer.note}; {own}" if explainer.note else own
 
     def summary(self) -> dict[str, Any]:
         """Notes and counters, as plain data (an xdist worker sends them to the controller)."""
@@ -327,32 +363,35 @@ class Engine:
             return
         start = time.perf_counter()
         shared: dict[ImageKey, np.ndarray] = {}  # image -> the logits its predictions come from
-        for name in dict.fromkeys(key.explainer for siblings in keys.values() for key in siblings):
-            ready = [
+        names = list(dict.fromkeys(key.explainer for siblings in keys.values() for key in siblings))
+        readies = {
+            name: [
                 replace(prepared[image], key=key)
                 for image, siblings in keys.items()
                 if image in prepared
                 for key in siblings
                 if key.explainer == name
             ]
+            for name in names
+        }
+        bound: dict[str, Explainer] = {}
+        for name in names:
             try:
-                explainer = self.explainer(first.model, name)
+                bound[name] = self.explainer(first.model, name)
             except HarnessError as exc:
-                for one in ready:
+                for one in readies[name]:
                     self._store(one.key, ImageResult(error=exc))
-                continue
-            try:
-                self._explain(ready, model, explainer, shared)
-            except Exception:  # noqa: BLE001 - isolation: find the guilty image by running each alone
-                self.stats.retried_batches += 1
-                for one in ready:
-                    try:
-                        self._explain([one], model, explainer, shared)
-                    except Exception as exc:  # noqa: BLE001
-                        self._store(
-                            one.key,
-                            ImageResult(error=HarnessError(f"model + explainer failed on this image: {describe(exc)}")),
-                        )
+        for group in self._share_groups(first.model, [n for n in names if n in bound], readies):
+            if len(group) == 2:
+                lead, cam = group
+                joint = self._sharing[first.model][2]
+                try:
+                    self._explain([(bound[lead], readies[lead]), (bound[cam], readies[cam])], model, joint, shared)
+                    continue
+                except Exception:  # noqa: BLE001 - each explainer on its own then finds the guilty image
+                    pass
+            for name in group:
+                self._explain_alone(readies[name], model, bound[name], shared)
         for image in prepared:
             self._agree(self._siblings[image])
         self.stats.seconds_model += time.perf_counter() - start
@@ -395,42 +434,107 @@ class Engine:
             return None
         return _Prepared(key, variant, model.classes.index(request.label), x)
 
-    def _explain(
+    def _share_groups(self, model_name: str, names: list[str], readies: dict[str, list[_Prepared]]) -> list[list[str]]:
+        """The explainers of a batch in run order, the pair that shares one forward (the
+        graph LRP engine and Grad-CAM, see :meth:`explainer`) as one group: only when the LRP
+        explainer comes first, so that the logits deciding the predictions stay the ones LRP's
+        own forward gives, and both explain the same images."""
+        sharing = self._sharing.get(model_name)
+        if sharing is None:
+            return [[name] for name in names]
+        lead, cam, _ = sharing
+        pair = (
+            lead in names
+            and cam in names
+            and names.index(lead) < names.index(cam)
+            and [image_of(one.key) for one in readies[lead]] == [image_of(one.key) for one in readies[cam]]
+        )
+        if not pair:
+            return [[name] for name in names]
+        return [[lead, cam] if name == lead else [name] for name in names if name != cam]
+
+    def _explain_alone(
         self, ready: list[_Prepared], model: LoadedModel, explainer: Explainer, shared: dict[ImageKey, np.ndarray]
     ) -> None:
-        """Model + explainer over prepared images; checks every value before storing it.
+        """One explainer over a batch; a batch that fails runs image by image to find the guilty one."""
+        joint = _alone(explainer)
+        try:
+            self._explain([(explainer, ready)], model, joint, shared)
+        except Exception:  # noqa: BLE001 - isolation: find the guilty image by running each alone
+            self.stats.retried_batches += 1
+            for one in ready:
+                try:
+                    self._explain([(explainer, [one])], model, joint, shared)
+                except Exception as exc:  # noqa: BLE001
+                    self._store(
+                        one.key,
+                        ImageResult(error=HarnessError(f"model + explainer failed on this image: {describe(exc)}")),
+                    )
 
-        ``shared`` holds the logits of images an earlier explainer of this batch already
-        ran: those rows keep that prediction (one forward decides an image's prediction for
-        every explainer), the others add theirs."""
-        x = torch.cat([one.x for one in ready])
-        labels = torch.tensor([one.label for one in ready], device=model.device)
-        logits_t, relevance_t = explainer(x, labels)
+    def _explain(
+        self,
+        members: list[tuple[Explainer, list[_Prepared]]],
+        model: LoadedModel,
+        joint: Joint,
+        shared: dict[ImageKey, np.ndarray],
+    ) -> None:
+        """Model + explainers over prepared images; checks every value before storing it.
+
+        ``members``: the explainers ``joint`` computes at once (one, or the pair sharing a
+        forward), each with its keys of the same images in the same order. ``shared`` holds
+        the logits of images an earlier explainer of this batch already ran: those rows keep
+        that prediction (one forward decides an image's prediction for every explainer), the
+        others add theirs."""
+        first = members[0][1]
+        x = torch.cat([one.x for one in first])
+        labels = torch.tensor([one.label for one in first], device=model.device)
+        logits_t, relevances_t = joint(x, labels)
         logits = logits_t.detach().float().cpu().numpy()
-        for row, one in enumerate(ready):
+        for row, one in enumerate(first):
             logits[row] = shared.setdefault(image_of(one.key), logits[row].copy())
-        relevance = relevance_t.detach().float().cpu().numpy()
+        relevances = [r.detach().float().cpu().numpy() for r in relevances_t]
         problems: dict[int, str] = {}
-        for row in range(len(ready)):
+        for row in range(len(first)):
             problem = nonfinite_problem(logits[row], "model output logits") or tie_problem(logits[row], model.classes)
             if problem is not None:
                 problems[row] = problem
         predicted = logits.argmax(axis=1)
-        wanted = [
-            row
-            for row, one in enumerate(ready)
-            if row not in problems and self._requests[one.key].predicted_relevance and predicted[row] != one.label
+        wants = [
+            [
+                row
+                for row, one in enumerate(ready)
+                if row not in problems and self._requests[one.key].predicted_relevance and predicted[row] != one.label
+            ]
+            for _, ready in members
         ]
-        relevance_pred: dict[int, np.ndarray] = {}
+        relevance_pred: list[dict[int, np.ndarray]] = [{} for _ in members]
+        wanted = sorted(set().union(*wants))
         if wanted:
             # Second pass only for the rows that need it and whose prediction differs:
             # the relevance of the class the model chose (what drew a sticker flip).
             index = torch.tensor(wanted, device=model.device)
-            _, rel2 = explainer(x[index], torch.from_numpy(predicted[wanted]).to(model.device))
-            maps = rel2.detach().float().cpu().numpy()
-            for j, row in enumerate(wanted):
-                relevance_pred[row] = maps[j]
-            self.stats.lrp_rows += len(wanted)
+            _, second_t = joint(x[index], torch.from_numpy(predicted[wanted]).to(model.device))
+            for member, (maps_t, want) in enumerate(zip(second_t, wants)):
+                maps = maps_t.detach().float().cpu().numpy()
+                for j, row in enumerate(wanted):
+                    if row in want:
+                        relevance_pred[member][row] = maps[j]
+                self.stats.lrp_rows += len(want)
+        for (explainer, ready), relevance, second_maps in zip(members, relevances, relevance_pred):
+            self._store_rows(ready, model, explainer, logits, relevance, second_maps, problems)
+
+    def _store_rows(
+        self,
+        ready: list[_Prepared],
+        model: LoadedModel,
+        explainer: Explainer,
+        logits: np.ndarray,
+        relevance: np.ndarray,
+        relevance_pred: dict[int, np.ndarray],
+        problems: dict[int, str],
+    ) -> None:
+        """One explainer's results of a batch: health, maps and predictions per row."""
+        predicted = logits.argmax(axis=1)
         self.stats.batches += 1
         self.stats.images += len(ready)
         self.stats.lrp_rows += len(ready)
@@ -469,6 +573,27 @@ class Engine:
     def _store(self, key: ImageKey, result: ImageResult) -> None:
         self._results[key] = result
         self._summaries[key] = (result.predicted, result.probs)
+
+
+# (x, targets) -> (logits, one relevance per explainer it computes)
+Joint = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, list[torch.Tensor]]]
+
+
+def _pair(lrp: Explainer, cam: Explainer) -> Joint:
+    from harness.attribution.cam import GradCAM
+    from harness.attribution.graph import GraphLRP
+    from harness.attribution.shared import SharedForward
+
+    assert isinstance(lrp.engine, GraphLRP) and isinstance(cam.engine, GradCAM)
+    return SharedForward(lrp.engine, cam.engine)
+
+
+def _alone(explainer: Explainer) -> Joint:
+    def joint(x: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        logits, relevance = explainer(x, targets)
+        return logits, [relevance]
+
+    return joint
 
 
 def image_of(key: ImageKey) -> ImageKey:

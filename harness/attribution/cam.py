@@ -123,8 +123,14 @@ class GradCAM:
         # Rows do not interact (eval mode), so one backward of the summed target logits gives
         # every row the gradient of its own target.
         (grad,) = torch.autograd.grad(logits.gather(1, index).sum(), activation)
-        weights = grad.mean(dim=(2, 3), keepdim=True)
-        cam = torch.relu((weights * activation).sum(dim=1, keepdim=True))
-        cam = F.interpolate(cam, size=tuple(x.shape[2:]), mode="bilinear", align_corners=False)
-        relevance = (cam / x.shape[1]).expand(-1, x.shape[1], -1, -1)
-        return logits.detach(), relevance.detach().contiguous()
+        return logits.detach(), cam_relevance(activation, grad, x.shape)
+
+
+def cam_relevance(activation: Tensor, grad: Tensor, shape: torch.Size) -> Tensor:
+    """The Grad-CAM map of a layer's ``activation`` (N, K, h, w) and the gradient of the target
+    logits with respect to it, as a relevance of the input's ``shape`` (N, C, H, W)."""
+    weights = grad.mean(dim=(2, 3), keepdim=True)
+    cam = torch.relu((weights * activation).sum(dim=1, keepdim=True))
+    cam = F.interpolate(cam, size=tuple(shape[2:]), mode="bilinear", align_corners=False)
+    relevance = (cam / shape[1]).expand(-1, shape[1], -1, -1)
+    return relevance.detach().contiguous()

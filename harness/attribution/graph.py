@@ -270,40 +270,28 @@ class GraphLRP:
             self._key = key
 
     # -- forward -----------------------------------------------------------------------------
-    def _forward(self, x: Tensor) -> tuple[dict[fx.Node, Any], dict[fx.Node, Any]]:
-        """Run the graph; return the kept values and per-node saved data (shapes, pool indices)."""
+    def _forward(
+        self, x: Tensor, capture: dict[fx.Node, Any] | None = None
+    ) -> tuple[dict[fx.Node, Any], dict[fx.Node, Any]]:
+        """Run the graph; return the kept values and per-node saved data (shapes, pool indices).
+
+        ``capture``: nodes whose values to copy into it as they are computed (for an explainer
+        that shares this forward, :mod:`harness.attribution.shared`); copies, because the forward
+        frees values and may overwrite them in place."""
         tr = self.traced
-        gm = tr.graph_module
         env: dict[fx.Node, Any] = {}
         saved: dict[fx.Node, Any] = {}
         for node in self._order:
             if node.op == "output":
                 break
-            args = fx.node.map_arg(node.args, lambda n: env[n])
-            kwargs = fx.node.map_arg(node.kwargs, lambda n: env[n])
             info = tr.nodes.get(node)
             live = info is not None and node in self._live_set
-            if node.op == "placeholder":
-                value: Any = x
-            elif node.op == "get_attr":
-                value = _fetch_attr(gm, str(node.target))
-            elif live and info is not None and info.kind == Kind.MAX_POOL:
-                value, saved[node] = _max_pool(info, args, kwargs)
-            elif node.op == "call_module":
-                value = self._calls[node](*args, **kwargs)
-            elif node.op == "call_function":
-                target = _INPLACE_FUNCTIONS.get(node.target, node.target)
-                if kwargs.get("inplace"):
-                    kwargs = {**kwargs, "inplace": False}
-                if node in self._relu_in_place:
-                    target, kwargs = torch.relu_, {}
-                value = target(*args, **kwargs)
-            else:  # call_method
-                name = str(node.target)
-                if name.endswith("_") and hasattr(torch.Tensor, name[:-1]):
-                    name = name[:-1]
-                value = getattr(args[0], name)(*args[1:], **kwargs)
+            value, pool = self._run_node(node, env, x)
+            if pool is not None:
+                saved[node] = pool
             env[node] = value
+            if capture is not None and node in capture:
+                capture[node] = value.clone() if isinstance(value, Tensor) else value
             if live and info is not None:
                 if info.kind in (Kind.RESHAPE, Kind.PAD, Kind.AFFINE, Kind.GATE):
                     saved[node] = env[info.sources[0]].shape
@@ -315,12 +303,51 @@ class GraphLRP:
                 env.pop(dead, None)
         return env, saved
 
+    def _run_node(self, node: fx.Node, env: dict[fx.Node, Any], x: Tensor | None) -> tuple[Any, Any]:
+        """One node of the forward over the values in ``env``: its value, and a live max pool's
+        indices (else ``None``)."""
+        args = fx.node.map_arg(node.args, lambda n: env[n])
+        kwargs = fx.node.map_arg(node.kwargs, lambda n: env[n])
+        info = self.traced.nodes.get(node)
+        if node.op == "placeholder":
+            return x, None
+        if node.op == "get_attr":
+            return _fetch_attr(self.traced.graph_module, str(node.target)), None
+        if info is not None and info.kind == Kind.MAX_POOL and node in self._live_set:
+            return _max_pool(info, args, kwargs)
+        if node.op == "call_module":
+            return self._calls[node](*args, **kwargs), None
+        if node.op == "call_function":
+            target = _INPLACE_FUNCTIONS.get(node.target, node.target)
+            if kwargs.get("inplace"):
+                kwargs = {**kwargs, "inplace": False}
+            if node in self._relu_in_place:
+                target, kwargs = torch.relu_, {}
+            return target(*args, **kwargs), None
+        name = str(node.target)  # call_method
+        if name.endswith("_") and hasattr(torch.Tensor, name[:-1]):
+            name = name[:-1]
+        return getattr(args[0], name)(*args[1:], **kwargs), None
+
+    def run_nodes(self, nodes: list[fx.Node], env: dict[fx.Node, Any]) -> None:
+        """Run ``nodes`` (in graph order, no placeholder among them) as the forward runs them,
+        reading and adding values in ``env`` (for a partial forward, e.g. Grad-CAM's from its
+        layer to the logits with autograd)."""
+        for node in nodes:
+            env[node] = self._run_node(node, env, None)[0]
+
+    @property
+    def order(self) -> list[fx.Node]:
+        """Every node of the traced graph in execution order."""
+        return self._order
+
     # -- relevance -------------------------------------------------------------------------
-    def __call__(self, x: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
-        """Return ``(logits (N, K), relevance shaped like x)`` for a batch and one target class per row."""
+    def __call__(self, x: Tensor, targets: Tensor, capture: dict[fx.Node, Any] | None = None) -> tuple[Tensor, Tensor]:
+        """Return ``(logits (N, K), relevance shaped like x)`` for a batch and one target class per row
+        (``capture``: see :meth:`_forward`)."""
         with torch.no_grad():
             self._prepare(x.device, x.dtype)
-            env, saved = self._forward(x.detach())
+            env, saved = self._forward(x.detach(), capture)
             tr = self.traced
             logits = env[tr.output]
             if not isinstance(logits, Tensor) or logits.ndim != 2:

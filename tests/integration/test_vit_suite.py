@@ -68,7 +68,7 @@ def test_a_tiny_vit_runs_a_suite_with_lrp_and_gradcam(world: pytest.Pytester) ->
         [
             "xai: tiny-vit / lrp/epsilon_plus_flat: transformer — transformer LRP (Flat on the patch embedding*",
             "xai: tiny-vit / cam/gradcam: autograd — Grad-CAM on the patch tokens of layer "
-            "encoder.layers.encoder_layer_1.ln_1 (the last block's ln_1)",
+            "encoder.layers.encoder_layer_1.ln_1 (the last block's ln_1)*",
             "xai: tiny-vit / lrp/epsilon_plus_flat: backend transformer, median conservation *",
         ]
     )
