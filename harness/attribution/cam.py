@@ -72,6 +72,24 @@ def _capture(name: str, into: list[tuple[str, Tensor]]) -> Any:
     return hook
 
 
+def forward_capturing(module: nn.Module, layer: nn.Module, name: str, x: Tensor) -> tuple[Tensor, Tensor]:
+    """Run ``module`` on ``x`` with autograd and return ``(logits, output of layer)``; the
+    output is a leaf whose gradient the caller asks for. Raises when the layer does not
+    run exactly once (a layer used twice has no single activation to weight)."""
+    captured: list[tuple[str, Tensor]] = []
+    handle = layer.register_forward_hook(_capture(name, captured))
+    try:
+        with torch.enable_grad():
+            logits = module(x.detach())
+    finally:
+        handle.remove()
+    if len(captured) != 1:
+        raise HarnessError(
+            f"Grad-CAM layer {name!r} ran {len(captured)} times in one forward; name a layer that runs once"
+        )
+    return logits, captured[0][1]
+
+
 class GradCAM:
     """``(x, targets) -> (logits, relevance)`` with Grad-CAM on ``layer`` (a qualified name,
     or ``None``: the last convolution, found on the first call).
@@ -103,18 +121,7 @@ class GradCAM:
         """Return ``(logits (N, K), relevance shaped like x)``."""
         if self.layer is None:
             self.layer = last_conv_layer(self.module, x)
-        captured: list[tuple[str, Tensor]] = []
-        handle = self._resolve(self.layer).register_forward_hook(_capture(self.layer, captured))
-        try:
-            with torch.enable_grad():
-                logits = self.module(x.detach())
-        finally:
-            handle.remove()
-        if len(captured) != 1:
-            raise HarnessError(
-                f"Grad-CAM layer {self.layer!r} ran {len(captured)} times in one forward; name a layer that runs once"
-            )
-        activation = captured[0][1]
+        logits, activation = forward_capturing(self.module, self._resolve(self.layer), self.layer, x)
         if activation.dim() != 4:
             raise HarnessError(
                 f"Grad-CAM layer {self.layer!r} gives a {activation.dim()}-d output; it needs (N, C, H, W)"

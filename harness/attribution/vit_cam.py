@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from harness.attribution.cam import _capture
+from harness.attribution.cam import forward_capturing
 from harness.errors import HarnessError
 
 __all__ = ["TokenGradCAM", "default_token_layer"]
@@ -76,18 +76,7 @@ class TokenGradCAM:
 
     def __call__(self, x: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
         """Return ``(logits (N, K), relevance shaped like x)``."""
-        captured: list[tuple[str, Tensor]] = []
-        handle = self._resolve().register_forward_hook(_capture(self.layer, captured))
-        try:
-            with torch.enable_grad():
-                logits = self.module(x.detach())
-        finally:
-            handle.remove()
-        if len(captured) != 1:
-            raise HarnessError(
-                f"Grad-CAM layer {self.layer!r} ran {len(captured)} times in one forward; name a layer that runs once"
-            )
-        tokens = captured[0][1]
+        logits, tokens = forward_capturing(self.module, self._resolve(), self.layer, x)
         grid = (x.shape[-2] // self.stride[0], x.shape[-1] // self.stride[1])
         patches = grid[0] * grid[1]
         if tokens.dim() != 3 or tokens.shape[1] < patches:
