@@ -131,3 +131,16 @@ def test_lift_of_an_empty_or_full_region_is_an_error():
         lift(0.5, 0.0)
     with pytest.raises(MetricError, match="lift is undefined"):
         lift(1.0, 1.0)
+
+
+def test_shares_stay_in_range_when_values_span_sixteen_orders_of_magnitude():
+    # Found by the property test: summing inside and total separately made the negative
+    # share 1.0000000000000002 and the signed share -1.0000000000000002.
+    relevance = np.full((6, 5), -3.0, np.float32)
+    relevance[0, 0] = relevance[1, 1] = 0.0
+    relevance[1, 0] = -1.8014399e16
+    relevance[1, 2] = 1.0
+    mask = np.ones((6, 5), bool)
+    mask[0, 0] = False
+    metrics = region_metrics(relevance, mask, 0)
+    assert metrics.negative == 1.0 and metrics.signed == -1.0 and metrics.mass == 1.0
