@@ -3,8 +3,10 @@
 integration and regression tests (``world``); ``looks-at-object`` passes every variant,
 ``looks-at-background`` decides from the top-left corner."""
 
+import csv
 import importlib.util
 import io
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -72,3 +74,15 @@ def make_world(root: Path) -> None:
 def world(pytester: pytest.Pytester) -> pytest.Pytester:
     make_world(pytester.path)
     return pytester
+
+
+def _read_results(root: Path) -> list[dict[str, str]]:
+    with open(root / "reports" / "results.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.fixture
+def results_rows() -> Callable[[Path], list[dict[str, str]]]:
+    """``results_rows(root)``: the rows of the results table a run under ``root`` wrote
+    (``reports/results.csv``, the default path)."""
+    return _read_results

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -26,16 +25,11 @@ cases:
 """
 
 
-def _rows(root: Path) -> list[dict[str, str]]:
-    with open(root / "reports" / "results.csv", newline="") as handle:
-        return list(csv.DictReader(handle))
-
-
 def _names(result: pytest.RunResult) -> set[str]:
     return {line.split("::")[-1].split(" ")[0] for line in result.outlines if "::" in line and "[" in line}
 
 
-def test_a_suite_list_judges_every_item_per_explainer(world: pytest.Pytester) -> None:
+def test_a_suite_list_judges_every_item_per_explainer(world: pytest.Pytester, results_rows) -> None:
     world.makefile(".xai.yaml", signs=SUITE.format(explainer="[lrp/epsilon_plus_flat, cam/gradcam]"))
     result = world.runpytest("-v", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=5, failed=1)
@@ -51,7 +45,7 @@ def test_a_suite_list_judges_every_item_per_explainer(world: pytest.Pytester) ->
         for variant in ("original", "instance_removed", "sticker_added")
         for explainer in ("lrp_epsilon_plus_flat", "cam_gradcam")
     }
-    rows = _rows(world.path)
+    rows = results_rows(world.path)
     assert Counter(r["explainer"] for r in rows) == {"lrp/epsilon_plus_flat": 3, "cam/gradcam": 3}
     by = {(r["variant"], r["explainer"]): r for r in rows}
     # Grad-CAM on the probe's only convolution (a grey 1x1 conv) averages the gradient over
@@ -80,20 +74,20 @@ def test_a_suite_list_judges_every_item_per_explainer(world: pytest.Pytester) ->
     assert (world.path / "reports" / "assets" / "lrp_epsilon_plus_flat").is_dir()
 
 
-def test_command_line_list_and_keyword_selection(world: pytest.Pytester) -> None:
+def test_command_line_list_and_keyword_selection(world: pytest.Pytester, results_rows) -> None:
     world.makefile(".xai.yaml", signs=SUITE.format(explainer="lrp/epsilon_plus_flat"))
     result = world.runpytest(
         "-v", "-p", "no:cacheprovider", "--xai-explainer", "lrp, gradient/input_x_gradient", "-k", "input_x"
     )
     result.assert_outcomes(passed=3)
-    assert {r["explainer"] for r in _rows(world.path)} == {"gradient/input_x_gradient"}
+    assert {r["explainer"] for r in results_rows(world.path)} == {"gradient/input_x_gradient"}
 
 
-def test_one_explainer_keeps_the_ids_and_records_no_agreement(world: pytest.Pytester) -> None:
+def test_one_explainer_keeps_the_ids_and_records_no_agreement(world: pytest.Pytester, results_rows) -> None:
     world.makefile(".xai.yaml", signs=SUITE.format(explainer="cam/gradcam"))
     result = world.runpytest("-v", "-p", "no:cacheprovider")
     assert _names(result) == {"scene[original]", "scene[instance_removed]", "scene[sticker_added]"}
-    assert all("agreement_rank" not in r for r in _rows(world.path))
+    assert all("agreement_rank" not in r for r in results_rows(world.path))
 
 
 @pytest.mark.parametrize(
@@ -112,7 +106,7 @@ def test_bad_lists_are_located_errors(world: pytest.Pytester, args: list[str], e
 
 
 def test_the_first_explainers_forward_decides_every_explainers_prediction(
-    world: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+    world: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, results_rows
 ) -> None:
     """An explainer whose own logits disagree (here: classes swapped) still judges the
     prediction of the image's one shared forward."""
@@ -134,7 +128,7 @@ def test_the_first_explainers_forward_decides_every_explainers_prediction(
     monkeypatch.setattr(harness.engine, "make_explainer", swapped)
     world.makefile(".xai.yaml", signs=SUITE.format(explainer="[lrp, gradient/input_x_gradient]"))
     world.runpytest_inprocess("-p", "no:cacheprovider")
-    rows = _rows(world.path)
+    rows = results_rows(world.path)
     by = {(r["variant"], r["explainer"]): r for r in rows}
     for variant in ("original", "instance_removed", "sticker_added"):
         swapped_row, lrp_row = by[(variant, "gradient/input_x_gradient")], by[(variant, "lrp/epsilon_plus_flat")]

@@ -1,7 +1,6 @@
 """End-to-end runs of the plugin through pytester, with probe models whose right and
 wrong answers are known by construction."""
 
-import csv
 import re
 import xml.etree.ElementTree as ET
 
@@ -37,16 +36,11 @@ def outcomes_by_item(result):
     return out
 
 
-def read_rows(path):
-    with open(path, newline="") as handle:
-        return list(csv.DictReader(handle))
-
-
-def test_object_model_passes_every_variant(world):
+def test_object_model_passes_every_variant(world, results_rows):
     world.makefile(".xai.yaml", signs=SUITE.format(model="looks-at-object"))
     result = world.runpytest("-rA", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=8)
-    rows = read_rows(world.path / "reports" / "results.csv")
+    rows = results_rows(world.path)
     assert len(rows) == 8
     assert {r["verdict"] for r in rows} == {"passed"}
     original = next(r for r in rows if r["case_id"] == "scene" and r["variant"] == "original")
@@ -54,7 +48,7 @@ def test_object_model_passes_every_variant(world):
     assert original["predicted"] == "thing" and original["model"] == "looks-at-object"
 
 
-def test_background_model_is_caught(world):
+def test_background_model_is_caught(world, results_rows):
     world.makefile(".xai.yaml", signs=SUITE.format(model="looks-at-background"))
     result = world.runpytest("-rA", "-p", "no:cacheprovider")
     outcomes = outcomes_by_item(result)
@@ -68,7 +62,7 @@ def test_background_model_is_caught(world):
         "boxed[background_removed]": "failed",
         "boxed[sticker_added]": "passed",
     }
-    verdicts = {(r["case_id"], r["variant"]): r["verdict"] for r in read_rows(world.path / "reports" / "results.csv")}
+    verdicts = {(r["case_id"], r["variant"]): r["verdict"] for r in results_rows(world.path)}
     assert verdicts[("scene", "original")] == "wrong_reasons"
     assert verdicts[("scene", "instance_removed")] == "false_positive"
     assert verdicts[("scene", "background_removed")] == "false_negative"
@@ -88,11 +82,11 @@ def test_model_option_overrides_the_suite(world):
     result.assert_outcomes(passed=8)
 
 
-def test_keyword_selects_single_items(world):
+def test_keyword_selects_single_items(world, results_rows):
     world.makefile(".xai.yaml", signs=SUITE.format(model="looks-at-background"))
     result = world.runpytest("-k", "scene and instance_removed", "-rA", "-p", "no:cacheprovider")
     assert outcomes_by_item(result) == {"scene[instance_removed]": "failed"}
-    assert len(read_rows(world.path / "reports" / "results.csv")) == 1
+    assert len(results_rows(world.path)) == 1
 
 
 def test_sticker_that_flips_the_prediction_is_artifact_reliance(world):
@@ -119,7 +113,7 @@ cases:
     result.stdout.fnmatch_lines(["2 images in 1 batches (3 LRP rows)*"])
 
 
-def test_broken_cases_fail_alone(world):
+def test_broken_cases_fail_alone(world, results_rows):
     world.makefile(
         ".xai.yaml",
         signs="""\
@@ -174,7 +168,7 @@ cases:
     ):
         assert expected in text, expected
     assert "During handling of the above exception" not in text
-    rows = read_rows(world.path / "reports" / "results.csv")
+    rows = results_rows(world.path)
     assert len(rows) == 11  # every item of signs.xai.yaml, broken ones as 'error', and the broken file's row
     assert sum(r["verdict"] == "error" for r in rows) == 8
     assert any(r["suite"] == "other.xai.yaml" and r["line"] == "3" and r["verdict"] == "error" for r in rows)
@@ -195,7 +189,7 @@ cases:
     result.stdout.fnmatch_lines(["*object region is empty*"])
 
 
-def test_skip_xfail_and_tags(world):
+def test_skip_xfail_and_tags(world, results_rows):
     world.makefile(
         ".xai.yaml",
         signs="""\
@@ -208,11 +202,11 @@ cases:
     )
     result = world.runpytest("-rA", "-p", "no:cacheprovider", "-m", "regression or not regression")
     result.assert_outcomes(skipped=1, xfailed=1)
-    rows = {r["case_id"]: r for r in read_rows(world.path / "reports" / "results.csv")}
+    rows = {r["case_id"]: r for r in results_rows(world.path)}
     assert rows["a"]["verdict"] == "skipped" and rows["b"]["verdict"] == "false_positive"
 
 
-def test_junit_properties_and_pictures(world):
+def test_junit_properties_and_pictures(world, results_rows):
     world.makefile(".xai.yaml", signs=SUITE.format(model="looks-at-background"))
     world.runpytest("--junitxml=junit.xml", "-p", "no:cacheprovider")
     tree = ET.parse(world.path / "junit.xml")
@@ -220,7 +214,7 @@ def test_junit_properties_and_pictures(world):
     props = {p.get("name"): p.get("value") for p in case.iter("property")}
     assert props["xai.verdict"] == "false_positive" and props["xai.model"] == "looks-at-background"
     assert float(props["xai.mass_removed"]) == pytest.approx(0.0)
-    row = next(r for r in read_rows(world.path / "reports" / "results.csv") if r["variant"] == "sticker_added")
+    row = next(r for r in results_rows(world.path) if r["variant"] == "sticker_added")
     import json
 
     images = json.loads(row["images"])
@@ -237,13 +231,13 @@ def test_batches_are_planned_not_per_item(world):
     result.stdout.fnmatch_lines(["8 images in 3 batches (8 LRP rows)*"])
 
 
-def test_xdist_workers_share_the_work_and_the_controller_writes_results(world):
+def test_xdist_workers_share_the_work_and_the_controller_writes_results(world, results_rows):
     world.makefile(".xai.yaml", signs=SUITE.format(model="looks-at-background"))
     result = world.runpytest(
         "-n", "2", "-v", "-p", "no:cacheprovider", "--xai-batch-size", "4", "--junitxml=parallel.xml"
     )
     result.assert_outcomes(passed=2, failed=6)
-    rows = read_rows(world.path / "reports" / "results.csv")
+    rows = results_rows(world.path)
     assert len(rows) == 8
     # Workers send rows packed (harness.plugin); the controller restores exactly the
     # user properties a serial run has.
@@ -292,12 +286,12 @@ def test_plugin_does_not_import_torch_for_sessions_without_suites(pytester):
     result.assert_outcomes(passed=1)
 
 
-def test_backend_per_model_is_announced_once_and_zennit_takes_over_what_the_fast_engine_lacks(world):
+def test_backend_per_model_is_announced_once_and_zennit_takes_over_what_the_fast_engine_lacks(world, results_rows):
     world.makefile(".xai.yaml", signs=SUITE.format(model="wrapped-object"), fast=SUITE.format(model="looks-at-object"))
     result = world.runpytest("-rA", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=16)
     # Same network, same verdicts, whichever backend explains it.
-    rows = read_rows(world.path / "reports" / "results.csv")
+    rows = results_rows(world.path)
     by_model = {}
     for row in rows:
         by_model.setdefault(row["model"], {})[(row["case_id"], row["variant"])] = row["verdict"]

@@ -7,7 +7,6 @@ bright backgrounds are "horse" and a grey sky is not.
 
 from __future__ import annotations
 
-import csv
 import random
 from collections import Counter
 from pathlib import Path
@@ -78,11 +77,6 @@ def make_horse_world(root: Path) -> None:
     (root / "horses.xai.yaml").write_text(SUITE)
 
 
-def _rows(root: Path) -> list[dict[str, str]]:
-    with open(root / "reports" / "results.csv", newline="") as handle:
-        return list(csv.DictReader(handle))
-
-
 @pytest.fixture
 def horses(pytester: pytest.Pytester) -> pytest.Pytester:
     make_horse_world(pytester.path)
@@ -96,12 +90,12 @@ def test_the_issue_suite_validates(horses: pytest.Pytester) -> None:
     assert errors == [] and count == 2
 
 
-def test_the_issue_suite_runs_with_sweeps_steps_and_a_negative_case(horses: pytest.Pytester) -> None:
+def test_the_issue_suite_runs_with_sweeps_steps_and_a_negative_case(horses: pytest.Pytester, results_rows) -> None:
     result = horses.runpytest("-v", "-p", "no:cacheprovider", "--xai-assets", "")
     sampled = sorted(random.Random(0).sample(sorted(f"backgrounds/{b}.png" for b in BACKGROUNDS), 5))
     stems = [Path(p).stem for p in sampled]
     corners = ["top_left", "top_right", "bottom_left", "bottom_right"]
-    rows = _rows(horses.path)
+    rows = results_rows(horses.path)
     by_id = {r["nodeid"].split("::")[-1]: r for r in rows}
     per_case = ["original", "sticker_added", "watermark_without_horse"]
     expected = {
@@ -136,10 +130,10 @@ def test_the_issue_suite_runs_with_sweeps_steps_and_a_negative_case(horses: pyte
     result.assert_outcomes(passed=len(expected) - failed, failed=failed)
 
 
-def test_swept_images_are_each_their_own(horses: pytest.Pytester) -> None:
+def test_swept_images_are_each_their_own(horses: pytest.Pytester, results_rows) -> None:
     """Each corner is a separate image: the engine keys images by their sweep value too."""
     horses.runpytest("-p", "no:cacheprovider", "-k", "watermark_corners and horse_0", "--xai-report", "report.html")
-    rows = _rows(horses.path)
+    rows = results_rows(horses.path)
     # The report names each swept item by its variant and value, as the item id does.
     from harness.report.model import item_from_row
 

@@ -4,9 +4,6 @@ within the health band."""
 
 from __future__ import annotations
 
-import csv
-from pathlib import Path
-
 import pytest
 
 from harness.health import DEFAULT_CONSERVATION
@@ -51,12 +48,7 @@ cases:
 """
 
 
-def _rows(root: Path) -> list[dict[str, str]]:
-    with open(root / "reports" / "results.csv", newline="") as handle:
-        return list(csv.DictReader(handle))
-
-
-def test_a_tiny_vit_runs_a_suite_with_lrp_and_gradcam(world: pytest.Pytester) -> None:
+def test_a_tiny_vit_runs_a_suite_with_lrp_and_gradcam(world: pytest.Pytester, results_rows) -> None:
     world.makefile(".py", tiny_vit=FACTORY)
     (world.path / "vit_models.yaml").write_text(REGISTRY)
     world.makefile(".xai.yaml", vit=SUITE.format(label="thing"))
@@ -72,7 +64,7 @@ def test_a_tiny_vit_runs_a_suite_with_lrp_and_gradcam(world: pytest.Pytester) ->
             "xai: tiny-vit / lrp/epsilon_plus_flat: backend transformer, median conservation *",
         ]
     )
-    rows = _rows(world.path)
+    rows = results_rows(world.path)
     lrp = [row for row in rows if row["explainer"] == "lrp/epsilon_plus_flat"]
     cam = [row for row in rows if row["explainer"] == "cam/gradcam"]
     assert len(lrp) == 2 and len(cam) == 2
