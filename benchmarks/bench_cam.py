@@ -25,30 +25,19 @@ import argparse
 import json
 import statistics
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
-import torchvision  # noqa: E402
+from common import frozen_model, timed  # noqa: E402
 
 from harness.attribution.cam import GradCAM, last_conv_layer  # noqa: E402
 
 
-def _time(call: Callable[[], Any]) -> float:
-    start = time.perf_counter()
-    call()
-    return time.perf_counter() - start
-
-
 def bench(name: str, batch: int, rounds: int) -> dict[str, Any]:
-    torch.manual_seed(0)
-    model = getattr(torchvision.models, name)(weights=None, num_classes=1000).eval()
-    for param in model.parameters():
-        param.requires_grad_(False)
+    model = frozen_model(name)
     x = torch.randn(batch, 3, 224, 224)
     targets = torch.arange(batch) % 1000
     cam = GradCAM(model, last_conv_layer(model, x))
@@ -64,8 +53,8 @@ def bench(name: str, batch: int, rounds: int) -> dict[str, Any]:
     gradcam()  # warm-up
     times: dict[str, list[float]] = {"forward": [], "gradcam": []}
     for _ in range(rounds):
-        times["forward"].append(_time(forward))
-        times["gradcam"].append(_time(gradcam))
+        times["forward"].append(timed(forward))
+        times["gradcam"].append(timed(gradcam))
     ratios = [g / f for f, g in zip(times["forward"], times["gradcam"], strict=True)]
     return {
         "model": name,

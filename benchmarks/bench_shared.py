@@ -33,7 +33,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
-import torchvision  # noqa: E402
+from common import frozen_model  # noqa: E402
 
 from harness.attribution.cam import GradCAM, last_conv_layer  # noqa: E402
 from harness.attribution.graph import GraphLRP  # noqa: E402
@@ -41,10 +41,7 @@ from harness.attribution.shared import SharedForward  # noqa: E402
 
 
 def bench(name: str, batch: int, rounds: int, clock: Callable[[], float]) -> dict[str, Any]:
-    torch.manual_seed(0)
-    model = getattr(torchvision.models, name)(weights=None, num_classes=1000).eval()
-    for param in model.parameters():
-        param.requires_grad_(False)
+    model = frozen_model(name)
     x = torch.randn(batch, 3, 224, 224)
     targets = torch.arange(batch) % 1000
     lrp = GraphLRP(model, "epsilon_plus_flat")

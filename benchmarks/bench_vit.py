@@ -27,32 +27,22 @@ import argparse
 import json
 import statistics
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
-import torchvision  # noqa: E402
+from common import frozen_model, timed  # noqa: E402
 
 from harness.attribution.transformer import TransformerLRP  # noqa: E402
 from harness.attribution.vit_cam import TokenGradCAM  # noqa: E402
 
 
-def _time(call: Callable[[], Any]) -> float:
-    start = time.perf_counter()
-    call()
-    return time.perf_counter() - start
-
-
 def build(name: str) -> torch.nn.Module:
-    torch.manual_seed(0)
-    model = getattr(torchvision.models, name)(weights=None, num_classes=1000).eval()
+    model = frozen_model(name)
+    # torchvision starts the head at zero, which would make every logit and map zero.
     torch.nn.init.normal_(model.heads.head.weight, std=0.02)
-    for param in model.parameters():
-        param.requires_grad_(False)
     return model
 
 
@@ -81,7 +71,7 @@ def bench(name: str, batch: int, rounds: int, rule_set: str) -> dict[str, Any]:
     times: dict[str, list[float]] = {key: [] for key in calls}
     for _ in range(rounds):
         for key, call in calls.items():
-            times[key].append(_time(call))
+            times[key].append(timed(call))
     logits, relevance = results["lrp"]
     target_logits = logits.gather(1, targets[:, None]).squeeze(1)
     conservation = (relevance.sum(dim=(1, 2, 3)) / target_logits).tolist()
