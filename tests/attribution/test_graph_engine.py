@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from zennit_reference import HIGH, LOW, RULE_SETS, assert_relevance_close, randomise, reference
+from zennit_reference import HIGH, LOW, RULE_SETS, assert_relevance_close, randomise, reference, without_shifts
 
 from harness.attribution.graph import GraphLRP, UnsupportedModel
 
@@ -153,14 +153,7 @@ def test_conservation_with_zero_biases() -> None:
     torch.manual_seed(22)
     model = randomise(LiteNet(), seed=22)
     model.stem[0] = nn.Identity()  # type: ignore[assignment, operator]
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                assert m.running_mean is not None
-                m.running_mean.zero_()
-                m.bias.zero_()
-            elif isinstance(m, nn.Linear):
-                m.bias.zero_()
+    without_shifts(model)
     model.double()
     x, _ = batch(22, n=3)
     x = x.double()

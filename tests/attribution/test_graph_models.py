@@ -23,6 +23,7 @@ from zennit_reference import (
     randomise,
     reference,
     stock_resnet_reference,
+    without_shifts,
 )
 
 from harness.attribution.graph import GraphLRP
@@ -107,14 +108,7 @@ def test_resnet18_relevance_is_conserved_unlike_merging_alone() -> None:
     # logit; with Sum/Norm and zero biases (and batch norms without shift) LRP conserves it
     torch.manual_seed(14)
     model = randomise(torchvision.models.resnet18(weights=None, num_classes=10), seed=14)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                assert m.running_mean is not None
-                m.running_mean.zero_()
-                m.bias.zero_()
-            elif isinstance(m, nn.Linear):
-                m.bias.zero_()
+    without_shifts(model)
     x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(14))
     targets = torch.tensor([2, 5])
     logits, relevance = GraphLRP(model, "epsilon_plus_flat")(x, targets)

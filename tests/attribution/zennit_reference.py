@@ -250,6 +250,20 @@ def randomise(model: nn.Module, *, seed: int = 0, mean: float = 0.5, bias: float
     return model
 
 
+def without_shifts(model: nn.Module) -> nn.Module:
+    """Zero every batch norm's running mean and bias and every linear bias, so that nothing
+    absorbs relevance and LRP conserves it exactly (the target logit is the map's sum)."""
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                assert m.running_mean is not None
+                m.running_mean.zero_()
+                m.bias.zero_()
+            elif isinstance(m, nn.Linear):
+                m.bias.zero_()
+    return model
+
+
 def assert_relevance_close(relevance: Tensor, ref: Tensor, rtol: float = 1e-4, atol_scale: float = 1e-5) -> None:
     """``allclose`` with ``rtol`` plus an absolute tolerance scaled to the reference map's largest value."""
     assert relevance.shape == ref.shape
