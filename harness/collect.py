@@ -13,7 +13,6 @@ from harness.attribution import canonical_name
 from harness.engine import ImageKey, Request, case_uid
 from harness.errors import HarnessError, ModelError, SpecError
 from harness.evaluate import (
-    PROPERTY_COLUMNS,
     RESULT_COLUMNS,
     Evaluation,
     ItemContext,
@@ -427,9 +426,8 @@ class XaiItem(pytest.Item):
     # ---------------------------------------------------------------- running
 
     def _set_row(self, row: dict[str, Any]) -> None:
-        """Attach the row: whole under "xai" (report, results table) and its scalar
-        columns one by one, which is what JUnit XML consumers read."""
-        self.user_properties[:] = [(k, v) for k, v in self.user_properties if k != "xai" and k not in PROPERTY_COLUMNS]
+        """Attach the row under "xai" (report, results table, JUnit XML), replacing an earlier one."""
+        self.user_properties[:] = [(k, v) for k, v in self.user_properties if k != "xai"]
         self.user_properties.extend(row_properties(row))
 
     def setup(self) -> None:

@@ -110,14 +110,11 @@ RESULT_COLUMNS = [
 ]
 
 
-# Scalar columns also attached one by one as user properties: what JUnit XML readers see.
-PROPERTY_COLUMNS = [c for c in RESULT_COLUMNS if c not in ("nodeid", "description", "message")]
-
-
 def row_properties(row: dict[str, Any]) -> list[tuple[str, Any]]:
-    """An item's user properties for ``row``: its scalar columns, then the whole row
-    under ``"xai"`` (what the results table and the HTML report read)."""
-    return [(column, row.get(column)) for column in PROPERTY_COLUMNS] + [("xai", row)]
+    """An item's user properties for ``row``: the whole row under ``"xai"``, what the
+    results table and the HTML report read (JUnit XML shows it flattened, one
+    ``xai.<column>`` property per value: :mod:`harness.junit`)."""
+    return [("xai", row)]
 
 
 def base_row(ctx: ItemContext, device: str) -> dict[str, Any]:

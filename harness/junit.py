@@ -1,9 +1,8 @@
 """What JUnit XML shows of an item: one plain ``xai.<column>`` property per value.
 
 An item's user properties hold its whole row under ``"xai"`` (a dict, which the
-results table and the HTML report read, also across xdist) and its scalar columns
-once more, one property each. pytest's JUnit writer turns every property into
-``str(value)``: the row became one long dict repr and every value was written twice.
+results table and the HTML report read, also across xdist). pytest's JUnit writer
+turns every property into ``str(value)``, so the row would be one long dict repr.
 :class:`JunitProperties` shows the JUnit writer, and only it, the row's values as
 ``xai.verdict=false_positive``, ``xai.mass_object=0.73``: plain strings and numbers,
 each once, no ``None``; the report keeps its property list untouched.
@@ -19,8 +18,7 @@ import pytest
 
 __all__ = ["JunitProperties", "junit_properties"]
 
-#: The row under this property is flattened; its scalar columns, attached beside it
-#: one by one, are then repeats and dropped.
+#: The row under this property is flattened.
 ROW_PROPERTY = "xai"
 # Row keys JUnit already says (the test's name) or that are prose for the report.
 _LEFT_OUT = frozenset({"nodeid", "description", "longrepr"})
@@ -60,9 +58,9 @@ def junit_properties(properties: Iterable[tuple[str, Any]]) -> list[tuple[str, s
 
     A dict property (the ``xai`` row, ``xai_sanity``) becomes one ``name.key`` property
     per scalar value (``images`` and ``checks``, lists and dicts of dicts, are left
-    out: the report shows them); a plain property named like a key of the row is a
-    repeat of it and dropped; any other property keeps its value. Each name appears once
-    (the first wins).
+    out: the report shows them); a plain property named like a key of the row would
+    repeat it (JUnit shows the row's value under ``xai.<key>``) and is dropped; any other
+    property keeps its value. Each name appears once (the first wins).
     """
     properties = [(str(name), value) for name, value in properties]
     row = next((value for name, value in reversed(properties) if name == ROW_PROPERTY), None)

@@ -658,10 +658,9 @@ def output_failed(config: pytest.Config) -> bool:
 
 
 # Under xdist every report crosses a pipe, setup, call and teardown alike, and each
-# carries the item's user properties: the row under "xai" plus its scalar columns
-# again, one property each. Workers send the row alone, as one JSON string (execnet
-# walks nested containers in Python, json in C); the controller rebuilds the same
-# list, so JUnit XML and other readers see no difference. A passed setup report
+# carries the item's user properties: the row under "xai". Workers send the row as one
+# JSON string (execnet walks nested containers in Python, json in C); the controller
+# rebuilds the same list, so JUnit XML and other readers see no difference. A passed setup report
 # sends none: the call report that follows carries the same row, and nothing reads
 # the row of a setup that passed (JUnit XML reads the teardown report's).
 _PACKED = "xai_packed_properties"
