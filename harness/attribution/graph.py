@@ -42,6 +42,7 @@ from torch import Tensor, nn
 from harness.attribution import rules
 from harness.attribution.rules import AffineRule, stabilize, stabilize_
 from harness.attribution.trace import Kind, Traced, TracedNode, UnsupportedModel, trace
+from harness.attribution.workspace import Workspace
 
 __all__ = ["GraphLRP", "UnsupportedModel"]
 
@@ -111,6 +112,9 @@ class GraphLRP:
         self.traced: Traced = trace(module, merge_batchnorm)
         self._rules: dict[fx.Node, AffineRule] = {}
         self._assign_rules(low, high, epsilon, gamma)
+        self.workspace = Workspace()
+        for rule in self._rules.values():
+            rule.ws = self.workspace
         self._plan()
         self._key: tuple[torch.device, torch.dtype] | None = None
         param = next(module.parameters(), None)

@@ -6,8 +6,11 @@ prepared once per device/dtype, the rule's denominators are recomputed from the 
 layer input right before they are needed, and the transposed layer is applied under
 ``torch.no_grad()`` with in-place divisions: a matrix product, or for a convolution a
 forward convolution with the flipped kernel (stride 1), a 1x1 convolution scattered into
-every stride-th pixel (strided 1x1), and ``conv_transpose2d`` otherwise, since oneDNN's
-forward convolutions are the faster ones on CPU.
+every stride-th pixel (strided 1x1), one stride-1 convolution per phase for a strided
+grouped (depthwise) convolution, and ``conv_transpose2d`` otherwise, since oneDNN's
+forward convolutions are the faster ones on CPU.  A 1x1 convolution runs as a matrix
+product, which can write its scratch results (denominators, the two halves of z+'s
+transpose) into the engine's reused buffers (:mod:`harness.attribution.workspace`).
 
 The formulas follow zennit 0.5's rules (``Epsilon``, ``ZPlus``, ``Gamma``,
 ``AlphaBeta``, ``Flat``, ``ZBox``) term by term, including its stabiliser
@@ -25,6 +28,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from harness.attribution.workspace import Workspace
 
 __all__ = ["AffineRule", "FLAT", "ZBOX", "ZPLUS", "GAMMA", "ALPHA_BETA", "EPSILON", "stabilize", "fold_batch_norm"]
 
@@ -138,7 +143,36 @@ def _transpose_plan(
             return ("conv", flipped, pad)
     if tuple(kernel_size) == (1, 1) and tuple(padding) == (0, 0):
         return ("strided_1x1", flipped, None)
+    if groups > 1 and all(d == 1 and k >= st for d, k, st in zip(dilation, kernel_size, stride)):
+        return ("polyphase", w, _polyphase(flipped.flip(-1, -2), stride, padding))
     return ("conv_transpose", w, None)
+
+
+def _polyphase(
+    swapped: Tensor, stride: tuple[int, ...], padding: tuple[int, int]
+) -> list[tuple[Tensor, tuple[int, int], tuple[int, int], tuple[int, int]]]:
+    """A strided transposed convolution as ``stride_y * stride_x`` stride-1 convolutions.
+
+    Output row ``i`` of a transposed convolution (stride ``st``, padding ``p``, kernel ``k``)
+    only meets the taps ``t = r + st * m`` of its phase ``r = (i + p) mod st``:
+    ``out[i] = sum_m s[q - m] w[r + st m]`` with ``q = (i + p - r) / st``, a stride-1
+    correlation of ``s`` with the phase's taps reversed.  Each phase fills every
+    ``st``-th output row and column.  For grouped (depthwise) convolutions PyTorch's CPU
+    transposed convolution runs group by group, 10-20x slower than these forward calls.
+
+    ``swapped``: the weight with in/out channels of each group swapped (not flipped).
+    Returns per phase: the reversed taps, the symmetric padding, the phase ``r`` and the
+    number of taps, per dimension.
+    """
+    phases = []
+    for ry in range(stride[0]):
+        for rx in range(stride[1]):
+            taps = swapped[:, :, ry :: stride[0], rx :: stride[1]]
+            if not taps.numel():
+                continue
+            kr = (taps.shape[2], taps.shape[3])
+            phases.append((taps.flip(-1, -2).contiguous(), (kr[0] - 1, kr[1] - 1), (ry, rx), kr))
+    return phases
 
 
 class AffineRule:
@@ -183,6 +217,16 @@ class AffineRule:
             self.stride, self.padding, self.dilation = tuple(layer.stride), padding, tuple(layer.dilation)
             self.kernel_size = tuple(layer.kernel_size)
             self.groups = layer.groups
+        # a 1x1 convolution is a matrix product per image: run as one, it can write into a
+        # reused buffer (oneDNN's convolution always allocates its output)
+        self.pointwise = (
+            self.is_conv
+            and self.kernel_size == (1, 1)
+            and self.stride == (1, 1)
+            and self.padding == (0, 0)
+            and self.groups == 1
+        )
+        self.ws = Workspace()  # the engine shares one among its rules
         self.epsilon, self.stabilizer, self.gamma = epsilon, stabilizer, gamma
         self.low, self.high = low, high
         self.src_weight = layer.weight.detach()
@@ -244,10 +288,10 @@ class AffineRule:
                     # one layer call on [a+, a-] with [W+, W-] gives W+ a+ + W- a-, and one
                     # transposed call both W+^T s and W-^T s
                     t["w_pn"] = torch.cat([wp, wn], dim=1)
-                    if self._zplus_from_output:
-                        # W+ a+ + W- a- = (W a + |W| |a|) / 2, and W a + b is the layer's output
-                        t["w_abs_half"] = 0.5 * w.abs()
-                        t["b_half_eps"] = bias_p - (0.0 if b is None else 0.5 * b) + self.stabilizer
+                if self._zplus_from_output:
+                    # W+ a+ + W- a- = (W a + |W| |a|) / 2, and W a + b is the layer's output
+                    t["w_abs_half"] = 0.5 * w.abs()
+                    t["b_half_eps"] = bias_p - (0.0 if b is None else 0.5 * b) + self.stabilizer
         elif self.rule == GAMMA:
             # zennit's GammaMod: param + gamma * param.clamp(...)
             t["w1"] = w + self.gamma * w.clamp(min=0.0)
@@ -259,30 +303,46 @@ class AffineRule:
         self._transposed.clear()
 
     # -- geometry ---------------------------------------------------------------------
-    def _lin(self, x: Tensor, w: Tensor | None, b: Tensor | None, groups: int | None = None) -> Tensor:
+    def _lin(
+        self, x: Tensor, w: Tensor | None, b: Tensor | None, groups: int | None = None, role: str | None = None
+    ) -> Tensor:
+        """The layer with weight ``w`` and bias ``b`` applied to ``x``; with ``role``, a 1x1
+        convolution writes into that workspace buffer (so the result is scratch)."""
         assert w is not None
+        if self.pointwise:
+            n, c, h, wd = x.shape
+            y = self._matmul(w.reshape(w.shape[0], c), x.reshape(n, c, h * wd), role)
+            if b is not None:
+                y.add_(b.reshape(-1, 1))
+            return y.view(n, -1, h, wd)
         if self.is_conv:
             g = self.groups if groups is None else groups
             return F.conv2d(x, w, b, self.stride, self.padding, self.dilation, g)
         return F.linear(x, w, b)
 
-    def _lin_t(self, s: Tensor, key: str, in_shape: torch.Size) -> Tensor:
+    def _matmul(self, w: Tensor, x: Tensor, role: str | None) -> Tensor:
+        if role is None:
+            return torch.matmul(w, x)
+        return torch.matmul(w, x, out=self.ws.take(role, (x.shape[0], w.shape[0], x.shape[2]), x))
+
+    def _lin_t(self, s: Tensor, key: str, in_shape: torch.Size, role: str | None = None) -> Tensor:
         """Transpose of :meth:`_lin` with weight ``self.t[key]`` (without bias) applied to ``s``,
-        shaped like the input."""
+        shaped like the input (``role``: see :meth:`_lin`)."""
         w = self.t[key]
         assert w is not None
         if not self.is_conv:
             return s.matmul(w)
-        plan = self._transposed.get(key)
-        if plan is None:
-            plan = self._transposed[key] = _transpose_plan(
-                w, self.groups, self.stride, self.padding, self.dilation, self.kernel_size
-            )
+        if self.pointwise:
+            n = s.shape[0]
+            return self._matmul(w.reshape(w.shape[0], -1).t(), s.reshape(n, s.shape[1], -1), role).view(in_shape)
+        plan = self._plan(key)
         if plan[0] == "conv":
             # oneDNN's forward convolution is faster on CPU than its transposed one
             # (up to 3x for 1x1 kernels); same sums, in another order
             _, wf, padding = plan
             return F.conv2d(s, wf, None, 1, padding, self.dilation, self.groups)
+        if plan[0] == "polyphase":
+            return self._polyphase_t(s, [plan[2]], in_shape, s.new_ones(()).expand(in_shape))
         if plan[0] == "strided_1x1":
             # a strided 1x1 convolution reads every stride-th pixel: its transpose is a 1x1
             # convolution written into those pixels, the others get nothing
@@ -293,6 +353,62 @@ class AffineRule:
             out[:, :, : y.shape[2] * sh : sh, : y.shape[3] * sw : sw] = y
             return out
         return self._conv_t(s, w, in_shape, self.groups)
+
+    def _plan(self, key: str) -> tuple[str, Tensor, Any]:
+        plan = self._transposed.get(key)
+        if plan is None:
+            w = self.t[key]
+            assert w is not None
+            plan = self._transposed[key] = _transpose_plan(
+                w, self.groups, self.stride, self.padding, self.dilation, self.kernel_size
+            )
+        return plan
+
+    def _times_input(self, s: Tensor, a: Tensor, shape: torch.Size, key: str, neg_key: str | None = None) -> Tensor:
+        """``a * (W^T s)`` for the weight ``self.t[key]``; with ``neg_key``, ``W^T s`` takes that
+        weight where ``a <= 0`` (z+'s ``a+ W+^T s + a- W-^T s``).  Always a fresh tensor."""
+        if self.is_conv and not self.pointwise and self._plan(key)[0] == "polyphase":
+            keys = [key] if neg_key is None else [key, neg_key]
+            return self._polyphase_t(s, [self._plan(k)[2] for k in keys], shape, a)
+        out = self._lin_t(s, key, shape)
+        if neg_key is not None:
+            positive = torch.gt(a, 0.0, out=self.ws.take_as("mask", a.shape, torch.bool, a.device))
+            out = torch.where(positive, out, self._lin_t(s, neg_key, shape), out=out)
+        return out.mul_(a)
+
+    def _polyphase_t(self, s: Tensor, plans: list[Any], in_shape: torch.Size, a: Tensor) -> Tensor:
+        """``a`` times the transposed convolution of ``s`` (see :func:`_polyphase`), one plan per
+        weight (two: the first where ``a > 0``, the second elsewhere), written phase by phase
+        into one fresh tensor, so that no full-size intermediate is made."""
+        out = s.new_empty(in_shape)
+        for phase_index in range(len(plans[0])):
+            parts = []
+            for plan in plans:
+                taps, pad, _, _ = plan[phase_index]
+                parts.append(F.conv2d(s, taps, None, 1, pad, 1, self.groups))
+            index: list[slice] = [slice(None), slice(None)]
+            crop: list[slice] = [slice(None), slice(None)]
+            for dim, r in enumerate(plans[0][phase_index][2]):
+                st, p, size = self.stride[dim], self.padding[dim], in_shape[2 + dim]
+                q_first = -((r - p) // st)  # smallest q with q * st - p + r >= 0
+                i_first = q_first * st - p + r
+                count = max(0, (size - 1 - i_first) // st + 1)
+                index.append(slice(i_first, i_first + (count - 1) * st + 1, st))
+                crop.append(slice(q_first, q_first + count))
+            target = out[tuple(index)]
+            if not target.numel():
+                continue
+            got = [part[tuple(crop)] for part in parts]
+            if got[0].shape != target.shape:
+                # rows past the end of the phase's output meet no entry of s (output padding)
+                pad = (0, target.shape[3] - got[0].shape[3], 0, target.shape[2] - got[0].shape[2])
+                got = [F.pad(g, pad) for g in got]
+            a_phase = a[tuple(index)]
+            if len(got) == 1:
+                torch.mul(got[0], a_phase, out=target)
+            else:
+                torch.where(a_phase > 0.0, got[0], got[1], out=target).mul_(a_phase)
+        return out
 
     def _conv_t(self, s: Tensor, w: Tensor, in_shape: torch.Size, groups: int) -> Tensor:
         """``conv_transpose2d`` with the output padding that gives ``in_shape``."""
@@ -319,36 +435,44 @@ class AffineRule:
 
     def _epsilon(self, g: Tensor, a: Tensor, z: Tensor, shape: torch.Size) -> Tensor:
         s = g.div_(stabilize(z, self.epsilon))
-        return self._lin_t(s, "w", shape).mul_(a)
+        return self._times_input(s, a, shape, "w")
 
     def _zplus(self, g: Tensor, a: Tensor, z: Tensor | None, shape: torch.Size) -> Tensor:
         t = self.t
         if self.nonneg:
-            s = g.div_(self._lin(a, t["wp"], t["bp_eps"]))
-            return self._lin_t(s, "wp", shape).mul_(a)
+            s = g.div_(self._lin(a, t["wp"], t["bp_eps"], role="denominator"))
+            return self._times_input(s, a, shape, "wp")
+        ws = self.ws
         if self._zplus_from_output:
             # zennit's W+ a+ + W- a- + b+ from the layer's output z = W a + b and one layer
             # call on |a|; it is >= 0 but for rounding, so the stabiliser is "+ eps" after a
             # clamp at 0
             assert z is not None
-            d = self._lin(a.abs(), t["w_abs_half"], t["b_half_eps"]).add_(z, alpha=0.5).clamp_(min=self.stabilizer)
-            s = g.div_(d)
-            del d
+            abs_a = torch.abs(a, out=ws.take("input", a.shape, a))
+            d = self._lin(abs_a, t["w_abs_half"], t["b_half_eps"], role="denominator")
+            d = d.add_(z, alpha=0.5).clamp_(min=self.stabilizer)
         else:
-            ap, an = a.clamp(min=0.0), a.clamp(max=0.0)
+            width = a.shape[1]
             if "w_pn" in t:
-                d = stabilize_(self._lin(torch.cat([ap, an], dim=1), t["w_pn"], t["bp"]), self.stabilizer)
+                # [a+, a-] written straight into one buffer instead of two clamps and a cat
+                apn = ws.take("input", (a.shape[0], 2 * width) + tuple(a.shape[2:]), a)
+                torch.clamp(a, min=0.0, out=apn[:, :width])
+                torch.clamp(a, max=0.0, out=apn[:, width:])
+                d = stabilize_(self._lin(apn, t["w_pn"], t["bp"], role="denominator"), self.stabilizer)
             else:
-                d = stabilize_(self._lin(ap, t["wp"], t["bp"]).add_(self._lin(an, t["wn"], None)), self.stabilizer)
-            del ap, an
-            s = g.div_(d)
-            del d
+                ap = torch.clamp(a, min=0.0, out=ws.take("input", a.shape, a))
+                d = self._lin(ap, t["wp"], t["bp"])
+                an = torch.clamp(a, max=0.0, out=ws.take("input", a.shape, a))
+                d = stabilize_(d.add_(self._lin(an, t["wn"], None)), self.stabilizer)
+        s = g.div_(d)
+        del d
         # a+ * (W+^T s) + a- * (W-^T s), choosing the term by the sign of a
         if "w_pn" in t:
             width = shape[1]
-            back = self._lin_t(s, "w_pn", torch.Size((shape[0], 2 * width) + tuple(shape[2:])))
-            return torch.where(a > 0.0, back[:, :width], back[:, width:]).mul_(a)
-        return torch.where(a > 0.0, self._lin_t(s, "wp", shape), self._lin_t(s, "wn", shape)).mul_(a)
+            positive = torch.gt(a, 0.0, out=ws.take_as("mask", a.shape, torch.bool, a.device))
+            back = self._lin_t(s, "w_pn", torch.Size((shape[0], 2 * width) + tuple(shape[2:])), role="transposed")
+            return torch.where(positive, back[:, :width], back[:, width:]).mul_(a)
+        return self._times_input(s, a, shape, "wp", "wn")
 
     def _gamma(self, g: Tensor, a: Tensor, z: Tensor, shape: torch.Size) -> Tensor:
         t = self.t
