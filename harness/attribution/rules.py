@@ -23,6 +23,7 @@ output ``z``: one layer call instead of two.  Convolutions may be grouped (depth
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -111,6 +112,20 @@ def conv_padding(conv: nn.Conv2d) -> tuple[int, int] | None:
 
 def _clamp(t: Tensor | None, **kwargs: float) -> Tensor | None:
     return None if t is None else t.clamp(**kwargs)
+
+
+# 1x1 convolutions become matrix products where oneDNN's convolution measured slower (2
+# threads, batch 8, sizes of MobileNet/EfficientNet/ResNet-50): with few input channels
+# to sum over, and where the output is so large that allocating it costs more than the
+# product (glibc maps blocks over 32 MiB afresh); elsewhere oneDNN is up to 2x faster.
+_MATMUL_MAX_CONTRACTION = 32
+_MATMUL_MIN_OUTPUT_BYTES = 24 << 20
+
+
+def _as_matmul(contraction: int, out_numel: int, like: Tensor) -> bool:
+    if like.device.type != "cpu":
+        return False
+    return contraction <= _MATMUL_MAX_CONTRACTION or out_numel * like.element_size() >= _MATMUL_MIN_OUTPUT_BYTES
 
 
 def _transpose_plan(
@@ -309,7 +324,7 @@ class AffineRule:
         """The layer with weight ``w`` and bias ``b`` applied to ``x``; with ``role``, a 1x1
         convolution writes into that workspace buffer (so the result is scratch)."""
         assert w is not None
-        if self.pointwise:
+        if self.pointwise and _as_matmul(x.shape[1], x.shape[0] * w.shape[0] * x.shape[2] * x.shape[3], x):
             n, c, h, wd = x.shape
             y = self._matmul(w.reshape(w.shape[0], c), x.reshape(n, c, h * wd), role)
             if b is not None:
@@ -332,7 +347,7 @@ class AffineRule:
         assert w is not None
         if not self.is_conv:
             return s.matmul(w)
-        if self.pointwise:
+        if self.pointwise and _as_matmul(s.shape[1], math.prod(in_shape), s):
             n = s.shape[0]
             return self._matmul(w.reshape(w.shape[0], -1).t(), s.reshape(n, s.shape[1], -1), role).view(in_shape)
         plan = self._plan(key)
