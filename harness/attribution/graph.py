@@ -13,6 +13,8 @@ the activations the relevance pass needs, and then propagates relevance from
   the ``Norm`` rule), concatenations split it back;
 * in ``a * sigmoid(...)`` squeeze-excite gates the gated operand keeps all relevance and
   the gate branch gets none (see :mod:`harness.attribution.trace` for every choice);
+* operations that only move or select elements (permute, slicing, chunk, channel
+  shuffle) move relevance back with their gradient;
 * activations and unmerged batch norms pass relevance unchanged (zennit's ``Pass``);
   average pooling and spatial means use ``Norm``; max pooling routes to the arg-max.
 
@@ -203,6 +205,12 @@ class GraphLRP:
                 for src in info.sources:
                     needs(src, node)
         self._keep = keep
+        # a moving/selecting node needs its source's shape, which may be freed before the node
+        # runs (the parts of a chunk outlive the chunked tensor): noted when the source is computed
+        self._shape_for: dict[fx.Node, list[fx.Node]] = {}
+        for node in tr.live:
+            if tr.nodes[node].kind == Kind.MOVE:
+                self._shape_for.setdefault(tr.nodes[node].sources[0], []).append(node)
         # backward position of each live node; a kept value is freed after its last reader
         position = {node: i for i, node in enumerate(reversed(tr.live))}
         self._free_after: dict[fx.Node, list[fx.Node]] = {}
@@ -294,6 +302,8 @@ class GraphLRP:
             if pool is not None:
                 saved[node] = pool
             env[node] = value
+            for move in self._shape_for.get(node, ()):
+                saved[move] = value.shape
             if capture is not None and node in capture:
                 capture[node] = value.clone() if isinstance(value, Tensor) else value
             if live and info is not None:
@@ -402,6 +412,13 @@ class GraphLRP:
             return [(srcs[0], rule.relevance(g, a, z, saved[node]))]
         if kind == Kind.RESHAPE:
             return [(srcs[0], g.reshape(saved[node]))]
+        if kind == Kind.MOVE:
+            # the gradient of an operation that only moves elements reads no values: an
+            # uninitialised stand-in of the source's shape serves
+            with torch.enable_grad():
+                leaf = g.new_empty(saved[node]).requires_grad_(True)
+                (grad,) = torch.autograd.grad(info.info["move"](leaf), leaf, g)
+            return [(srcs[0], grad)]
         if kind == Kind.ADD:
             a, b = env[srcs[0]], env[srcs[1]]
             if a.shape != b.shape:

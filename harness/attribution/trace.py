@@ -21,6 +21,11 @@ Choices (each matches the zennit reference of the test suite):
   this; a constant offset is treated like a bias that takes no relevance).
 * ``torch.cat``: relevance split back; reshapes, zero padding, dropout, identity: the
   gradient (reshape back, crop, pass).
+* operations that only move or select elements (``permute``, ``transpose``, ``flip``,
+  ``narrow``, indexing with constant slices, a part of ``chunk``/``split``/``unbind``,
+  channel and pixel shuffles): the gradient, which moves each element's relevance back to
+  where it came from (a selected part's source gets zeros elsewhere).  zennit has no rule
+  for them either, so its gradient does the same.
 * activations (module or functional): zennit's ``Pass`` rule, relevance unchanged.
 * batch norm: merged into the Conv2d/Linear whose only consumer it is (zennit's
   canonizers), else ``Pass`` as zennit's composites give it.
@@ -60,6 +65,7 @@ class Kind(enum.Enum):
     MAX_POOL = "max_pool"
     AVG_POOL = "avg_pool"
     MEAN = "mean"
+    MOVE = "move"  # permute, transpose, slicing, chunk/split: relevance moved back (the gradient)
 
 
 _ACTIVATION_MODULES = (
@@ -99,6 +105,16 @@ _ADD_FUNCTIONS: set[Any] = {operator.add, operator.iadd, torch.add}
 _MUL_FUNCTIONS: set[Any] = {operator.mul, operator.imul, torch.mul}
 _SUB_FUNCTIONS: set[Any] = {operator.sub, operator.isub, torch.sub}
 _DIV_FUNCTIONS: set[Any] = {operator.truediv, operator.itruediv, torch.div, torch.true_divide}
+_MOVE_METHODS = {"permute", "transpose", "flip", "narrow", "select", "movedim", "swapaxes", "swapdims", "roll", "t"}
+_MOVE_FUNCTIONS: set[Any] = {
+    torch.permute, torch.transpose, torch.flip, torch.narrow, torch.select, torch.movedim, torch.swapaxes,
+    torch.swapdims, torch.roll, torch.t, F.pixel_shuffle, F.pixel_unshuffle, torch.pixel_shuffle,
+    torch.pixel_unshuffle, torch.channel_shuffle, F.channel_shuffle,
+}  # fmt: skip
+_MOVE_MODULES = (nn.PixelShuffle, nn.PixelUnshuffle, nn.ChannelShuffle)
+# produce a tuple of parts, one of which a getitem then picks
+_SPLIT_METHODS = {"chunk", "split", "unbind", "tensor_split"}
+_SPLIT_FUNCTIONS: set[Any] = {torch.chunk, torch.split, torch.unbind, torch.tensor_split}
 _META_METHODS = {"size", "dim", "numel"}
 _META_ATTRIBUTES = {"shape", "dtype", "device", "ndim"}
 
@@ -214,6 +230,8 @@ def _classify(gm: fx.GraphModule, node: fx.Node, carrying: set[fx.Node], done: d
             out.nonneg = nonneg_of(first)
         elif type(module) is nn.Flatten:
             out = known(Kind.RESHAPE)
+        elif type(module) in _MOVE_MODULES:
+            out = known(Kind.MOVE, move=module)
         elif isinstance(module, nn.ConstantPad2d) and float(getattr(module, "value", 1.0)) == 0.0:
             out = known(Kind.PAD, pad=tuple(getattr(module, "padding", ())))
         elif type(module) is nn.MaxPool2d and not module.return_indices:
@@ -226,7 +244,7 @@ def _classify(gm: fx.GraphModule, node: fx.Node, carrying: set[fx.Node], done: d
         else:
             raise UnsupportedModel(f"{label} has no LRP rule")
         out.module = module
-        if out.kind in (Kind.MAX_POOL, Kind.AVG_POOL, Kind.RESHAPE, Kind.PAD):
+        if out.kind in (Kind.MAX_POOL, Kind.AVG_POOL, Kind.RESHAPE, Kind.PAD, Kind.MOVE):
             out.nonneg = nonneg_of(first)
         return out
 
@@ -286,6 +304,12 @@ def _classify(gm: fx.GraphModule, node: fx.Node, carrying: set[fx.Node], done: d
             out = known(Kind.RESHAPE)
             out.nonneg = nonneg_of(first)
             return out
+    moved = _movement(node, carrying)
+    if moved is not None:
+        source, move = moved
+        out = TracedNode(node, Kind.MOVE, label, sources=[source], info={"move": move})
+        out.nonneg = nonneg_of(source)
+        return out
     if node.op in ("call_function", "call_method"):
         op = _arithmetic(node)
         if op is not None:
@@ -300,6 +324,51 @@ def _classify(gm: fx.GraphModule, node: fx.Node, carrying: set[fx.Node], done: d
         out.nonneg = nonneg_of(first)
         return out
     raise UnsupportedModel(f"{label} has no LRP rule")
+
+
+def _constant(value: Any) -> bool:
+    """Whether ``value`` holds no graph node (so that the operation can be re-run on another tensor)."""
+    found: list[Any] = []
+    fx.node.map_aggregate(value, lambda v: found.append(v) if isinstance(v, fx.Node) else None)
+    return not found
+
+
+def _replay(node: fx.Node) -> Any:
+    """``node``'s operation as a function of its first argument, the other arguments fixed."""
+    args, kwargs, target = node.args[1:], dict(node.kwargs), node.target
+    if node.op == "call_method":
+        return lambda t: getattr(t, str(target))(*args, **kwargs)
+    return lambda t: target(t, *args, **kwargs)  # type: ignore[operator]
+
+
+def _movement(node: fx.Node, carrying: set[fx.Node]) -> tuple[fx.Node, Any] | None:
+    """For an operation that only moves or selects elements of one carrying tensor, that
+    tensor and the operation as a function of it; else None."""
+    if not node.args or not isinstance(node.args[0], fx.Node) or node.args[0] not in carrying:
+        return None
+    source, rest = node.args[0], (node.args[1:], node.kwargs)
+    if node.op == "call_function" and node.target is operator.getitem:
+        index = node.args[1]
+        if not _constant(index):
+            return None
+        producer = source
+        splits = (producer.op == "call_method" and producer.target in _SPLIT_METHODS) or (
+            producer.op == "call_function" and producer.target in _SPLIT_FUNCTIONS
+        )
+        if splits:
+            # a part of chunk/split/unbind: the part, as a function of what was split
+            origin = producer.args[0] if producer.args else None
+            if not isinstance(origin, fx.Node) or not _constant((producer.args[1:], producer.kwargs)):
+                return None
+            split = _replay(producer)
+            return origin, lambda t: split(t)[index]
+        return source, lambda t: t[index]
+    moves = (node.op == "call_method" and node.target in _MOVE_METHODS) or (
+        node.op == "call_function" and node.target in _MOVE_FUNCTIONS
+    )
+    if moves and _constant(rest):
+        return source, _replay(node)
+    return None
 
 
 def _arithmetic(node: fx.Node) -> str | None:

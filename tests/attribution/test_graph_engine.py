@@ -254,7 +254,20 @@ class OddGateBranch(nn.Module):
         return self.fc(torch.flatten(F.adaptive_avg_pool2d(h * self.gate(h), 1), 1))
 
 
+class ComputedSlice(nn.Module):
+    """A slice whose bound depends on the input's size: not an element move with fixed
+    arguments, so the engine cannot replay it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(3 * 8 * 16, 10)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc(x[:, :, : x.size(2) // 2].flatten(1))
+
+
 @pytest.mark.parametrize(("model", "expected"), [
+    (ComputedSlice, "function getitem at node 'getitem"),
     (WithLayerNorm, "module 'layer3.norm' (LayerNorm) has no LRP rule"),
     (Branching, "cannot be traced with torch.fx"),
     (Product, "neither or both are a sigmoid gate"),

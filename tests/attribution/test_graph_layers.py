@@ -107,6 +107,42 @@ class ViewReshape(nn.Module):
         return h.view(h.size(0), -1).reshape(h.shape[0], 4, -1).flatten(1)
 
 
+class ShuffleBlock(nn.Module):
+    """ShuffleNet-V2's unit: half the channels pass, half go through a branch, then the
+    channels are interleaved with view / transpose / contiguous / view."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = conv(3, 8, padding=1)
+        self.branch = conv(4, 4, padding=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = F.relu(self.stem(x))
+        x1, x2 = h.chunk(2, dim=1)
+        out = torch.cat((x1, F.relu(self.branch(x2))), dim=1)
+        n, c, height, width = out.size()
+        out = out.view(n, 2, c // 2, height, width)
+        out = torch.transpose(out, 1, 2).contiguous()
+        return out.view(n, -1, height, width)
+
+
+class Selections(nn.Module):
+    """Permuting, slicing with constants, flipping, narrowing, split and unbind parts."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = conv(3, 6, padding=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = F.relu(self.stem(x))  # (N, 6, 10, 10)
+        a, b = torch.split(h, [2, 4], dim=1)
+        c = h.unbind(1)[5].unsqueeze(1)
+        moved = h.permute(0, 2, 3, 1)[:, 1:, ::2, :].flip(-1)  # (N, 9, 5, 6)
+        return torch.cat(
+            [b.narrow(2, 1, 8).flatten(1), a.transpose(2, 3).flatten(1), c.flatten(1), moved.flatten(1)], dim=1
+        )
+
+
 def _bodies() -> dict[str, Callable[[], nn.Module]]:
     return {
         "conv": lambda: nn.Sequential(conv(padding=1), nn.ReLU()),
@@ -150,6 +186,11 @@ def _bodies() -> dict[str, Callable[[], nn.Module]]:
         "squeeze_excite_gate": lambda: SqueezeExcite(functional_mean=False),
         "squeeze_excite_gate_mean": lambda: SqueezeExcite(functional_mean=True),
         "scalar_arithmetic": Scaled,
+        "shuffle_block_chunk": ShuffleBlock,
+        "selections": Selections,
+        "shuffle_modules": lambda: nn.Sequential(
+            conv(3, 8, padding=1), nn.ReLU(), nn.ChannelShuffle(2), conv(8, 8, padding=1), nn.PixelShuffle(2)
+        ),
         "linear_only": lambda: nn.Sequential(nn.Flatten(), nn.Linear(3 * 12 * 12, 16), nn.BatchNorm1d(16), nn.ReLU()),
     }
 

@@ -31,9 +31,12 @@ from harness.attribution.graph import GraphLRP
 FAST = {
     ("resnet18", "epsilon_plus_flat"), ("resnet18", "epsilon_gamma_box"), ("mobilenet_v2", "epsilon_plus_flat"),
     ("efficientnet_b0", "epsilon_plus_flat"),
-    ("densenet121", "epsilon_plus_flat"),
+    ("densenet121", "epsilon_plus_flat"), ("shufflenet_v2_x0_5", "epsilon_plus_flat"),
 }  # fmt: skip
-MODELS = ("resnet18", "resnet50", "mobilenet_v2", "mobilenet_v3_small", "efficientnet_b0", "densenet121", "vgg16_bn")
+MODELS = (
+    "resnet18", "resnet50", "mobilenet_v2", "mobilenet_v3_small", "efficientnet_b0", "densenet121", "vgg16_bn",
+    "shufflenet_v2_x0_5",
+)  # fmt: skip
 # DenseNet's transition convolutions feed an average pool without a ReLU in between: the Norm
 # rule then divides by window means of mixed sign, which amplifies the last-bit difference
 # between the model's own activations (this engine) and the merged layers' (zennit) to ~1e-3.
