@@ -68,21 +68,24 @@ def region_probe(
 
 
 class _Wrapper(nn.Module):
-    def __init__(self, inner: nn.Module) -> None:
+    def __init__(self, inner: nn.Module, size: tuple[int, int]) -> None:
         super().__init__()
         self.inner = inner
+        self.size = size
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # A layout round trip (the identity): gradients route relevance through permutes,
-        # so zennit is exact, but neither fast engine follows them.
-        return self.inner(x.permute(0, 1, 3, 2).permute(0, 1, 3, 2))
+        # Adaptive max pooling to the input's own size (the identity): its gradient routes
+        # relevance unchanged, so zennit is exact, but the fast engine has no rule for it.
+        return self.inner(torch.nn.functional.adaptive_max_pool2d(x, self.size))
 
 
 def wrapped_region_probe(**kwargs: object) -> nn.Module:
-    """:func:`region_probe` inside a custom container whose forward permutes the input's
-    axes there and back: zennit explains it, the fast LRP engine (traced graphs without
-    permutes) does not, so the harness falls back."""
-    return _Wrapper(region_probe(**kwargs))  # type: ignore[arg-type]
+    """:func:`region_probe` inside a custom container whose forward passes the input
+    through an adaptive max pool that changes nothing: zennit explains it, the fast LRP
+    engine (no rule for adaptive max pooling) does not, so the harness falls back."""
+    size = kwargs.get("size", (32, 32))
+    assert isinstance(size, (list, tuple))
+    return _Wrapper(region_probe(**kwargs), (int(size[0]), int(size[1])))  # type: ignore[arg-type]
 
 
 def nan_bias_probe(**kwargs: Any) -> nn.Sequential:

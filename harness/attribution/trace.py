@@ -70,7 +70,7 @@ class Kind(enum.Enum):
 
 _ACTIVATION_MODULES = (
     nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.Hardtanh, nn.SiLU, nn.GELU, nn.Hardswish, nn.ELU,
-    nn.Sigmoid, nn.Hardsigmoid, nn.Tanh, nn.Softplus,
+    nn.Sigmoid, nn.Hardsigmoid, nn.Tanh, nn.Softplus, nn.Mish,
 )  # fmt: skip
 _IDENTITY_MODULES = (nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)
 _NONNEG_MODULES = (nn.ReLU, nn.ReLU6, nn.Sigmoid, nn.Hardsigmoid)
@@ -78,7 +78,7 @@ _GATE_MODULES = (nn.Sigmoid, nn.Hardsigmoid)
 
 _ACTIVATION_FUNCTIONS: set[Any] = {
     F.relu, torch.relu, F.relu_, torch.relu_, F.relu6, F.leaky_relu, F.hardtanh, F.silu, F.gelu, F.hardswish,
-    F.elu, F.softplus, torch.sigmoid, F.sigmoid, F.hardsigmoid, torch.tanh, F.tanh,
+    F.elu, F.softplus, torch.sigmoid, F.sigmoid, F.hardsigmoid, torch.tanh, F.tanh, F.mish,
 }  # fmt: skip
 _NONNEG_FUNCTIONS: set[Any] = {
     F.relu,
@@ -95,10 +95,11 @@ _ACTIVATION_METHODS = {"relu", "relu_", "sigmoid", "sigmoid_", "tanh", "tanh_"}
 _NONNEG_METHODS = {"relu", "relu_", "sigmoid", "sigmoid_"}
 _GATE_METHODS = {"sigmoid", "sigmoid_"}
 _IDENTITY_FUNCTIONS: set[Any] = {F.dropout, F.dropout2d}
-_IDENTITY_METHODS = {"contiguous"}
+# copies and same-valued conversions (a dtype change passes relevance as it is)
+_IDENTITY_METHODS = {"contiguous", "clone", "float", "to", "type_as"}
 
 _RESHAPE_FUNCTIONS: set[Any] = {torch.flatten, torch.reshape, torch.squeeze, torch.unsqueeze}
-_RESHAPE_METHODS = {"view", "reshape", "flatten", "squeeze", "unsqueeze"}
+_RESHAPE_METHODS = {"view", "reshape", "flatten", "squeeze", "unsqueeze", "view_as", "reshape_as", "unflatten"}
 _SHAPE_ONLY_METHODS = _RESHAPE_METHODS | {"expand", "expand_as"}
 _CAT_FUNCTIONS: set[Any] = {torch.cat, torch.concat, torch.concatenate}
 _ADD_FUNCTIONS: set[Any] = {operator.add, operator.iadd, torch.add}

@@ -143,6 +143,11 @@ class Selections(nn.Module):
         )
 
 
+def _mish_and_copies(x: Tensor, a: nn.Module, b: nn.Module) -> Tensor:
+    h = F.mish(a(x))
+    return b(h.clone().float().contiguous().view_as(h).unflatten(1, (2, 3)).flatten(1, 2))
+
+
 def _bodies() -> dict[str, Callable[[], nn.Module]]:
     return {
         "conv": lambda: nn.Sequential(conv(padding=1), nn.ReLU()),
@@ -186,6 +191,7 @@ def _bodies() -> dict[str, Callable[[], nn.Module]]:
         "squeeze_excite_gate": lambda: SqueezeExcite(functional_mean=False),
         "squeeze_excite_gate_mean": lambda: SqueezeExcite(functional_mean=True),
         "scalar_arithmetic": Scaled,
+        "mish_and_copies": lambda: Lambda(_mish_and_copies, conv(), nn.Sequential(nn.Mish(), conv(6, 4))),
         "shuffle_block_chunk": ShuffleBlock,
         "selections": Selections,
         "shuffle_modules": lambda: nn.Sequential(

@@ -67,7 +67,7 @@ class StackSum(nn.Module):
 _ACTS: dict[Any, type[nn.Module]] = {
     F.relu: nn.ReLU, torch.relu: nn.ReLU, F.relu6: nn.ReLU6, F.silu: nn.SiLU, F.gelu: nn.GELU,
     F.hardswish: nn.Hardswish, torch.sigmoid: nn.Sigmoid, F.sigmoid: nn.Sigmoid, F.hardsigmoid: nn.Hardsigmoid,
-    torch.tanh: nn.Tanh, F.leaky_relu: nn.LeakyReLU,
+    torch.tanh: nn.Tanh, F.leaky_relu: nn.LeakyReLU, F.mish: nn.Mish,
 }  # fmt: skip
 _GATES = (nn.Sigmoid, nn.Hardsigmoid)
 
@@ -175,12 +175,16 @@ def canonise(model: nn.Module, merge_batchnorm: bool = True) -> fx.GraphModule:
 
 
 def composite(rule_set: str, low: Tensor | float, high: Tensor | float, canonizers: list[Any] | None = None) -> Any:
+    from zennit.rules import Pass
+
     canonizers = canonizers or []
+    # zennit's composites list no rule for Mish; like every other activation it passes relevance
+    extra = [(nn.Mish, Pass())]
     if rule_set == "epsilon_plus_flat":
-        return EpsilonPlusFlat(canonizers=canonizers)
+        return EpsilonPlusFlat(canonizers=canonizers, layer_map=extra)
     if rule_set == "epsilon_gamma_box":
-        return EpsilonGammaBox(low=low, high=high, canonizers=canonizers)
-    return EpsilonAlpha2Beta1Flat(canonizers=canonizers)
+        return EpsilonGammaBox(low=low, high=high, canonizers=canonizers, layer_map=extra)
+    return EpsilonAlpha2Beta1Flat(canonizers=canonizers, layer_map=extra)
 
 
 def attribute(model: nn.Module, comp: Any, x: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
