@@ -113,10 +113,9 @@ class GraphLRP:
         self.stabilizer = stabilizer
         self.traced: Traced = trace(module, merge_batchnorm)
         self._rules: dict[fx.Node, AffineRule] = {}
-        self._assign_rules(low, high, epsilon, gamma)
+        # scratch buffers shared by all layers and kept between batches
         self.workspace = Workspace()
-        for rule in self._rules.values():
-            rule.ws = self.workspace
+        self._assign_rules(low, high, epsilon, gamma)
         self._plan()
         self._key: tuple[torch.device, torch.dtype] | None = None
         param = next(module.parameters(), None)
@@ -170,6 +169,7 @@ class GraphLRP:
                 gamma=gamma,
                 low=low,
                 high=high,
+                workspace=self.workspace,
             )
 
     def _plan(self) -> None:

@@ -4,13 +4,9 @@ zennit computes a rule by re-running the layer with modified parameters under au
 and differentiating.  Here each rule is written out directly: the modified weights are
 prepared once per device/dtype, the rule's denominators are recomputed from the kept
 layer input right before they are needed, and the transposed layer is applied under
-``torch.no_grad()`` with in-place divisions: a matrix product, or for a convolution a
-forward convolution with the flipped kernel (stride 1), a 1x1 convolution scattered into
-every stride-th pixel (strided 1x1), one stride-1 convolution per phase for a strided
-grouped (depthwise) convolution, and ``conv_transpose2d`` otherwise, since oneDNN's
-forward convolutions are the faster ones on CPU.  A 1x1 convolution runs as a matrix
-product, which can write its scratch results (denominators, the two halves of z+'s
-transpose) into the engine's reused buffers (:mod:`harness.attribution.workspace`).
+``torch.no_grad()`` with in-place divisions.  How the layer and its transpose are
+computed (matrix products, flipped or phase-split convolutions, reused buffers) is
+:mod:`harness.attribution.products`.
 
 The formulas follow zennit 0.5's rules (``Epsilon``, ``ZPlus``, ``Gamma``,
 ``AlphaBeta``, ``Flat``, ``ZBox``) term by term, including its stabiliser
@@ -23,16 +19,18 @@ output ``z``: one layer call instead of two.  Convolutions may be grouped (depth
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
+from harness.attribution.products import LayerProducts, conv_padding
 from harness.attribution.workspace import Workspace
 
-__all__ = ["AffineRule", "FLAT", "ZBOX", "ZPLUS", "GAMMA", "ALPHA_BETA", "EPSILON", "stabilize", "fold_batch_norm"]
+__all__ = [
+    "AffineRule", "FLAT", "ZBOX", "ZPLUS", "GAMMA", "ALPHA_BETA", "EPSILON", "conv_padding", "stabilize",
+    "fold_batch_norm",
+]  # fmt: skip
 
 FLAT, ZBOX, ZPLUS, GAMMA, ALPHA_BETA, EPSILON = "flat", "zbox", "zplus", "gamma", "alpha_beta", "epsilon"
 # z+ of a signed input from the layer output (one layer call instead of two) from this many
@@ -94,100 +92,8 @@ def fold_batch_norm(
     return weight, bias
 
 
-def conv_padding(conv: nn.Conv2d) -> tuple[int, int] | None:
-    """Numeric symmetric padding of ``conv``, or None if PyTorch pads it asymmetrically
-    (``padding='same'`` with an even effective kernel)."""
-    if isinstance(conv.padding, str):
-        if conv.padding == "valid":
-            return (0, 0)
-        pads = []
-        for k, d in zip(conv.kernel_size, conv.dilation):
-            total = d * (k - 1)
-            if total % 2:
-                return None
-            pads.append(total // 2)
-        return (pads[0], pads[1])
-    return (int(conv.padding[0]), int(conv.padding[1]))
-
-
 def _clamp(t: Tensor | None, **kwargs: float) -> Tensor | None:
     return None if t is None else t.clamp(**kwargs)
-
-
-# 1x1 convolutions become matrix products where oneDNN's convolution measured slower (2
-# threads, batch 8, sizes of MobileNet/EfficientNet/ResNet-50): with few input channels
-# to sum over, and where the output is so large that allocating it costs more than the
-# product (glibc maps blocks over 32 MiB afresh); elsewhere oneDNN is up to 2x faster.
-_MATMUL_MAX_CONTRACTION = 32
-_MATMUL_MIN_OUTPUT_BYTES = 24 << 20
-
-
-def _as_matmul(contraction: int, out_numel: int, like: Tensor) -> bool:
-    if like.device.type != "cpu":
-        return False
-    return contraction <= _MATMUL_MAX_CONTRACTION or out_numel * like.element_size() >= _MATMUL_MIN_OUTPUT_BYTES
-
-
-def _transpose_plan(
-    w: Tensor,
-    groups: int,
-    stride: tuple[int, ...],
-    padding: tuple[int, int],
-    dilation: tuple[int, ...],
-    kernel_size: tuple[int, ...],
-) -> tuple[str, Tensor, Any]:
-    """How :meth:`AffineRule._lin_t` applies the transpose of a convolution with weight ``w``.
-
-    With stride 1, the transposed convolution is a convolution with the kernel flipped and
-    the in/out channels of each group swapped, padded by ``dilation * (k - 1) - padding``
-    (when that is not negative); a strided 1x1 convolution without padding transposes to a
-    1x1 convolution scattered into every stride-th pixel.  Anything else keeps
-    ``conv_transpose2d``.
-    """
-    c_out, c_in_group = w.shape[:2]
-    flipped = (
-        w.reshape(groups, c_out // groups, c_in_group, *w.shape[2:])
-        .transpose(1, 2)
-        .reshape(groups * c_in_group, c_out // groups, *w.shape[2:])
-        .flip(-1, -2)
-        .contiguous()
-    )
-    if all(st == 1 for st in stride):
-        pad = tuple(d * (k - 1) - p for d, k, p in zip(dilation, kernel_size, padding))
-        if all(p >= 0 for p in pad):
-            return ("conv", flipped, pad)
-    if tuple(kernel_size) == (1, 1) and tuple(padding) == (0, 0):
-        return ("strided_1x1", flipped, None)
-    if groups > 1 and all(d == 1 and k >= st for d, k, st in zip(dilation, kernel_size, stride)):
-        return ("polyphase", w, _polyphase(flipped.flip(-1, -2), stride, padding))
-    return ("conv_transpose", w, None)
-
-
-def _polyphase(
-    swapped: Tensor, stride: tuple[int, ...], padding: tuple[int, int]
-) -> list[tuple[Tensor, tuple[int, int], tuple[int, int], tuple[int, int]]]:
-    """A strided transposed convolution as ``stride_y * stride_x`` stride-1 convolutions.
-
-    Output row ``i`` of a transposed convolution (stride ``st``, padding ``p``, kernel ``k``)
-    only meets the taps ``t = r + st * m`` of its phase ``r = (i + p) mod st``:
-    ``out[i] = sum_m s[q - m] w[r + st m]`` with ``q = (i + p - r) / st``, a stride-1
-    correlation of ``s`` with the phase's taps reversed.  Each phase fills every
-    ``st``-th output row and column.  For grouped (depthwise) convolutions PyTorch's CPU
-    transposed convolution runs group by group, 10-20x slower than these forward calls.
-
-    ``swapped``: the weight with in/out channels of each group swapped (not flipped).
-    Returns per phase: the reversed taps, the symmetric padding, the phase ``r`` and the
-    number of taps, per dimension.
-    """
-    phases = []
-    for ry in range(stride[0]):
-        for rx in range(stride[1]):
-            taps = swapped[:, :, ry :: stride[0], rx :: stride[1]]
-            if not taps.numel():
-                continue
-            kr = (taps.shape[2], taps.shape[3])
-            phases.append((taps.flip(-1, -2).contiguous(), (kr[0] - 1, kr[1] - 1), (ry, rx), kr))
-    return phases
 
 
 class AffineRule:
@@ -207,6 +113,8 @@ class AffineRule:
         zennit's rule parameters.
     low, high : Tensor or float
         Box bounds for the ZBox rule.
+    workspace : Workspace, optional
+        Scratch buffers shared with the engine's other layers.
     """
 
     def __init__(
@@ -221,27 +129,12 @@ class AffineRule:
         gamma: float,
         low: Tensor | float,
         high: Tensor | float,
+        workspace: Workspace | None = None,
     ) -> None:
         self.rule = rule
         self.nonneg = nonneg
-        self.is_conv = isinstance(layer, nn.Conv2d)
-        self.groups = 1
-        if isinstance(layer, nn.Conv2d):
-            padding = conv_padding(layer)
-            assert padding is not None, "asymmetric padding is refused by the tracer"
-            self.stride, self.padding, self.dilation = tuple(layer.stride), padding, tuple(layer.dilation)
-            self.kernel_size = tuple(layer.kernel_size)
-            self.groups = layer.groups
-        # a 1x1 convolution is a matrix product per image: run as one, it can write into a
-        # reused buffer (oneDNN's convolution always allocates its output)
-        self.pointwise = (
-            self.is_conv
-            and self.kernel_size == (1, 1)
-            and self.stride == (1, 1)
-            and self.padding == (0, 0)
-            and self.groups == 1
-        )
-        self.ws = Workspace()  # the engine shares one among its rules
+        self.ops = LayerProducts(layer, workspace)
+        self.is_conv, self.groups = self.ops.is_conv, self.ops.groups
         self.epsilon, self.stabilizer, self.gamma = epsilon, stabilizer, gamma
         self.low, self.high = low, high
         self.src_weight = layer.weight.detach()
@@ -269,7 +162,6 @@ class AffineRule:
         )
         self.t: dict[str, Tensor | None] = {}
         self._cache: dict[tuple[int, ...], Any] = {}
-        self._transposed: dict[str, tuple[str, Tensor, Any]] = {}
 
     @property
     def needs_output(self) -> bool:
@@ -315,128 +207,7 @@ class AffineRule:
             t["b3"] = None if b is None else b + self.gamma * b.clamp(max=0.0)
         self.t = t
         self._cache.clear()
-        self._transposed.clear()
-
-    # -- geometry ---------------------------------------------------------------------
-    def _lin(
-        self, x: Tensor, w: Tensor | None, b: Tensor | None, groups: int | None = None, role: str | None = None
-    ) -> Tensor:
-        """The layer with weight ``w`` and bias ``b`` applied to ``x``; with ``role``, a 1x1
-        convolution writes into that workspace buffer (so the result is scratch)."""
-        assert w is not None
-        if self.pointwise and _as_matmul(x.shape[1], x.shape[0] * w.shape[0] * x.shape[2] * x.shape[3], x):
-            n, c, h, wd = x.shape
-            y = self._matmul(w.reshape(w.shape[0], c), x.reshape(n, c, h * wd), role)
-            if b is not None:
-                y.add_(b.reshape(-1, 1))
-            return y.view(n, -1, h, wd)
-        if self.is_conv:
-            g = self.groups if groups is None else groups
-            return F.conv2d(x, w, b, self.stride, self.padding, self.dilation, g)
-        return F.linear(x, w, b)
-
-    def _matmul(self, w: Tensor, x: Tensor, role: str | None) -> Tensor:
-        if role is None:
-            return torch.matmul(w, x)
-        return torch.matmul(w, x, out=self.ws.take(role, (x.shape[0], w.shape[0], x.shape[2]), x))
-
-    def _lin_t(self, s: Tensor, key: str, in_shape: torch.Size, role: str | None = None) -> Tensor:
-        """Transpose of :meth:`_lin` with weight ``self.t[key]`` (without bias) applied to ``s``,
-        shaped like the input (``role``: see :meth:`_lin`)."""
-        w = self.t[key]
-        assert w is not None
-        if not self.is_conv:
-            return s.matmul(w)
-        if self.pointwise and _as_matmul(s.shape[1], math.prod(in_shape), s):
-            n = s.shape[0]
-            return self._matmul(w.reshape(w.shape[0], -1).t(), s.reshape(n, s.shape[1], -1), role).view(in_shape)
-        plan = self._plan(key)
-        if plan[0] == "conv":
-            # oneDNN's forward convolution is faster on CPU than its transposed one
-            # (up to 3x for 1x1 kernels); same sums, in another order
-            _, wf, padding = plan
-            return F.conv2d(s, wf, None, 1, padding, self.dilation, self.groups)
-        if plan[0] == "polyphase":
-            return self._polyphase_t(s, [plan[2]], in_shape, s.new_ones(()).expand(in_shape))
-        if plan[0] == "strided_1x1":
-            # a strided 1x1 convolution reads every stride-th pixel: its transpose is a 1x1
-            # convolution written into those pixels, the others get nothing
-            _, wf, _ = plan
-            y = F.conv2d(s, wf, None, 1, 0, 1, self.groups)
-            out = y.new_zeros(in_shape)
-            sh, sw = self.stride
-            out[:, :, : y.shape[2] * sh : sh, : y.shape[3] * sw : sw] = y
-            return out
-        return self._conv_t(s, w, in_shape, self.groups)
-
-    def _plan(self, key: str) -> tuple[str, Tensor, Any]:
-        plan = self._transposed.get(key)
-        if plan is None:
-            w = self.t[key]
-            assert w is not None
-            plan = self._transposed[key] = _transpose_plan(
-                w, self.groups, self.stride, self.padding, self.dilation, self.kernel_size
-            )
-        return plan
-
-    def _times_input(self, s: Tensor, a: Tensor, shape: torch.Size, key: str, neg_key: str | None = None) -> Tensor:
-        """``a * (W^T s)`` for the weight ``self.t[key]``; with ``neg_key``, ``W^T s`` takes that
-        weight where ``a <= 0`` (z+'s ``a+ W+^T s + a- W-^T s``).  Always a fresh tensor."""
-        if self.is_conv and not self.pointwise and self._plan(key)[0] == "polyphase":
-            keys = [key] if neg_key is None else [key, neg_key]
-            return self._polyphase_t(s, [self._plan(k)[2] for k in keys], shape, a)
-        out = self._lin_t(s, key, shape)
-        if neg_key is not None:
-            positive = torch.gt(a, 0.0, out=self.ws.take_as("mask", a.shape, torch.bool, a.device))
-            out = torch.where(positive, out, self._lin_t(s, neg_key, shape), out=out)
-        return out.mul_(a)
-
-    def _polyphase_t(self, s: Tensor, plans: list[Any], in_shape: torch.Size, a: Tensor) -> Tensor:
-        """``a`` times the transposed convolution of ``s`` (see :func:`_polyphase`), one plan per
-        weight (two: the first where ``a > 0``, the second elsewhere), written phase by phase
-        into one fresh tensor, so that no full-size intermediate is made."""
-        out = s.new_empty(in_shape)
-        for phase_index in range(len(plans[0])):
-            parts = []
-            for plan in plans:
-                taps, pad, _, _ = plan[phase_index]
-                parts.append(F.conv2d(s, taps, None, 1, pad, 1, self.groups))
-            index: list[slice] = [slice(None), slice(None)]
-            crop: list[slice] = [slice(None), slice(None)]
-            for dim, r in enumerate(plans[0][phase_index][2]):
-                st, p, size = self.stride[dim], self.padding[dim], in_shape[2 + dim]
-                q_first = -((r - p) // st)  # smallest q with q * st - p + r >= 0
-                i_first = q_first * st - p + r
-                count = max(0, (size - 1 - i_first) // st + 1)
-                index.append(slice(i_first, i_first + (count - 1) * st + 1, st))
-                crop.append(slice(q_first, q_first + count))
-            target = out[tuple(index)]
-            if not target.numel():
-                continue
-            got = [part[tuple(crop)] for part in parts]
-            if got[0].shape != target.shape:
-                # rows past the end of the phase's output meet no entry of s (output padding)
-                pad = (0, target.shape[3] - got[0].shape[3], 0, target.shape[2] - got[0].shape[2])
-                got = [F.pad(g, pad) for g in got]
-            a_phase = a[tuple(index)]
-            if len(got) == 1:
-                torch.mul(got[0], a_phase, out=target)
-            else:
-                torch.where(a_phase > 0.0, got[0], got[1], out=target).mul_(a_phase)
-        return out
-
-    def _conv_t(self, s: Tensor, w: Tensor, in_shape: torch.Size, groups: int) -> Tensor:
-        """``conv_transpose2d`` with the output padding that gives ``in_shape``."""
-        out_pad = []
-        for dim in (0, 1):
-            covered = (
-                (s.shape[-2 + dim] - 1) * self.stride[dim]
-                - 2 * self.padding[dim]
-                + self.dilation[dim] * (self.kernel_size[dim] - 1)
-                + 1
-            )
-            out_pad.append(in_shape[-2 + dim] - covered)
-        return F.conv_transpose2d(s, w, None, self.stride, self.padding, tuple(out_pad), groups, self.dilation)
+        self.ops.reset(t)
 
     # -- rules --------------------------------------------------------------------------
     def relevance(self, g: Tensor, a: Tensor | None, z: Tensor | None, in_shape: torch.Size) -> Tensor:
@@ -450,21 +221,21 @@ class AffineRule:
 
     def _epsilon(self, g: Tensor, a: Tensor, z: Tensor, shape: torch.Size) -> Tensor:
         s = g.div_(stabilize(z, self.epsilon))
-        return self._times_input(s, a, shape, "w")
+        return self.ops.times_input(s, a, shape, "w")
 
     def _zplus(self, g: Tensor, a: Tensor, z: Tensor | None, shape: torch.Size) -> Tensor:
         t = self.t
         if self.nonneg:
-            s = g.div_(self._lin(a, t["wp"], t["bp_eps"], role="denominator"))
-            return self._times_input(s, a, shape, "wp")
-        ws = self.ws
+            s = g.div_(self.ops.forward(a, t["wp"], t["bp_eps"], role="denominator"))
+            return self.ops.times_input(s, a, shape, "wp")
+        ws = self.ops.ws
         if self._zplus_from_output:
             # zennit's W+ a+ + W- a- + b+ from the layer's output z = W a + b and one layer
             # call on |a|; it is >= 0 but for rounding, so the stabiliser is "+ eps" after a
             # clamp at 0
             assert z is not None
             abs_a = torch.abs(a, out=ws.take("input", a.shape, a))
-            d = self._lin(abs_a, t["w_abs_half"], t["b_half_eps"], role="denominator")
+            d = self.ops.forward(abs_a, t["w_abs_half"], t["b_half_eps"], role="denominator")
             d = d.add_(z, alpha=0.5).clamp_(min=self.stabilizer)
         else:
             width = a.shape[1]
@@ -473,57 +244,67 @@ class AffineRule:
                 apn = ws.take("input", (a.shape[0], 2 * width) + tuple(a.shape[2:]), a)
                 torch.clamp(a, min=0.0, out=apn[:, :width])
                 torch.clamp(a, max=0.0, out=apn[:, width:])
-                d = stabilize_(self._lin(apn, t["w_pn"], t["bp"], role="denominator"), self.stabilizer)
+                d = stabilize_(self.ops.forward(apn, t["w_pn"], t["bp"], role="denominator"), self.stabilizer)
             else:
                 ap = torch.clamp(a, min=0.0, out=ws.take("input", a.shape, a))
-                d = self._lin(ap, t["wp"], t["bp"])
+                d = self.ops.forward(ap, t["wp"], t["bp"])
                 an = torch.clamp(a, max=0.0, out=ws.take("input", a.shape, a))
-                d = stabilize_(d.add_(self._lin(an, t["wn"], None)), self.stabilizer)
+                d = stabilize_(d.add_(self.ops.forward(an, t["wn"], None)), self.stabilizer)
         s = g.div_(d)
         del d
         # a+ * (W+^T s) + a- * (W-^T s), choosing the term by the sign of a
         if "w_pn" in t:
             width = shape[1]
             positive = torch.gt(a, 0.0, out=ws.take_as("mask", a.shape, torch.bool, a.device))
-            back = self._lin_t(s, "w_pn", torch.Size((shape[0], 2 * width) + tuple(shape[2:])), role="transposed")
+            back = self.ops.transpose(
+                s, "w_pn", torch.Size((shape[0], 2 * width) + tuple(shape[2:])), role="transposed"
+            )
             return torch.where(positive, back[:, :width], back[:, width:]).mul_(a)
-        return self._times_input(s, a, shape, "wp", "wn")
+        return self.ops.times_input(s, a, shape, "wp", "wn")
 
     def _gamma(self, g: Tensor, a: Tensor, z: Tensor, shape: torch.Size) -> Tensor:
         t = self.t
         if self.nonneg:
             # the terms of zennit's rule built from a- are exact zeros
-            s_pos = (z > 0.0) * g / stabilize_(self._lin(a, t["w1"], t["b1"]), self.stabilizer)
-            s_neg = g.mul_(z < 0.0).div_(stabilize_(self._lin(a, t["w2"], t["b3"]), self.stabilizer))
-            return self._lin_t(s_pos, "w1", shape).add_(self._lin_t(s_neg, "w2", shape)).mul_(a)
+            s_pos = (z > 0.0) * g / stabilize_(self.ops.forward(a, t["w1"], t["b1"]), self.stabilizer)
+            s_neg = g.mul_(z < 0.0).div_(stabilize_(self.ops.forward(a, t["w2"], t["b3"]), self.stabilizer))
+            return self.ops.transpose(s_pos, "w1", shape).add_(self.ops.transpose(s_neg, "w2", shape)).mul_(a)
         ap, an = a.clamp(min=0.0), a.clamp(max=0.0)
-        d_pos = stabilize_(self._lin(ap, t["w1"], t["b1"]).add_(self._lin(an, t["w2"], None)), self.stabilizer)
-        d_neg = stabilize_(self._lin(ap, t["w2"], t["b3"]).add_(self._lin(an, t["w1"], None)), self.stabilizer)
+        d_pos = stabilize_(
+            self.ops.forward(ap, t["w1"], t["b1"]).add_(self.ops.forward(an, t["w2"], None)), self.stabilizer
+        )
+        d_neg = stabilize_(
+            self.ops.forward(ap, t["w2"], t["b3"]).add_(self.ops.forward(an, t["w1"], None)), self.stabilizer
+        )
         s_pos = (z > 0.0) * g / d_pos
         s_neg = g.mul_(z < 0.0).div_(d_neg)
         del d_pos, d_neg
-        out = self._lin_t(s_pos, "w1", shape).mul_(ap)
-        out.add_(self._lin_t(s_pos, "w2", shape).mul_(an))
-        out.add_(self._lin_t(s_neg, "w2", shape).mul_(ap))
-        return out.add_(self._lin_t(s_neg, "w1", shape).mul_(an))
+        out = self.ops.transpose(s_pos, "w1", shape).mul_(ap)
+        out.add_(self.ops.transpose(s_pos, "w2", shape).mul_(an))
+        out.add_(self.ops.transpose(s_neg, "w2", shape).mul_(ap))
+        return out.add_(self.ops.transpose(s_neg, "w1", shape).mul_(an))
 
     def _alpha_beta(self, g: Tensor, a: Tensor, z: Tensor | None, shape: torch.Size) -> Tensor:
         alpha, beta = 2.0, 1.0
         t = self.t
         if self.nonneg:
-            d_pos = self._lin(a, t["wp"], t["bp"]).add_(self.stabilizer)
-            d_neg = stabilize_(self._lin(a, t["wn"], t["bn"]), self.stabilizer)
+            d_pos = self.ops.forward(a, t["wp"], t["bp"]).add_(self.stabilizer)
+            d_neg = stabilize_(self.ops.forward(a, t["wn"], t["bn"]), self.stabilizer)
             s_pos = g / d_pos
             s_neg = g.div_(d_neg)
             del d_pos, d_neg
-            pos = self._lin_t(s_pos, "wp", shape).mul_(a)
-            neg = self._lin_t(s_neg, "wn", shape).mul_(a)
+            pos = self.ops.transpose(s_pos, "wp", shape).mul_(a)
+            neg = self.ops.transpose(s_neg, "wn", shape).mul_(a)
             return pos.mul_(alpha).sub_(neg, alpha=beta)
         ap, an = a.clamp(min=0.0), a.clamp(max=0.0)
-        s_pos = g / stabilize_(self._lin(ap, t["wp"], t["bp"]).add_(self._lin(an, t["wn"], None)), self.stabilizer)
-        s_neg = g / stabilize_(self._lin(ap, t["wn"], t["bn"]).add_(self._lin(an, t["wp"], None)), self.stabilizer)
-        pos = self._lin_t(s_pos, "wp", shape).mul_(ap).add_(self._lin_t(s_pos, "wn", shape).mul_(an))
-        neg = self._lin_t(s_neg, "wn", shape).mul_(ap).add_(self._lin_t(s_neg, "wp", shape).mul_(an))
+        s_pos = g / stabilize_(
+            self.ops.forward(ap, t["wp"], t["bp"]).add_(self.ops.forward(an, t["wn"], None)), self.stabilizer
+        )
+        s_neg = g / stabilize_(
+            self.ops.forward(ap, t["wn"], t["bn"]).add_(self.ops.forward(an, t["wp"], None)), self.stabilizer
+        )
+        pos = self.ops.transpose(s_pos, "wp", shape).mul_(ap).add_(self.ops.transpose(s_pos, "wn", shape).mul_(an))
+        neg = self.ops.transpose(s_neg, "wn", shape).mul_(ap).add_(self.ops.transpose(s_neg, "wp", shape).mul_(an))
         return pos.mul_(alpha).sub_(neg, alpha=beta)
 
     def _flat(self, g: Tensor, a: Tensor | None, z: Tensor | None, shape: torch.Size) -> Tensor:
@@ -536,8 +317,8 @@ class AffineRule:
             if self.is_conv:
                 # one output channel per group: every output channel of a group has the same count
                 ones_in = g.new_ones((1, shape[1]) + tuple(shape[2:]))
-                ones_w = g.new_ones((groups, shape[1] // groups) + self.kernel_size)
-                d = stabilize(self._lin(ones_in, ones_w, None), self.stabilizer).unsqueeze(2)
+                ones_w = g.new_ones((groups, shape[1] // groups) + self.ops.kernel_size)
+                d = stabilize(self.ops.forward(ones_in, ones_w, None), self.stabilizer).unsqueeze(2)
             else:
                 d = stabilize(g.new_ones(1, shape[-1]).sum(-1, keepdim=True), self.stabilizer)
             self._cache[key] = d
@@ -545,8 +326,8 @@ class AffineRule:
             return g.div_(d).sum(-1, keepdim=True).expand(shape).contiguous()
         n = g.shape[0]
         per_group = g.reshape(n, groups, -1, *g.shape[2:]).div_(d).sum(2)
-        box = g.new_ones((groups, 1) + self.kernel_size)
-        r = self._conv_t(per_group, box, torch.Size((n, groups) + tuple(shape[2:])), groups)
+        box = g.new_ones((groups, 1) + self.ops.kernel_size)
+        r = self.ops.conv_transpose(per_group, box, torch.Size((n, groups) + tuple(shape[2:])), groups)
         width = shape[1] // groups
         return r.unsqueeze(2).expand(n, groups, width, *r.shape[2:]).reshape(shape)
 
@@ -558,7 +339,7 @@ class AffineRule:
             target = (1,) + tuple(shape[1:])
             low = torch.as_tensor(self.low).to(like).expand(target)
             high = torch.as_tensor(self.high).to(like).expand(target)
-            offset = self._lin(low, t["wp"], t["bp"]) + self._lin(high, t["wn"], t["bn"])
+            offset = self.ops.forward(low, t["wp"], t["bp"]) + self.ops.forward(high, t["wn"], t["bn"])
             hit = self._cache[key] = (low, high, offset)
         low, high, offset = hit
         return low, high, offset
@@ -566,6 +347,6 @@ class AffineRule:
     def _zbox(self, g: Tensor, x: Tensor, z: Tensor, shape: torch.Size) -> Tensor:
         low, high, offset = self._bounds(shape, x)
         s = g.div_(stabilize_(z - offset, self.stabilizer))
-        out = self._lin_t(s, "w", shape).mul_(x)
-        out.sub_(self._lin_t(s, "wp", shape).mul_(low))
-        return out.sub_(self._lin_t(s, "wn", shape).mul_(high))
+        out = self.ops.transpose(s, "w", shape).mul_(x)
+        out.sub_(self.ops.transpose(s, "wp", shape).mul_(low))
+        return out.sub_(self.ops.transpose(s, "wn", shape).mul_(high))

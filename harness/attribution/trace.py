@@ -211,7 +211,7 @@ def _classify(gm: fx.GraphModule, node: fx.Node, carrying: set[fx.Node], done: d
         module = gm.get_submodule(str(node.target))
         if isinstance(module, (nn.Conv2d, nn.Linear)) and type(module) in (nn.Conv2d, nn.Linear):
             if isinstance(module, nn.Conv2d):
-                from harness.attribution.rules import conv_padding
+                from harness.attribution.products import conv_padding
 
                 if module.padding_mode != "zeros":
                     raise UnsupportedModel(f"{label} has padding_mode='{module.padding_mode}'")
