@@ -480,6 +480,10 @@ def _batch_norm_eval(bn: Any) -> Any:
 
 
 def _max_pool(info: TracedNode, args: Any, kwargs: Any) -> tuple[Tensor, Any]:
+    if "adaptive" in info.info:
+        x = args[0]
+        out, idx = F.adaptive_max_pool2d(x, info.info["adaptive"], return_indices=True)
+        return out, (idx, x.shape, None)
     if info.module is not None:
         x = args[0]
         k, s, p, d, ceil = info.info["args"]
@@ -495,7 +499,13 @@ def _max_pool(info: TracedNode, args: Any, kwargs: Any) -> tuple[Tensor, Any]:
 
 
 def _max_unpool(g: Tensor, saved: Any) -> Tensor:
-    idx, shape, (k, s, p, d, ceil) = saved
+    idx, shape, params = saved
+    if params is None:
+        # adaptive windows may overlap and pick one element twice: scatter-add, as autograd does
+        n, c = g.shape[:2]
+        out = g.new_zeros(n, c, shape[-2] * shape[-1])
+        return out.scatter_add_(2, idx.reshape(n, c, -1), g.reshape(n, c, -1)).reshape(shape)
+    k, s, p, d, ceil = params
     if all(si >= di * (ki - 1) + 1 for ki, si, di in zip(k, s, d)):
         # windows that share no element: each input receives at most one value, a scatter
         return F.max_unpool2d(g, idx, k, s, p, output_size=list(shape[-2:]))

@@ -29,7 +29,7 @@ Choices (each matches the zennit reference of the test suite):
 * activations (module or functional): zennit's ``Pass`` rule, relevance unchanged.
 * batch norm: merged into the Conv2d/Linear whose only consumer it is (zennit's
   canonizers), else ``Pass`` as zennit's composites give it.
-* max pooling: the gradient (relevance to each window's arg-max); average pooling,
+* max pooling (also adaptive): the gradient (relevance to each window's arg-max); average pooling,
   adaptive average pooling and a mean over the spatial dimensions: zennit's ``Norm``.
 """
 
@@ -240,6 +240,8 @@ def _classify(gm: fx.GraphModule, node: fx.Node, carrying: set[fx.Node], done: d
                 Kind.MAX_POOL,
                 args=(module.kernel_size, module.stride, module.padding, module.dilation, module.ceil_mode),
             )
+        elif type(module) is nn.AdaptiveMaxPool2d and not module.return_indices:
+            out = known(Kind.MAX_POOL, adaptive=module.output_size)
         elif type(module) in (nn.AvgPool2d, nn.AdaptiveAvgPool2d):
             out = known(Kind.AVG_POOL)
         else:
@@ -286,6 +288,13 @@ def _classify(gm: fx.GraphModule, node: fx.Node, carrying: set[fx.Node], done: d
             return out
         if target is F.max_pool2d and not _arg(node, 6, "return_indices", False):
             out = known(Kind.MAX_POOL, call=True)
+            out.nonneg = nonneg_of(first)
+            return out
+        if target is F.adaptive_max_pool2d and not _arg(node, 2, "return_indices", False):
+            size = _arg(node, 1, "output_size")
+            if not _constant(size):
+                raise UnsupportedModel(f"{label}: the output size is not a constant")
+            out = known(Kind.MAX_POOL, adaptive=size)
             out.nonneg = nonneg_of(first)
             return out
         if target in (F.avg_pool2d, F.adaptive_avg_pool2d):

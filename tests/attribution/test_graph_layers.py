@@ -143,6 +143,11 @@ class Selections(nn.Module):
         )
 
 
+def _concat_pool(x: Tensor, a: nn.Module, b: nn.Module) -> Tensor:
+    h = F.relu(a(x))
+    return torch.cat([F.adaptive_avg_pool2d(h, 3), F.adaptive_max_pool2d(h, 3)], 1)
+
+
 def _mish_and_copies(x: Tensor, a: nn.Module, b: nn.Module) -> Tensor:
     h = F.mish(a(x))
     return b(h.clone().float().contiguous().view_as(h).unflatten(1, (2, 3)).flatten(1, 2))
@@ -177,6 +182,11 @@ def _bodies() -> dict[str, Callable[[], nn.Module]]:
         "max_pool_overlapping": lambda: nn.Sequential(
             conv(), nn.ReLU(), nn.MaxPool2d(3, stride=2, ceil_mode=True), conv(6, 4, padding=1)
         ),
+        "adaptive_max_pool": lambda: nn.Sequential(
+            conv(), nn.Hardswish(), nn.AdaptiveMaxPool2d((4, 3)), conv(6, 4, padding=1)
+        ),
+        # fastai's head: average and max pooled features side by side
+        "concat_pool_head": lambda: Lambda(_concat_pool, conv(), None),
         "functional_max_pool": lambda: Lambda(lambda x, a, b: F.max_pool2d(F.relu(a(x)), 2), conv(), None),
         "avg_pool": lambda: nn.Sequential(conv(), nn.ReLU(), nn.AvgPool2d(2), conv(6, 4, padding=1)),
         "adaptive_avg_pool": lambda: nn.Sequential(conv(), nn.Hardswish(), nn.AdaptiveAvgPool2d(3)),
