@@ -5,6 +5,7 @@ in another browser; any item can be flagged."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,20 @@ def mark_first_failure(page: Any, mark: str = "confirmed") -> str:
     return failed.get_attribute("data-item-key") or ""
 
 
+def wait_until_stored(context: Any, path: Path, key: str, mark: str = "confirmed", timeout_s: float = 15.0) -> bool:
+    """Whether a fresh page of ``context`` sees ``key`` marked, polling: Chromium commits a
+    page's localStorage writes to the browser process asynchronously, so a page closed
+    right after a mark (on a busy machine) could otherwise take the mark with it."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        probe = open_report(context, path)
+        seen = probe.locator(f"section.variant[data-item-key='{key}'] input[data-mark={mark}]").is_checked()
+        probe.close()
+        if seen or time.monotonic() > deadline:
+            return seen
+        time.sleep(0.1)
+
+
 def test_a_review_survives_a_rerun_with_the_same_verdict_and_image(chromium, rows, tmp_path):
     path = tmp_path / "report.html"
     write_report(rows, path, meta={"started": 1_700_000_000})
@@ -56,6 +71,7 @@ def test_a_review_survives_a_rerun_with_the_same_verdict_and_image(chromium, row
     try:
         page = open_report(context, path)
         key = mark_first_failure(page)
+        assert wait_until_stored(context, path, key)
         page.close()
         write_report(rows, path, meta={"started": 1_700_086_400})  # the next day, nothing changed
         page = open_report(context, path)
