@@ -93,7 +93,7 @@ def _transpose_plan(
 
 def _polyphase(
     swapped: Tensor, stride: tuple[int, ...], padding: tuple[int, int]
-) -> list[tuple[Tensor, tuple[int, int], tuple[int, int], tuple[int, int]]]:
+) -> list[tuple[Tensor, tuple[int, int], tuple[int, int]]]:
     """A strided transposed convolution as ``stride_y * stride_x`` stride-1 convolutions.
 
     Output row ``i`` of a transposed convolution (stride ``st``, padding ``p``, kernel ``k``)
@@ -104,17 +104,16 @@ def _polyphase(
     transposed convolution runs group by group, 10-20x slower than these forward calls.
 
     ``swapped``: the weight with in/out channels of each group swapped (not flipped).
-    Returns per phase: the reversed taps, the symmetric padding, the phase ``r`` and the
-    number of taps, per dimension.
+    Returns per phase: the reversed taps, the symmetric padding and the phase ``r`` per
+    dimension.  The caller asks for it only where the kernel is at least the stride, so
+    every phase has taps.
     """
     phases = []
     for ry in range(stride[0]):
         for rx in range(stride[1]):
             taps = swapped[:, :, ry :: stride[0], rx :: stride[1]]
-            if not taps.numel():
-                continue
-            kr = (taps.shape[2], taps.shape[3])
-            phases.append((taps.flip(-1, -2).contiguous(), (kr[0] - 1, kr[1] - 1), (ry, rx), kr))
+            pad = (taps.shape[2] - 1, taps.shape[3] - 1)
+            phases.append((taps.flip(-1, -2).contiguous(), pad, (ry, rx)))
     return phases
 
 
@@ -135,7 +134,6 @@ class LayerProducts:
             self.stride, self.padding, self.dilation = tuple(layer.stride), padding, tuple(layer.dilation)
             self.kernel_size = tuple(layer.kernel_size)
             self.groups = layer.groups
-        self.fan_in = layer.weight[0].numel()
         # a 1x1 convolution is a matrix product per image: run as one, it can write into a
         # reused buffer (oneDNN's convolution always allocates its output)
         self.pointwise = (
@@ -193,7 +191,7 @@ class LayerProducts:
             _, wf, padding = plan
             return F.conv2d(s, wf, None, 1, padding, self.dilation, self.groups)
         if plan[0] == "polyphase":
-            return self._polyphase_t(s, [plan[2]], in_shape, s.new_ones(()).expand(in_shape))
+            return self._polyphase_t(s, [plan[2]], in_shape, None)
         if plan[0] == "strided_1x1":
             # a strided 1x1 convolution reads every stride-th pixel: its transpose is a 1x1
             # convolution written into those pixels, the others get nothing
@@ -227,15 +225,16 @@ class LayerProducts:
             out = torch.where(positive, out, self.transpose(s, neg_key, shape), out=out)
         return out.mul_(a)
 
-    def _polyphase_t(self, s: Tensor, plans: list[Any], in_shape: torch.Size, a: Tensor) -> Tensor:
-        """``a`` times the transposed convolution of ``s`` (see :func:`_polyphase`), one plan per
-        weight (two: the first where ``a > 0``, the second elsewhere), written phase by phase
-        into one fresh tensor, so that no full-size intermediate is made."""
+    def _polyphase_t(self, s: Tensor, plans: list[Any], in_shape: torch.Size, a: Tensor | None) -> Tensor:
+        """``a`` times the transposed convolution of ``s`` (see :func:`_polyphase`; without ``a``
+        the transpose itself), one plan per weight (two: the first where ``a > 0``, the second
+        elsewhere), written phase by phase into one fresh tensor, so that no full-size
+        intermediate is made."""
         out = s.new_empty(in_shape)
         for phase_index in range(len(plans[0])):
             parts = []
             for plan in plans:
-                taps, pad, _, _ = plan[phase_index]
+                taps, pad, _ = plan[phase_index]
                 parts.append(F.conv2d(s, taps, None, 1, pad, 1, self.groups))
             index: list[slice] = [slice(None), slice(None)]
             crop: list[slice] = [slice(None), slice(None)]
@@ -254,6 +253,9 @@ class LayerProducts:
                 # rows past the end of the phase's output meet no entry of s (output padding)
                 pad = (0, target.shape[3] - got[0].shape[3], 0, target.shape[2] - got[0].shape[2])
                 got = [F.pad(g, pad) for g in got]
+            if a is None:
+                target.copy_(got[0])
+                continue
             a_phase = a[tuple(index)]
             if len(got) == 1:
                 torch.mul(got[0], a_phase, out=target)
