@@ -28,19 +28,18 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import torch
-from common import frozen_model
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# the models and inputs bench_lrp.py times (random weights, random batch-norm statistics);
+# importing it also puts the repository root on sys.path for the harness imports below
+from bench_lrp import build_model, make_batch
 
-from harness.attribution import rules  # noqa: E402
-from harness.attribution.graph import GraphLRP  # noqa: E402
-from harness.attribution.trace import Kind  # noqa: E402
+from harness.attribution import rules
+from harness.attribution.graph import GraphLRP
+from harness.attribution.trace import Kind
 
 
 def products(rule: rules.AffineRule) -> int:
@@ -85,15 +84,10 @@ def floor_per_call(
 
 
 def bench(name: str, batch: int, rounds: int) -> dict[str, Any]:
-    model = frozen_model(name)
-    for module in model.modules():
-        if isinstance(module, torch.nn.BatchNorm2d):
-            assert module.running_mean is not None and module.running_var is not None
-            module.running_mean.uniform_(-0.2, 0.2)
-            module.running_var.uniform_(0.5, 2.0)
-    gen = torch.Generator().manual_seed(1)
-    x = torch.randn(batch, 3, 224, 224, generator=gen)
-    targets = torch.randint(0, 1000, (batch,), generator=gen)
+    built = build_model(name)
+    assert built is not None, f"no model {name!r}"
+    model, side, classes = built
+    x, targets = make_batch(batch, side, classes)
     engine = GraphLRP(model, "epsilon_plus_flat")
     weight: dict[torch.nn.Module, int] = {}
     counts: dict[int, int] = {}
